@@ -1,0 +1,171 @@
+"""
+### interest_pipeline: behaviour events to a served recommender
+
+Runs the whole chain for one day (`as_of`, midnight UTC):
+
+1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash).
+2. **dbt**: staging (typed, deduplicated, rejects with reasons) and the decayed-interest marts for the
+   training and test windows, each model followed by its dbt tests (astronomer-cosmos).
+3. **feast_materialize**: `feast apply`, then the latest interest row per user into the online store.
+4. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
+   evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store.
+5. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
+6. **drift_check**: Evidently data drift of today's features against the training window.
+7. **build_bento**: package the service with the new model (`bentoml build`, offline).
+
+Trigger with a config form (as_of, events_path, half_life_days). Reports land in
+`$REPORTS_DIR/<as_of>/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from airflow.sdk import Param, dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+WINDOW = "{{ ti.xcom_pull(task_ids='resolve_window') }}"
+
+
+@dag(
+    dag_id="interest_pipeline",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["interest-decay", "pipeline"],
+    default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=20)},
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Day to compute interest for (YYYY-MM-DD, midnight UTC). Empty: the run's date."),
+        "events_path": Param("", type="string",
+                             description="Event file or folder (CSV/Parquet in the event schema). Empty: $EVENTS_DIR."),
+        "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
+                                description="Half-life of the exponential interest decay, in days."),
+    },
+)
+def interest_pipeline():
+    @task
+    def resolve_window(params: dict | None = None, dag_run=None, logical_date=None) -> dict:
+        """The run's as_of day and the windows derived from it (mart days cover training and test)."""
+        from models.train import load_config
+
+        if params.get("as_of"):
+            as_of = dt.date.fromisoformat(params["as_of"])
+        else:
+            as_of = (logical_date or dag_run.run_after).date()
+        cfg = load_config()
+        test_start = as_of - dt.timedelta(days=cfg["eval_days"])
+        train_start = test_start - dt.timedelta(days=cfg["train_days"])
+        return {
+            "as_of": as_of.isoformat(),
+            "mart_start": train_start.isoformat(),
+            "train_start": train_start.isoformat(),
+            "test_start": test_start.isoformat(),
+            "half_life_days": float(params["half_life_days"]),
+            "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
+        }
+
+    @task
+    def ingest(window: dict) -> list[dict]:
+        """Load the run's event files into raw tables; files loaded before are skipped."""
+        from interest_decay.ingest import ingest as load
+
+        if not window["events_path"]:
+            raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
+        results = load([Path(window["events_path"])])
+        if not results:
+            raise ValueError(f"{window['events_path']}: no .csv or .parquet event files found")
+        return [vars(r) for r in results]
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig(DBT_PROJECT),
+        profile_config=ProfileConfig(profile_name="interest_decay", target_name="local",
+                                     profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
+        execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).parent / "dbt")),
+        operator_args={
+            "vars": {
+                "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
+                "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
+                "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
+            },
+            "install_deps": False,
+        },
+        default_args={"retries": 2},
+    )
+
+    @task
+    def feast_materialize(window: dict) -> dict:
+        """Register the feature definitions, then load each user's latest interest row into the online store."""
+        import subprocess
+
+        from feast import FeatureStore
+
+        from interest_decay import config as settings
+
+        repo = settings.feast_repo_path()
+        Path(os.environ.get("FEAST_REGISTRY_PATH", settings.state_dir() / "feast/registry.db")).parent.mkdir(
+            parents=True, exist_ok=True)
+        subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
+        as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.timezone.utc)
+        store = FeatureStore(repo_path=str(repo))
+        ttl = store.get_feature_view("user_interest_fv").ttl
+        store.materialize(start_date=as_of - ttl, end_date=as_of + dt.timedelta(seconds=1))
+        return {"start": (as_of - ttl).isoformat(), "end": as_of.isoformat()}
+
+    @task
+    def train(window: dict) -> dict:
+        """Fit on point-in-time features, evaluate on the test window, register in the model store."""
+        from models.train import run
+
+        summary = run(dt.date.fromisoformat(window["as_of"]), half_life_days=window["half_life_days"])
+        return {"model_tag": summary["model_tag"], "metrics": summary["metrics"]}
+
+    @task
+    def evaluate(window: dict, trained: dict) -> dict:
+        """Write the model-vs-baseline report; the comparison is returned for the logs and later gates."""
+        from models.report import write_evaluation_report
+
+        path = write_evaluation_report(window["as_of"], trained["model_tag"], trained["metrics"])
+        return {"report": str(path), **trained}
+
+    @task
+    def drift_check(window: dict) -> dict:
+        """Evidently data drift of today's features against the training window."""
+        from interest_decay.drift import run
+
+        return run(dt.date.fromisoformat(window["as_of"]), dt.date.fromisoformat(window["train_start"]),
+                   dt.date.fromisoformat(window["test_start"]))
+
+    @task
+    def build_bento(evaluated: dict, drift: dict) -> str:
+        """Package the service with this run's model; returns the bento tag."""
+        import subprocess
+
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "bentoml"), "build", "-f", str(PROJECT_ROOT / "serving/bentofile.yaml"),
+             "--output", "tag", str(PROJECT_ROOT)],
+            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["model_tag"]},
+        )
+        return result.stdout.strip().split("__tag__:")[-1]
+
+    window = resolve_window()
+    loads = ingest(window)
+    materialized = feast_materialize(window)
+    loads >> dbt >> materialized
+    trained = train(window)
+    materialized >> trained
+    evaluated = evaluate(window, trained)
+    drift = drift_check(window)
+    trained >> drift
+    build_bento(evaluated, drift)
+
+
+interest_pipeline()

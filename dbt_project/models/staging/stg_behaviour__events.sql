@@ -1,0 +1,32 @@
+{{ config(materialized='table', indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}]) }}
+
+with checked as (
+    select * from {{ ref('stg_behaviour__events_checked') }}
+    where reject_reason is null
+),
+
+numbered as (
+    select
+        *,
+        row_number() over (
+            partition by user_id, item_id, category_id, event_type, event_ts, value
+            order by load_id, row_number
+        ) as copy_number
+    from checked
+),
+
+final as (
+    select
+        load_id,
+        row_number,
+        user_id,
+        item_id,
+        category_id,
+        event_type,
+        event_ts,
+        value
+    from numbered
+    where copy_number = 1
+)
+
+select * from final

@@ -1,0 +1,56 @@
+# Settings of the local stack, sourced by the Makefile recipes and the infra scripts.
+# Every value comes from the environment when set; these are the working defaults
+# for the embedded stack (private PostgreSQL on loopback, SQLite online store).
+# interest_decay/config.py reads the same variables with the same defaults.
+
+PROJECT_ROOT="${PROJECT_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export PROJECT_ROOT
+export DECAY_STATE_DIR="${DECAY_STATE_DIR:-$PROJECT_ROOT/.state}"
+export VENV="${VENV:-$PROJECT_ROOT/.venv}"
+
+# PostgreSQL: a private cluster bound to 127.0.0.1 with trust auth for local users.
+# Point PG* at any other server (and set PGPASSWORD) to use it instead.
+export PGHOST="${PGHOST:-127.0.0.1}"
+export PGPORT="${PGPORT:-55432}"
+export PGUSER="${PGUSER:-decay}"
+export PGPASSWORD="${PGPASSWORD:-}"
+export PGSSLMODE="${PGSSLMODE:-prefer}"
+export PGDATABASE="${PGDATABASE:-interest}"
+# The cluster's data dir lives outside the checkout so the postgres user can reach it
+# even when the checkout sits under a private home; one cluster per checkout.
+_checkout_id=$(printf '%s' "$PROJECT_ROOT" | cksum | cut -d' ' -f1)
+export PGDATA="${PGDATA:-/var/tmp/interest-decay-$_checkout_id/pgdata}"
+export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
+
+# dbt writes its models into this schema; raw events live in schema "raw".
+export DBT_SCHEMA="${DBT_SCHEMA:-analytics}"
+export DBT_PROFILES_DIR="${DBT_PROFILES_DIR:-$PROJECT_ROOT/dbt_project}"
+export DBT_SEND_ANONYMOUS_USAGE_STATS=False
+
+# Airflow keeps its metadata in its own database on the same server.
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$DECAY_STATE_DIR/airflow}"
+export AIRFLOW_DATABASE="${AIRFLOW_DATABASE:-airflow}"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://$PGUSER${PGPASSWORD:+:$PGPASSWORD}@$PGHOST:$PGPORT/$AIRFLOW_DATABASE}"
+export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$PROJECT_ROOT/dags}"
+export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-2}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+
+# Feast: file registry and SQLite online store in the state dir, PostgreSQL offline store.
+export FEAST_REPO_PATH="${FEAST_REPO_PATH:-$PROJECT_ROOT/feature_repo}"
+export FEAST_REGISTRY_PATH="${FEAST_REGISTRY_PATH:-$DECAY_STATE_DIR/feast/registry.db}"
+export FEAST_ONLINE_PATH="${FEAST_ONLINE_PATH:-$DECAY_STATE_DIR/feast/online.db}"
+export FEAST_USAGE=False
+
+# BentoML model store and bentos, and the serving port.
+export BENTOML_HOME="${BENTOML_HOME:-$DECAY_STATE_DIR/bentoml}"
+export BENTOML_DO_NOT_TRACK=True
+export SERVE_PORT="${SERVE_PORT:-3000}"
+
+# Reports (drift, metrics) and the demo's generated events.
+export REPORTS_DIR="${REPORTS_DIR:-$DECAY_STATE_DIR/reports}"
+export EVENTS_DIR="${EVENTS_DIR:-$DECAY_STATE_DIR/events}"
+export PATH="$VENV/bin:$PATH"
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False

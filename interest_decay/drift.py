@@ -1,0 +1,101 @@
+"""Data drift of the interest features: the current day against the training window (Evidently).
+
+Compares per-user feature rows of ``user_interest_features`` (columns that do not grow by
+construction with the length of the history) as of ``as_of`` (current) with the rows
+of the training window (reference), column by column (Evidently's DataDriftPreset: K-S for numbers,
+chi-squared/Z for categories). Saves ``drift.html`` (self-contained) and ``drift.json``.
+
+CLI: ``python -m interest_decay.drift --as-of 2026-11-28 --reference-start 2026-10-24 --reference-end 2026-11-21``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from interest_decay import config as settings
+
+FEATURE_QUERY = """
+select
+    total_interest,
+    category_count,
+    interest_scores[1] / nullif(total_interest, 0) as top_category_share,
+    category_ids[1] as top_category,
+    extract(epoch from as_of - last_event_ts)::float8 / 86400 as days_since_last_event
+from {schema}.user_interest_features
+where as_of >= %(start)s and as_of < %(end)s
+order by md5(user_id || as_of::text)
+limit %(limit)s
+"""
+
+
+def feature_rows(conn, start: dt.datetime, end: dt.datetime, limit: int = 20_000) -> pd.DataFrame:
+    """Per-user drift columns for feature rows with ``start <= as_of < end`` (a stable sample of ``limit``)."""
+    with conn.cursor() as cur:
+        cur.execute(FEATURE_QUERY.format(schema=settings.dbt_schema()), {"start": start, "end": end, "limit": limit})
+        columns = [c.name for c in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float = 0.5) -> dict:
+    """Run Evidently's data-drift preset, save HTML + JSON into ``out_dir``, return the summary."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    if reference.empty or current.empty:
+        raise ValueError(f"drift needs rows on both sides: reference {len(reference)}, current {len(current)}")
+    snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(current_data=current, reference_data=reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(out_dir / "drift.html"))
+    result = snapshot.dict()
+    columns = {}
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith("ValueDrift"):
+            columns[config["column"]] = {"method": config["method"], "threshold": config["threshold"],
+                                         "score": metric["value"]}
+        elif config["type"].endswith("DriftedColumnsCount"):
+            drifted = metric["value"]
+    summary = {
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "drifted_columns": int(drifted["count"]),
+        "drifted_share": float(drifted["share"]),
+        "dataset_drift": float(drifted["share"]) >= drift_share,
+        "drift_share_threshold": drift_share,
+        "columns": columns,
+    }
+    (out_dir / "drift.json").write_text(json.dumps({"summary": summary, "evidently": result}, indent=2, default=str))
+    return summary
+
+
+def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_dir: Path | None = None) -> dict:
+    """Drift of the features as of ``as_of`` against those of [reference_start, reference_end)."""
+    import psycopg
+
+    def utc(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+
+    with psycopg.connect(settings.pg_conninfo()) as conn:
+        reference = feature_rows(conn, utc(reference_start), utc(reference_end))
+        current = feature_rows(conn, utc(as_of), utc(as_of) + dt.timedelta(days=1))
+    return drift_report(reference, current, out_dir or settings.reports_dir() / str(as_of))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m interest_decay.drift", description=__doc__.split("\n")[0])
+    day = dt.date.fromisoformat
+    parser.add_argument("--as-of", type=day, required=True, help="current day, YYYY-MM-DD")
+    parser.add_argument("--reference-start", type=day, required=True, help="first day of the reference window")
+    parser.add_argument("--reference-end", type=day, required=True, help="day after the reference window")
+    args = parser.parse_args(argv)
+    summary = run(args.as_of, args.reference_start, args.reference_end)
+    print(json.dumps({k: v for k, v in summary.items() if k != "columns"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Load event files (CSV or Parquet, in the project's schema) into PostgreSQL ``raw`` tables.
+
+- Loads are idempotent by content: a file whose SHA-256 was loaded before adds nothing.
+- Nothing is lost: every data row of the file becomes one row of ``raw.events``, kept as text
+  exactly as given. Rows the CSV parser cannot split into the header's columns are kept too,
+  with ``parse_error`` saying why; dbt staging decides what is valid and rejects the rest with
+  a reason, so ``raw rows = staged + duplicates + rejected`` for every load.
+- Rows go in with COPY, in one transaction per file together with its ``raw.loads`` record.
+
+CLI: ``python -m interest_decay.ingest PATH [PATH ...]`` (files or folders of .csv/.parquet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from interest_decay.schema import EVENT_COLUMNS, EventSchemaError, check_columns
+
+RAW_DDL = """
+create schema if not exists raw;
+create table if not exists raw.loads (
+    load_id bigserial primary key,
+    file_sha256 text not null unique,
+    source text not null,
+    row_count bigint not null,
+    loaded_at timestamptz not null default now()
+);
+create table if not exists raw.events (
+    load_id bigint not null references raw.loads (load_id),
+    row_number bigint not null,
+    user_id text,
+    item_id text,
+    category_id text,
+    event_type text,
+    ts text,
+    value text,
+    parse_error text,
+    primary key (load_id, row_number)
+);
+"""
+SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    source: str
+    load_id: int
+    rows: int
+    parse_errors: int
+    skipped: bool  # True when this exact file had been loaded before
+
+
+def ensure_raw_schema(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(hashtext('interest_decay.raw_ddl'))")
+        cur.execute(RAW_DDL)
+
+
+def event_files(paths: list[Path]) -> list[Path]:
+    """Expand folders to their .csv/.parquet files (sorted); refuse what is not there."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
+        elif path.is_file():
+            if path.suffix not in SUFFIXES:
+                raise EventSchemaError(f"{path}: not a .csv or .parquet file")
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text form of a Parquet column; naive timestamps are taken as UTC."""
+    if pa.types.is_timestamp(column.type):
+        if column.type.tz is None:
+            column = pc.assume_timezone(column, "UTC")
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_nan(column), None, column)
+    return column.cast(pa.string())
+
+
+def read_events(path: Path) -> tuple[pa.Table, list[str]]:
+    """The file's contract columns as text (absent optional ``value`` -> nulls), and unparseable rows."""
+    bad_rows: list[str] = []
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        check_columns(table.column_names, str(path))
+        columns = {c: _as_text(table[c]) for c in EVENT_COLUMNS if c in table.column_names}
+    else:
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            header = [h.strip() for h in fh.readline().rstrip("\r\n").split(",")]
+        check_columns(header, str(path))
+
+        def keep_bad_row(row) -> str:
+            where = f"line {row.number}" if row.number and row.number > 0 else f"bad row {len(bad_rows) + 1}"
+            bad_rows.append(f"{where}: expected {row.expected_columns} fields, "
+                            f"got {row.actual_columns}: {row.text[:200]}")
+            return "skip"
+
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(invalid_row_handler=keep_bad_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                include_columns=[c for c in EVENT_COLUMNS if c in header],
+                strings_can_be_null=False,
+            ),
+        )
+        columns = {c: table[c] for c in table.column_names}
+    n = table.num_rows
+    columns.setdefault("value", pa.nulls(n, pa.string()))
+    return pa.table({c: columns[c] for c in EVENT_COLUMNS}), bad_rows
+
+
+def load_file(conn, path: Path) -> LoadResult:
+    """Load one file in one transaction; a file already loaded (same SHA-256) is skipped."""
+    path = Path(path)
+    sha = file_sha256(path)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("select load_id, row_count from raw.loads where file_sha256 = %s", (sha,))
+        seen = cur.fetchone()
+        if seen:
+            return LoadResult(path.name, seen[0], seen[1], 0, skipped=True)
+        table, bad_rows = read_events(path)
+        good = table.num_rows
+        cur.execute(
+            "insert into raw.loads (file_sha256, source, row_count) values (%s, %s, %s) returning load_id",
+            (sha, path.name, good + len(bad_rows)),
+        )
+        load_id = cur.fetchone()[0]
+        table = table.append_column("parse_error", pa.nulls(good, pa.string()))
+        if bad_rows:
+            bad = pa.table({c: pa.nulls(len(bad_rows), pa.string()) for c in EVENT_COLUMNS})
+            table = pa.concat_tables([table, bad.append_column("parse_error", pa.array(bad_rows))])
+        table = table.add_column(0, "row_number", pa.array(range(1, table.num_rows + 1), pa.int64()))
+        table = table.add_column(0, "load_id", pa.array([load_id] * table.num_rows, pa.int64()))
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+        columns = ", ".join(table.column_names)
+        with cur.copy(f"copy raw.events ({columns}) from stdin (format csv)") as copy:
+            view = buffer.getbuffer()
+            for start in range(0, len(view), 1 << 20):
+                copy.write(view[start:start + (1 << 20)])
+        return LoadResult(path.name, load_id, table.num_rows, len(bad_rows), skipped=False)
+
+
+def ingest(paths: list[Path], conninfo: str | None = None) -> list[LoadResult]:
+    """Load every event file under ``paths`` into ``raw``; returns one result per file."""
+    import psycopg
+
+    from interest_decay.config import pg_conninfo
+
+    files = event_files([Path(p) for p in paths])
+    with psycopg.connect(conninfo or pg_conninfo(), autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        return [load_file(conn, f) for f in files]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m interest_decay.ingest",
+        description="Load event files (CSV or Parquet in the project's event schema) into PostgreSQL "
+                    "raw tables, idempotently. Connection from PGHOST/PGPORT/PGUSER/PGDATABASE.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, help="event files, or folders of .csv/.parquet files")
+    args = parser.parse_args(argv)
+    try:
+        results = ingest(args.paths)
+    except (EventSchemaError, FileNotFoundError) as error:
+        parser.exit(2, f"error: {error}\n")
+    for r in results:
+        state = "already loaded, skipped" if r.skipped else f"{r.rows:,} rows ({r.parse_errors} unparseable)"
+        print(f"{r.source}: load {r.load_id}: {state}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Evaluation report of a training run: the model against its baselines, as markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from interest_decay import config as settings
+
+
+def render(as_of: str, model_tag: str, metrics: dict[str, dict]) -> str:
+    names = [key for key in next(iter(metrics.values())) if key != "users"]
+    lines = [f"# Evaluation, as of {as_of}", "", f"Model: `{model_tag}`; test users: {metrics['model']['users']}.", "",
+             "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for method, values in metrics.items():
+        lines.append(f"| {method} | " + " | ".join(f"{values.get(n, float('nan')):.4f}" for n in names) + " |")
+    base, ours = metrics["most_popular"], metrics["model"]
+    key = next(n for n in names if n.startswith("ndcg"))
+    if base.get(key):
+        lines += ["", f"{key}: model / most-popular = {ours[key] / base[key]:.3f}."]
+    lines += ["", "Training curve: `training_curve.png`; drift: `drift.html`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_evaluation_report(as_of: str, model_tag: str, metrics: dict[str, dict]) -> Path:
+    out = settings.reports_dir() / as_of / "evaluation.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(as_of, model_tag, metrics))
+    return out

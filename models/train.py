@@ -1,0 +1,200 @@
+"""Train, evaluate and register the interest recommender: config -> seed -> data -> model -> fit -> evaluate.
+
+CLI: ``python -m models.train --as-of 2026-11-28`` (see ``--help``). Needs the dbt marts built and
+Feast applied for that window. Writes metrics.json and training_curve.png under
+``$REPORTS_DIR/<as_of>/`` and, unless ``--no-register``, the model into the BentoML model store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from interest_decay import config as settings
+from models.data import FEATURE_SERVICE, Vocabulary, Windows, build_vocabulary, feature_matrix, load_events, \
+    point_in_time_features
+from models.metrics import evaluate_rankings
+
+DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
+
+
+def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> dict:
+    cfg = yaml.safe_load(Path(path).read_text())
+    cfg.update(overrides or {})
+    return cfg
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(model, x: np.ndarray, y: np.ndarray, cfg: dict) -> list[float]:
+    """Adam on full-catalogue cross-entropy; returns the mean training loss of each epoch."""
+    import torch
+    from tqdm import tqdm
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    losses = []
+    model.train()
+    for epoch in tqdm(range(cfg["epochs"]), desc="training", unit="epoch"):
+        order = torch.randperm(len(y_t), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), cfg["batch_size"]):
+            batch = order[start:start + cfg["batch_size"]]
+            loss = model.calculate_loss(x_t[batch], y_t[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        losses.append(total / max(len(y_t), 1))
+    model.eval()
+    return losses
+
+
+def rank_items(model, vocab: Vocabulary, x: np.ndarray, k: int) -> list[list[str]]:
+    """Top-k item ids per row of ``x`` by model score."""
+    import torch
+
+    with torch.no_grad():
+        scores = model.full_sort_predict(torch.from_numpy(x))
+    top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.numpy()
+    return [[vocab.items[i] for i in row] for row in top]
+
+
+def plot_training_curve(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(1, len(losses) + 1), losses, marker="o")
+    ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Interest recommender training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=settings.PROJECT_ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_life_days: float = 7.0) -> dict:
+    """Train on labels before the test window, evaluate on it against most-popular, register the model."""
+    import psycopg
+    from feast import FeatureStore
+
+    from models.recommender import InterestRecommender
+
+    cfg = cfg or load_config()
+    seed_everything(cfg["seed"])
+    windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.timezone.utc), cfg)
+    schema = settings.dbt_schema()
+    with psycopg.connect(settings.pg_conninfo()) as conn:
+        history = load_events(conn, schema, None, windows.test_start)
+        test_events = load_events(conn, schema, windows.test_start, windows.as_of)
+    if history.empty:
+        raise ValueError(f"no events before {windows.test_start:%Y-%m-%d}: nothing to train on")
+    vocab = build_vocabulary(history, history[history.event_ts >= windows.popular_start])
+
+    labels = history[history.event_ts >= windows.train_start]
+    if len(labels) > cfg["max_train_examples"]:
+        labels = labels.sample(cfg["max_train_examples"], random_state=cfg["seed"]).sort_values("event_ts")
+    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
+    entity_df = pd.DataFrame({"user_id": labels.user_id.values, "item_id": labels.item_id.values,
+                              "event_timestamp": pd.to_datetime(labels.event_ts.values, utc=True)})
+    train = point_in_time_features(store, entity_df).dropna(subset=["total_interest"])
+    x_train = feature_matrix(vocab, train)
+    y_train = train["item_id"].map(vocab.item_index).to_numpy(dtype=np.int64)
+
+    model = InterestRecommender(len(vocab.categories), len(vocab.items), cfg["embedding_dim"], cfg["dropout"])
+    losses = fit(model, x_train, y_train, cfg)
+
+    relevant = test_events.groupby("user_id")["item_id"].agg(set)
+    test_users = pd.DataFrame({"user_id": relevant.index, "event_timestamp": pd.Timestamp(windows.test_start)})
+    test = point_in_time_features(store, test_users).dropna(subset=["total_interest"])
+    k = cfg["top_k"]
+    model_ranked = rank_items(model, vocab, feature_matrix(vocab, test), 2 * k)
+    popular_ranked = [vocab.popular_items[:2 * k]] * len(test)
+    truth = [relevant[u] for u in test["user_id"]]
+    metrics = {
+        "model": evaluate_rankings(zip(model_ranked, truth), k, len(vocab.items)),
+        "most_popular": evaluate_rankings(zip(popular_ranked, truth), k, len(vocab.items)),
+    }
+    summary = {
+        "as_of": str(as_of),
+        "windows": {name: f"{value:%Y-%m-%d}" for name, value in vars(windows).items()},
+        "train_examples": int(len(y_train)),
+        "items": len(vocab.items),
+        "categories": len(vocab.categories),
+        "final_train_loss": losses[-1] if losses else None,
+        "metrics": metrics,
+        "decay": {"family": "exponential", "half_life_days": half_life_days},
+        "feature_service": FEATURE_SERVICE,
+        "git_commit": git_commit(),
+        "hyperparameters": cfg,
+    }
+    out = settings.reports_dir() / str(as_of)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    plot_training_curve(losses, out / "training_curve.png")
+    # The served model must also know the popularity of the latest window for its fallback.
+    vocab.popular_items = build_vocabulary(history, test_events).popular_items if len(test_events) else vocab.popular_items
+    if register:
+        summary["model_tag"] = register_model(model, vocab, summary)
+    return summary
+
+
+def register_model(model, vocab: Vocabulary, summary: dict) -> str:
+    """Save the model, its vocabulary and its metrics into the BentoML model store; returns the tag."""
+    import bentoml
+
+    metadata = {
+        "as_of": summary["as_of"],
+        "windows": summary["windows"],
+        "decay": summary["decay"],
+        "feature_service": summary["feature_service"],
+        "git_commit": summary["git_commit"],
+        "hyperparameters": summary["hyperparameters"],
+        "metrics": summary["metrics"],
+    }
+    with bentoml.models.create(settings.model_name(), metadata=metadata,
+                               labels={"feature_service": FEATURE_SERVICE}) as bento_model:
+        model.save(Path(bento_model.path))
+        Path(bento_model.path_of("vocabulary.json")).write_text(json.dumps(vocab.to_json()))
+    return str(bento_model.tag)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True, help="UTC day the run is as of, YYYY-MM-DD")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/config.yaml)")
+    parser.add_argument("--half-life-days", type=float, default=7.0,
+                        help="half-life the features were computed with (dbt var half_life_days; default 7)")
+    parser.add_argument("--no-register", action="store_true", help="do not save the model to the BentoML model store")
+    args = parser.parse_args(argv)
+    summary = run(args.as_of, load_config(args.config), register=not args.no_register,
+                  half_life_days=args.half_life_days)
+    print(json.dumps({"metrics": summary["metrics"], "model_tag": summary.get("model_tag")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
