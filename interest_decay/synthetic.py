@@ -66,7 +66,8 @@ def generate(
     """Return a DataFrame of exactly ``n_events`` events in the project's schema, sorted by ``ts``.
 
     ``end`` (UTC, exclusive) defaults to today's midnight; events span ``days`` before it.
-    With ``return_episodes`` also return the episodes (user, category, onset, k) that made them.
+    With ``return_episodes`` the events keep an ``episode`` column and the episodes (user, category,
+    onset, k) that made them come back too.
     """
     if n_events < 1:
         raise ValueError("n_events must be >= 1")
@@ -125,8 +126,9 @@ def generate(
     }).sort_values(["ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
     episodes = pd.concat(episode_batches, ignore_index=True)
     episodes = episodes[episodes["episode"].isin(np.unique(events["_episode"]))]
-    events = events.drop(columns="_episode")
-    return (events, episodes.reset_index(drop=True)) if return_episodes else events
+    if return_episodes:
+        return events.rename(columns={"_episode": "episode"}), episodes.reset_index(drop=True)
+    return events.drop(columns="_episode")
 
 
 def write_events(events: pd.DataFrame, out: Path) -> Path:

@@ -1,0 +1,72 @@
+# Interest-decay platform. Every recipe reads its settings from infra/env.sh (overridable by environment).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+ENV := . infra/env.sh &&
+PYTHON ?= python3.11
+DEMO_EVENTS ?= 200000
+DEMO_SEED ?= 0
+EVENTS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv postgres airflow-init data demo test airflow serve stop ingest lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+venv: .venv/.installed ## Create the virtualenv from the pinned lock file
+
+.venv/.installed: infra/requirements.lock infra/constraints.txt pyproject.toml
+	@test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	@echo "installing pinned requirements into .venv (first time: a few minutes)"
+	.venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.lock -c infra/constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
+	.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
+	.venv/bin/python -c "import airflow, cosmos, dbt, feast, bentoml, evidently, torch" 2>/dev/null || { echo "venv is incomplete"; exit 1; }
+	@touch $@
+
+postgres: ## Start the private PostgreSQL (initialises it on first use)
+	@$(ENV) infra/postgres.sh start
+
+airflow-init: venv postgres ## Migrate the Airflow metadata database
+	@$(ENV) infra/services.sh airflow-init
+
+data: venv ## Generate the demo's synthetic events into $EVENTS_DIR (known half-lives)
+	@$(ENV) test -s "$$EVENTS_DIR/synthetic-$(DEMO_EVENTS)-$(DEMO_SEED)-$$(date -u +%F).parquet" || \
+	  python -m interest_decay.synthetic --events $(DEMO_EVENTS) --seed $(DEMO_SEED) \
+	    --out "$$EVENTS_DIR/synthetic-$(DEMO_EVENTS)-$(DEMO_SEED)-$$(date -u +%F).parquet"
+
+demo: venv postgres airflow-init data ## Run the whole chain end to end, then serve the model
+	@$(ENV) as_of=$$(date -u +%F) && \
+	  echo "running DAG interest_pipeline for as_of=$$as_of (log: $$DECAY_STATE_DIR/logs/demo-dag.log)" && \
+	  mkdir -p "$$DECAY_STATE_DIR/logs" && \
+	  { airflow dags test interest_pipeline -c "{\"as_of\": \"$$as_of\", \"events_path\": \"$$EVENTS_DIR\"}" \
+	      > "$$DECAY_STATE_DIR/logs/demo-dag.log" 2>&1 || { tail -40 "$$DECAY_STATE_DIR/logs/demo-dag.log"; exit 1; }; } && \
+	  grep -q "state=success" "$$DECAY_STATE_DIR/logs/demo-dag.log" && \
+	  infra/services.sh serve && \
+	  echo && echo "Try it:" && \
+	  echo "  curl -s -X POST http://127.0.0.1:$$SERVE_PORT/recommend -H 'Content-Type: application/json' -d '{\"user_id\": \"u7\", \"k\": 5}'" && \
+	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (evaluation.md, metrics.json, training_curve.png, drift.html, drift.json)" && \
+	  echo "Stop everything with: make stop"
+
+test: venv postgres ## Set up what the tests need, then run the whole test suite
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+airflow: venv postgres airflow-init ## Start the Airflow UI and scheduler in the background
+	@$(ENV) infra/services.sh airflow
+
+serve: venv postgres ## Serve the latest built bento on $SERVE_PORT
+	@$(ENV) infra/services.sh serve
+
+stop: ## Stop everything the project started (serving, Airflow, PostgreSQL)
+	@$(ENV) infra/services.sh stop
+
+ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
+	@test -n "$(EVENTS)" || { echo "usage: make ingest EVENTS=path/to/events.(csv|parquet)"; exit 2; }
+	@$(ENV) python -m interest_decay.ingest $(EVENTS)
+
+lock: ## Re-resolve infra/requirements.in into infra/requirements.lock
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q -r infra/requirements.in -c infra/constraints.txt
+	.venv-lock/bin/pip freeze | grep -v '^-e' > infra/requirements.lock && rm -rf .venv-lock
+
+clean: stop ## Stop everything and delete the local state (.state) and the cluster's data dir
+	@$(ENV) rm -rf "$$DECAY_STATE_DIR" "$$(dirname "$$PGDATA")"

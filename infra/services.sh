@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Background services of the local stack, each in its own process group with a pid file:
+#   infra/services.sh airflow-init      migrate the Airflow metadata database
+#   infra/services.sh airflow           start the Airflow UI + scheduler (airflow standalone)
+#   infra/services.sh serve [BENTO]     serve a bento (default: the latest interest_service)
+#   infra/services.sh stop              stop what this script started, then PostgreSQL
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+RUN_DIR="$DECAY_STATE_DIR/run"
+LOG_DIR="$DECAY_STATE_DIR/logs"
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+running() { [ -s "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+start_group() {  # name, command...: run in a new session so the whole group can be stopped
+  local name=$1; shift
+  setsid "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+stop_group() {
+  local name=$1
+  if running "$name"; then
+    local pgid; pgid=$(cat "$RUN_DIR/$name.pid")
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    echo "stopped $name"
+  fi
+  rm -f "$RUN_DIR/$name.pid"
+}
+
+wait_http() {  # url, seconds, name
+  for _ in $(seq 1 "$2"); do curl -sf -o /dev/null "$1" && return 0; sleep 1; done
+  echo "$3 did not answer at $1; see its log in $LOG_DIR"; return 1
+}
+
+case "${1:-}" in
+  airflow-init)
+    mkdir -p "$AIRFLOW_HOME"
+    airflow db migrate >"$LOG_DIR/airflow-migrate.log" 2>&1 || { tail -20 "$LOG_DIR/airflow-migrate.log"; exit 1; }
+    echo "Airflow metadata database ready ($AIRFLOW_DATABASE on $PGHOST:$PGPORT)"
+    ;;
+  airflow)
+    running airflow || start_group airflow airflow standalone
+    wait_http "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 120 "Airflow"
+    echo "Airflow UI: http://127.0.0.1:$AIRFLOW__API__PORT  (user admin, password in"
+    echo "  $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+    ;;
+  serve)
+    bento=${2:-interest_service:latest}
+    stop_group serve
+    start_group serve bentoml serve "$bento" --host 127.0.0.1 --port "$SERVE_PORT"
+    wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 120 "bentoml serve"
+    echo "Serving $bento on http://127.0.0.1:$SERVE_PORT"
+    ;;
+  stop)
+    stop_group serve
+    stop_group airflow
+    "$(dirname "$0")/postgres.sh" stop
+    ;;
+  *) echo "usage: $0 airflow-init|airflow|serve [BENTO]|stop"; exit 2 ;;
+esac

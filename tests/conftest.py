@@ -1,0 +1,65 @@
+"""Shared fixtures: fresh PostgreSQL databases and the environment of an isolated local stack.
+
+Tests that need PostgreSQL use the server that `make test` starts (PG* variables); each such test
+module gets its own freshly created database, so no state leaks between modules or from a demo.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def recreate_database(name: str) -> str:
+    """Drop and create database ``name``; returns its libpq connection string."""
+    import psycopg
+
+    from interest_decay.config import pg_conninfo
+
+    try:
+        conn = psycopg.connect(pg_conninfo("postgres"), autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL is not reachable ({error}); run the tests with `make test`, which starts it")
+    with conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+        conn.execute(f"alter database \"{name}\" set timezone to 'UTC'")
+    return pg_conninfo(name)
+
+
+def stack_env(state_dir: Path, database: str, airflow_database: str | None = None) -> dict[str, str]:
+    """Environment of a local stack whose state lives in ``state_dir`` and data in ``database``."""
+    env = dict(os.environ)
+    env.update({
+        "DECAY_STATE_DIR": str(state_dir),
+        "PGDATABASE": database,
+        "FEAST_REGISTRY_PATH": str(state_dir / "feast" / "registry.db"),
+        "FEAST_ONLINE_PATH": str(state_dir / "feast" / "online.db"),
+        "BENTOML_HOME": str(state_dir / "bentoml"),
+        "REPORTS_DIR": str(state_dir / "reports"),
+        "EVENTS_DIR": str(state_dir / "events"),
+        "DBT_TARGET_PATH": str(state_dir / "dbt" / "target"),
+        "DBT_LOG_PATH": str(state_dir / "dbt" / "logs"),
+    })
+    if airflow_database:
+        user = env.get("PGUSER", "decay")
+        password = f":{env['PGPASSWORD']}" if env.get("PGPASSWORD") else ""
+        env.update({
+            "AIRFLOW_HOME": str(state_dir / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+                f"postgresql+psycopg2://{user}{password}@{env.get('PGHOST', '127.0.0.1')}:"
+                f"{env.get('PGPORT', '55432')}/{airflow_database}",
+        })
+    return env
+
+
+@pytest.fixture(scope="module")
+def fresh_db(request):
+    """A new, empty database for this test module; yields (name, conninfo)."""
+    name = "test_" + request.module.__name__.rsplit(".", 1)[-1][:40]
+    return name, recreate_database(name)

@@ -1,0 +1,160 @@
+"""End to end: the Airflow DAG under `airflow dags test` on a small synthetic dataset, then the built
+bento under `bentoml serve`, called over HTTP.
+
+Two probe users are planted in the data: one whose recent events are all in category A, and one
+whose many A-events are old while a few B-events are recent. The served model must put A-items
+first for the first and B-items first for the second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from interest_decay.synthetic import generate, write_events
+from tests.conftest import recreate_database, stack_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+ITEMS_PER_CATEGORY = 50
+CATEGORY_A, CATEGORY_B = "3", "6"
+BIN = Path(sys.executable).parent
+
+
+def items_of(category: str) -> list[str]:
+    first = (int(category) - 1) * ITEMS_PER_CATEGORY + 1
+    return [str(first + i) for i in range(5)]
+
+
+def probe_events() -> pd.DataFrame:
+    rows = []
+    for i in range(12):  # probe_recent: 12 views of A-items in the last 3 days
+        rows.append(("probe_recent", items_of(CATEGORY_A)[i % 5], CATEGORY_A, AS_OF - dt.timedelta(hours=3 + 6 * i)))
+    for i in range(30):  # probe_shift: 30 old A-views (35-40 days back) ...
+        rows.append(("probe_shift", items_of(CATEGORY_A)[i % 5], CATEGORY_A, AS_OF - dt.timedelta(days=35, hours=4 * i)))
+    for i in range(5):  # ... and 5 recent B-views
+        rows.append(("probe_shift", items_of(CATEGORY_B)[i % 5], CATEGORY_B, AS_OF - dt.timedelta(hours=5 + 8 * i)))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "ts"])
+    frame.insert(3, "event_type", "view")
+    frame["value"] = float("nan")
+    return frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("stack")
+    recreate_database("e2e_interest")
+    recreate_database("e2e_airflow")
+    env = stack_env(state, "e2e_interest", "e2e_airflow")
+    events_dir = Path(env["EVENTS_DIR"])
+    write_events(generate(40_000, n_users=400, items_per_category=ITEMS_PER_CATEGORY, end=AS_OF, seed=5),
+                 events_dir / "synthetic.parquet")
+    write_events(probe_events(), events_dir / "probes.csv")
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    conf = json.dumps({"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": str(events_dir)})
+    run = subprocess.run([str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{AS_OF:%Y-%m-%d}", "-c", conf],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    log = run.stdout + run.stderr
+    (state / "dag-test.log").write_text(log)
+    assert run.returncode == 0 and "state=success" in log, log[-6000:]
+    return env, state
+
+
+@pytest.fixture(scope="module")
+def served(stack):
+    env, state = stack
+    port = free_port()
+    with (state / "serve.log").open("w") as log:
+        process = subprocess.Popen([str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1",
+                                    "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (state / "serve.log").read_text()[-4000:]
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("bentoml serve did not become ready:\n" + (state / "serve.log").read_text()[-4000:])
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def recommend(url: str, **body) -> dict:
+    import bentoml
+
+    with bentoml.SyncHTTPClient(url) as client:
+        result = client.recommend(**body)
+    return result if isinstance(result, dict) else result.model_dump(mode="json")
+
+
+def test_dag_run_leaves_reports_and_a_registered_model(stack):
+    env, _ = stack
+    reports = Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}"
+    for name in ("metrics.json", "evaluation.md", "training_curve.png", "drift.html", "drift.json"):
+        assert (reports / name).stat().st_size > 0, name
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["train_examples"] > 1_000
+    for method in ("model", "most_popular"):
+        assert metrics["metrics"][method]["users"] > 50
+        assert 0.0 <= metrics["metrics"][method]["ndcg@10"] <= 1.0
+    drift = json.loads((reports / "drift.json").read_text())["summary"]
+    assert drift["current_rows"] > 0 and drift["reference_rows"] > 0
+
+
+def test_recent_interest_in_a_category_puts_its_items_first(served):
+    answer = recommend(served, user_id="probe_recent", k=5)
+    categories = [item["category_id"] for item in answer["items"]]
+    assert answer["fallback"] is False
+    assert categories[0] == CATEGORY_A and categories.count(CATEGORY_A) >= 3, categories
+    assert f"category {CATEGORY_A}: interest" in answer["items"][0]["explanation"]
+
+
+def test_old_interest_fades_behind_recent_interest(served):
+    answer = recommend(served, user_id="probe_shift", k=5)
+    categories = [item["category_id"] for item in answer["items"]]
+    assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) >= 3, categories
+
+
+def test_unknown_user_gets_the_popularity_fallback(served):
+    answer = recommend(served, user_id="nobody-we-know", k=3)
+    assert answer["fallback"] is True
+    assert len(answer["items"]) == 3
+    assert answer["items"][0]["explanation"].startswith("popular")
+
+
+@pytest.mark.parametrize("body", [{"user_id": "", "k": 5}, {"user_id": "u1", "k": 0}, {"user_id": "u1", "k": 5000},
+                                  {"k": 5}, {"user_id": "u1", "k": "many"}])
+def test_invalid_requests_get_400_with_a_message(served, body):
+    response = requests.post(f"{served}/recommend", json=body, timeout=10)
+    assert response.status_code == 400
+    assert "validation error" in response.json()["error"]
+    assert "Traceback" not in response.text
