@@ -30,8 +30,14 @@ stop_group() {
   rm -f "$RUN_DIR/$name.pid"
 }
 
-wait_http() {  # url, seconds, name
-  for _ in $(seq 1 "$2"); do curl -sf -o /dev/null "$1" && return 0; sleep 1; done
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_http() {  # url, seconds, name, [pid name that must stay alive]
+  for _ in $(seq 1 "$2"); do
+    if [ -n "${4:-}" ] && ! running "$4"; then echo "$3 exited; its log: $LOG_DIR/$4.log"; tail -5 "$LOG_DIR/$4.log"; return 1; fi
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 1
+  done
   echo "$3 did not answer at $1; see its log in $LOG_DIR"; return 1
 }
 
@@ -42,16 +48,20 @@ case "${1:-}" in
     echo "Airflow metadata database ready ($AIRFLOW_DATABASE on $PGHOST:$PGPORT)"
     ;;
   airflow)
-    running airflow || start_group airflow airflow standalone
-    wait_http "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 120 "Airflow"
+    if ! running airflow; then
+      port_free "$AIRFLOW__API__PORT" || { echo "port $AIRFLOW__API__PORT is taken by another program; set AIRFLOW__API__PORT"; exit 1; }
+      start_group airflow airflow standalone
+    fi
+    wait_http "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 180 "Airflow" airflow
     echo "Airflow UI: http://127.0.0.1:$AIRFLOW__API__PORT  (user admin, password in"
     echo "  $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
     ;;
   serve)
     bento=${2:-interest_service:latest}
     stop_group serve
+    port_free "$SERVE_PORT" || { echo "port $SERVE_PORT is taken by another program; set SERVE_PORT"; exit 1; }
     start_group serve bentoml serve "$bento" --host 127.0.0.1 --port "$SERVE_PORT"
-    wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 120 "bentoml serve"
+    wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 120 "bentoml serve" serve
     echo "Serving $bento on http://127.0.0.1:$SERVE_PORT"
     ;;
   stop)
