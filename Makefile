@@ -47,7 +47,7 @@ demo: venv postgres airflow-init data ## Run the whole chain end to end, then se
 	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (evaluation.md, metrics.json, training_curve.png, drift.html, drift.json)" && \
 	  echo "Stop everything with: make stop"
 
-test: venv postgres ## Set up what the tests need, then run the whole test suite
+test: venv postgres airflow-init ## Set up what the tests need, then run the whole test suite
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 airflow: venv postgres airflow-init ## Start the Airflow UI and scheduler in the background
