@@ -9,6 +9,11 @@ t = 0 and never increases; interest is ``I0 * multiplier``. Arrays broadcast (Nu
   plateau followed by a fast drop; large ``k`` tends to exponential decay at rate ``l``.
 - period ("billing-period"): time is cut into periods of fixed length (day, week, month = 30 days)
   and every event in the j-th period back gets ``weights[j]``; the last weight holds beyond.
+
+The SQL twin of these functions is ``decay_multiplier`` (dbt macro ``create_decay_functions``); both
+compute exponential decay as ``0.5 ** (t / half_life)``, take it to 0 after 1000 half-lives and
+logistic decay to 0 once ``l t > 700`` (both below 1e-300 of I0; PostgreSQL raises an error on
+float underflow instead of returning 0), so the two agree to rounding.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import numpy as np
 
 LN2 = math.log(2.0)
 PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 30.0}
+LOGISTIC_EXPONENT_CAP = 700.0  # e^700 is near float64's limit; beyond it the multiplier is taken as 0
+HALF_LIVES_CAP = 1000.0  # after 1000 half-lives (2^-1000 ~ 1e-301) exponential decay is taken as 0
 
 
 def rate_from_half_life(half_life_days: float) -> float:
@@ -41,11 +48,22 @@ def exponential(t, k: float):
     return np.exp(-k * np.asarray(t, dtype=float))
 
 
+def exponential_half_life(t, half_life_days: float):
+    """``0.5 ** (t / half_life)``: exponential decay given by its half-life (inf: no decay)."""
+    if half_life_days <= 0:
+        raise ValueError(f"half-life must be positive, got {half_life_days}")
+    half_lives = np.asarray(t, dtype=float) / half_life_days
+    return np.where(half_lives > HALF_LIVES_CAP, 0.0, np.power(0.5, np.minimum(half_lives, HALF_LIVES_CAP)))
+
+
 def logistic(t, k: float, l: float):
     """``(1 + k) / (1 + k e^(l t))``: sigmoid decay, 1 at t = 0, falling to 0; needs k > 0, l >= 0."""
     if k <= 0 or l < 0:
         raise ValueError(f"logistic decay needs k > 0 and l >= 0, got k={k}, l={l}")
-    return (1.0 + k) / (1.0 + k * np.exp(l * np.asarray(t, dtype=float)))
+    exponent = l * np.asarray(t, dtype=float)
+    with np.errstate(over="ignore"):
+        value = (1.0 + k) / (1.0 + k * np.exp(np.minimum(exponent, LOGISTIC_EXPONENT_CAP)))
+    return np.where(exponent > LOGISTIC_EXPONENT_CAP, 0.0, value)
 
 
 def logistic_half_life(k: float, l: float) -> float:
@@ -60,6 +78,25 @@ def period(t, weights: Sequence[float], period_days: float = 1.0):
         raise ValueError("period weights must start at 1 and never increase or go below 0")
     index = np.floor(np.asarray(t, dtype=float) / period_days).astype(int)
     return w[np.clip(index, 0, w.size - 1)]
+
+
+def period_half_life(weights: Sequence[float], period_days: float = 1.0) -> float:
+    """Days until period decay first falls to one half or below (inf if it never does)."""
+    below = [j for j, w in enumerate(weights) if w <= 0.5]
+    return below[0] * period_days if below else math.inf
+
+
+def multiplier(family: str, t, *, half_life_days: float | None = None, logistic_k: float | None = None,
+               logistic_l: float | None = None, period_days: float | None = None,
+               period_weights: Sequence[float] | None = None):
+    """Decay multiplier of ``family`` with the parameters of a ``decay_parameters`` row."""
+    if family == "exponential":
+        return exponential_half_life(t, half_life_days)
+    if family == "logistic":
+        return logistic(t, logistic_k, logistic_l)
+    if family == "period":
+        return period(t, period_weights, period_days)
+    raise ValueError(f"unknown decay family {family!r}; expected exponential, logistic or period")
 
 
 def decayed_sum(event_ages_days, weights, k: float) -> float:

@@ -1,0 +1,39 @@
+{#- decay_multiplier: the SQL twin of interest_decay.decay.multiplier (same formulas, see its docs).
+    The table params.decay_parameters_fitted is where the model side writes fitted parameters. -#}
+{% macro create_decay_functions() %}
+create or replace function {{ target.schema }}.decay_multiplier(
+    family text,
+    age_days float8,
+    half_life_days float8,
+    logistic_k float8,
+    logistic_l float8,
+    period_days float8,
+    period_weights float8[]
+) returns float8
+language sql immutable parallel safe as $$
+    select case family
+        when 'exponential' then
+            case when age_days / half_life_days > 1000 then 0::float8
+                 else power(0.5::float8, age_days / half_life_days) end
+        when 'logistic' then
+            case when logistic_l * age_days > 700 then 0::float8
+                 else (1 + logistic_k) / (1 + logistic_k * exp(logistic_l * age_days)) end
+        when 'period' then
+            period_weights[least(floor(age_days / period_days)::int + 1, cardinality(period_weights))]
+    end
+$$;
+create schema if not exists params;
+create table if not exists params.decay_parameters_fitted (
+    category_id text not null,
+    event_type text not null,
+    family text not null,
+    half_life_days float8,
+    logistic_k float8,
+    logistic_l float8,
+    period_days float8,
+    period_weights text,
+    fitted_at timestamptz not null default now(),
+    fitted_by text,
+    primary key (category_id, event_type)
+)
+{% endmacro %}
