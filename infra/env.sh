@@ -22,6 +22,17 @@ _checkout_id=$(printf '%s' "$PROJECT_ROOT" | cksum | cut -d' ' -f1)
 export PGDATA="${PGDATA:-/var/tmp/interest-decay-$_checkout_id/pgdata}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
+# Key of the user-id pseudonyms (interest_decay/pseudonym.py): a random one per checkout, kept in the
+# state dir, unless the environment provides it.
+if [ -z "${PSEUDONYM_KEY:-}" ]; then
+  if [ ! -s "$DECAY_STATE_DIR/pseudonym.key" ]; then
+    mkdir -p "$DECAY_STATE_DIR"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$DECAY_STATE_DIR/pseudonym.key")
+  fi
+  PSEUDONYM_KEY=$(cat "$DECAY_STATE_DIR/pseudonym.key")
+fi
+export PSEUDONYM_KEY
+
 # dbt writes its models into this schema; raw events live in schema "raw".
 export DBT_SCHEMA="${DBT_SCHEMA:-analytics}"
 export DBT_PROFILES_DIR="${DBT_PROFILES_DIR:-$PROJECT_ROOT/dbt_project}"

@@ -17,6 +17,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
+from interest_decay.pseudonym import pseudonym_key, pseudonymise
 
 MODEL_TAG = os.environ.get("MODEL_TAG") or f"{settings.model_name()}:latest"
 FEATURE_SERVICE = "recommender_v1"
@@ -30,7 +31,7 @@ class RecommendedItem(BaseModel):
 
 
 class Recommendation(BaseModel):
-    user_id: str = Field(description="The user asked about.")
+    user_id: str = Field(description="The user asked about, as sent (features are looked up by its pseudonym).")
     items: list[RecommendedItem] = Field(description="Items, best first.")
     fallback: bool = Field(description="True when the user has no interest profile and popular items are returned.")
     interest_as_of: dt.datetime | None = Field(description="When the stored interest was computed (UTC).")
@@ -58,11 +59,14 @@ class InterestService:
         metadata = self.bento_model.info.metadata
         self.half_life_days = float(metadata["decay"]["half_life_days"])
         self.model_tag = str(self.bento_model.tag)
+        self.pseudonym_key = pseudonym_key()
         self.store = FeatureStore(repo_path=str(settings.feast_repo_path()))
         self.features = self.store.get_feature_service(FEATURE_SERVICE)
 
     def _profile(self, user_id: str) -> dict | None:
-        row = self.store.get_online_features(features=self.features, entity_rows=[{"user_id": user_id}]) \
+        """Online features of a user, looked up by the user's pseudonym; None when there are none."""
+        entity = {"user_id": pseudonymise(user_id, self.pseudonym_key)}
+        row = self.store.get_online_features(features=self.features, entity_rows=[entity]) \
             .to_dict(include_event_timestamps=True)
         if row["total_interest"][0] is None:
             return None

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEST_PSEUDONYM_KEY = "test-pseudonym-key"
+os.environ["PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY  # tests pseudonymise with a known key
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
 
 

@@ -22,6 +22,7 @@ language sql immutable parallel safe as $$
             period_weights[least(floor(age_days / period_days)::int + 1, cardinality(period_weights))]
     end
 $$;
+create extension if not exists pgcrypto;
 create schema if not exists params;
 create table if not exists params.decay_parameters_fitted (
     category_id text not null,

@@ -10,7 +10,10 @@ import psycopg
 import pytest
 
 from interest_decay.ingest import ingest
+from interest_decay.pseudonym import pseudonymise
 from tests.conftest import PROJECT_ROOT, stack_env
+
+U1 = pseudonymise("u1")
 
 pytestmark = pytest.mark.postgres
 
@@ -71,7 +74,7 @@ def test_every_rejected_row_says_why(built):
 
 def test_decayed_interest_matches_hand_values(built):
     rows = query(built, "select as_of::date::text, category_id, interest, event_count from analytics.user_category_interest "
-                        "where user_id = 'u1' order by as_of, category_id")
+                        f"where user_id = '{U1}' order by as_of, category_id")
     # as_of 2026-01-14: view 6 d old (0.5^(6/7)) + purchase 13 d old (5 * 0.5^(13/7)); the c2 view is not before as_of.
     # as_of 2026-01-15: 0.5 + 5 * 0.25 = 1.75; the c2 view (naive ts read as UTC) is 1 day old.
     expected = [("2026-01-14", "c1", 0.5 ** (6 / 7) + 5 * 0.5 ** (13 / 7), 2),
@@ -82,10 +85,20 @@ def test_decayed_interest_matches_hand_values(built):
         assert math.isclose(got, want, rel_tol=1e-12)
 
 
+def test_user_ids_are_pseudonymised_at_staging(built):
+    staged = {r[0] for r in query(built, "select distinct user_id from analytics.stg_behaviour__events")}
+    assert staged == {U1}
+    assert pseudonymise("u1", key="another key") != U1
+    raw = {r[0] for r in query(built, "select distinct user_id from raw.events where user_id is not null")}
+    for table in ("user_category_interest", "user_item_interest", "user_interest_features", "rejected_events"):
+        ids = {r[0] for r in query(built, f"select distinct user_id from analytics.{table} where user_id is not null")}
+        assert ids and not ids & raw, table
+
+
 def test_feature_rows_rank_categories_by_interest(built):
     [(categories, scores, total)] = query(
         built, "select category_ids, interest_scores, total_interest from analytics.user_interest_features "
-               "where user_id = 'u1' and as_of = '2026-01-15'")
+               f"where user_id = '{U1}' and as_of = '2026-01-15'")
     assert categories == ["c1", "c2"]
     assert scores == sorted(scores, reverse=True)
     assert math.isclose(total, sum(scores), rel_tol=1e-12)

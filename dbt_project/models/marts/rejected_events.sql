@@ -6,7 +6,7 @@ final as (
     select
         load_id,
         row_number,
-        user_id,
+        {{ pseudonymise('user_id') }} as user_id,
         item_id,
         category_id,
         event_type,

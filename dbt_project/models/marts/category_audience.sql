@@ -1,0 +1,18 @@
+with interest as (
+    select * from {{ ref('user_category_interest') }}
+    where as_of = ({{ as_of_date() }}::timestamp at time zone 'UTC')
+),
+
+final as (
+    select
+        category_id,
+        user_id,
+        as_of,
+        interest,
+        last_event_ts,
+        row_number() over (partition by category_id order by interest desc, user_id) as audience_rank
+    from interest
+    where interest >= {{ var('audience_min_interest') }}
+)
+
+select * from final
