@@ -1,7 +1,9 @@
 {{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
 
-with contributions as (
-    select * from {{ ref('int_event_interest_contributions') }}
+with snapshots as (
+    select * from {{ ref('interest_snapshots') }}
+    where as_of between ({{ as_of_start_date() }}::timestamp at time zone 'UTC')
+        and ({{ as_of_date() }}::timestamp at time zone 'UTC')
 ),
 
 final as (
@@ -10,9 +12,9 @@ final as (
         user_id,
         category_id,
         sum(interest) as interest,
-        count(*) as event_count,
-        max(event_ts) as last_event_ts
-    from contributions
+        sum(event_count)::bigint as event_count,
+        max(last_event_ts) as last_event_ts
+    from snapshots
     group by as_of, user_id, category_id
 )
 

@@ -1,0 +1,110 @@
+-- depends_on: {{ ref('int_decay_parameters') }}
+-- depends_on: {{ ref('event_type_weights') }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+
+{%- set plan = interest_snapshot_plan() %}
+{%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
+
+with events as (
+    select * from {{ ref('stg_behaviour__events') }}
+),
+
+kinds as (
+    select * from {{ ref('int_event_kind_parameters') }}
+),
+
+target_days as (
+    select (day::date::timestamp at time zone 'UTC') as as_of
+    from generate_series(date '{{ plan.first_day }}', date '{{ plan.last_day }}', interval '1 day') as day
+),
+
+{% if plan.base_day %}
+carried as (
+    select
+        target_days.as_of,
+        base.user_id,
+        base.category_id,
+        base.event_type,
+        case
+            when base.interest < 1e-290
+                or extract(epoch from target_days.as_of - {{ base_ts }})::float8 / 86400.0 / kinds.half_life_days > 1000
+                then 0::float8
+            else base.interest * power(
+                0.5::float8, extract(epoch from target_days.as_of - {{ base_ts }})::float8 / 86400.0 / kinds.half_life_days)
+        end as interest,
+        base.event_count,
+        base.last_event_ts
+    from {{ this }} as base
+    inner join kinds
+        on kinds.category_id = base.category_id
+        and kinds.event_type = base.event_type
+        and kinds.family = 'exponential'
+    cross join target_days
+    where base.as_of = {{ base_ts }}
+),
+{% else %}
+carried as (
+    select
+        null::timestamptz as as_of, null::text as user_id, null::text as category_id, null::text as event_type,
+        null::float8 as interest, null::bigint as event_count, null::timestamptz as last_event_ts
+    where false
+),
+{% endif %}
+
+uncounted_events as (
+    select events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
+        kinds.period_days, kinds.period_weights
+    from events
+    inner join kinds
+        on kinds.category_id = events.category_id
+        and kinds.event_type = events.event_type
+    {%- if plan.base_day %}
+    where kinds.family <> 'exponential'
+        or events.load_id > {{ plan.base_watermark }}
+        or events.event_ts >= {{ base_ts }}
+    {%- endif %}
+),
+
+fresh as (
+    select
+        target_days.as_of,
+        uncounted_events.user_id,
+        uncounted_events.category_id,
+        uncounted_events.event_type,
+        uncounted_events.weight * {{ target.schema }}.decay_multiplier(
+            uncounted_events.family,
+            extract(epoch from target_days.as_of - uncounted_events.event_ts)::float8 / 86400.0,
+            uncounted_events.half_life_days,
+            uncounted_events.logistic_k,
+            uncounted_events.logistic_l,
+            uncounted_events.period_days,
+            uncounted_events.period_weights
+        ) as interest,
+        1::bigint as event_count,
+        uncounted_events.event_ts as last_event_ts
+    from target_days
+    inner join uncounted_events on uncounted_events.event_ts < target_days.as_of
+),
+
+combined as (
+    select * from carried
+    union all
+    select * from fresh
+),
+
+final as (
+    select
+        as_of,
+        user_id,
+        category_id,
+        event_type,
+        sum(interest) as interest,
+        sum(event_count)::bigint as event_count,
+        max(last_event_ts) as last_event_ts,
+        (select coalesce(max(load_id), 0) from events) as watermark_load_id,
+        '{{ plan.fingerprint }}'::text as parameters_fingerprint
+    from combined
+    group by as_of, user_id, category_id, event_type
+)
+
+select * from final
