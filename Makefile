@@ -8,7 +8,9 @@ DEMO_SEED ?= 0
 EVENTS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv postgres airflow-init data demo test airflow serve stop ingest lock clean
+BENCH_EVENTS ?= 10000000
+
+.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +51,9 @@ demo: venv postgres airflow-init data ## Run the whole chain end to end, then se
 
 test: venv postgres airflow-init ## Set up what the tests need, then run the whole test suite
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+bench: venv postgres ## Run the benchmarks in tests/benchmarks (writes bench-results/*.json)
+	@$(ENV) python -m tests.benchmarks.bench_data_layer --events $(BENCH_EVENTS)
 
 airflow: venv postgres airflow-init ## Start the Airflow UI and scheduler in the background
 	@$(ENV) infra/services.sh airflow

@@ -82,12 +82,17 @@ def point_in_time_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     ).to_df()
 
 
-def build_vocabulary(history: pd.DataFrame, popular: pd.DataFrame, max_popular: int = 1000) -> Vocabulary:
-    """Items and categories seen in ``history``; ``popular``'s items by event count, ties by item id."""
+def most_popular(events: pd.DataFrame, n: int = 1000) -> list[str]:
+    """The ``n`` items with the most events, ties by item id."""
+    counts = events.groupby("item_id").size().reset_index(name="events")
+    return counts.sort_values(["events", "item_id"], ascending=[False, True])["item_id"].head(n).tolist()
+
+
+def build_vocabulary(history: pd.DataFrame, popular: pd.DataFrame) -> Vocabulary:
+    """Items and categories seen in ``history``; the most popular items of ``popular``."""
     item_category = (history.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]).to_dict()
-    counts = popular.groupby("item_id").size().reset_index(name="n").sort_values(["n", "item_id"], ascending=[False, True])
     return Vocabulary(sorted(item_category), sorted(history["category_id"].unique()), item_category,
-                      counts["item_id"].head(max_popular).tolist())
+                      most_popular(popular))
 
 
 def feature_matrix(vocab: Vocabulary, features: pd.DataFrame) -> np.ndarray:

@@ -20,7 +20,7 @@ import yaml
 
 from interest_decay import config as settings
 from models.data import FEATURE_SERVICE, Vocabulary, Windows, build_vocabulary, feature_matrix, load_events, \
-    point_in_time_features
+    most_popular, point_in_time_features
 from models.metrics import evaluate_rankings
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
@@ -157,7 +157,8 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     plot_training_curve(losses, out / "training_curve.png")
     # The served model must also know the popularity of the latest window for its fallback.
-    vocab.popular_items = build_vocabulary(history, test_events).popular_items if len(test_events) else vocab.popular_items
+    if len(test_events):
+        vocab.popular_items = most_popular(test_events)
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
     return summary

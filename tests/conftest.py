@@ -7,6 +7,7 @@ module gets its own freshly created database, so no state leaks between modules 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,14 @@ def recreate_database(name: str) -> str:
     except psycopg.OperationalError as error:
         pytest.fail(f"PostgreSQL is not reachable ({error}); run the tests with `make test`, which starts it")
     with conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+        for attempt in range(15):  # an autovacuum worker on the old database can hold it for a moment
+            try:
+                conn.execute(f'drop database if exists "{name}" with (force)')
+                break
+            except psycopg.errors.InsufficientPrivilege:
+                if attempt == 14:
+                    raise
+                time.sleep(2)
         conn.execute(f'create database "{name}"')
         conn.execute(f"alter database \"{name}\" set timezone to 'UTC'")
     return pg_conninfo(name)

@@ -9,7 +9,8 @@
     or after its day. Exponential kinds decay the base exactly (S(t2) = S(t1) * 0.5^((t2 - t1) / h));
     other families have no exact incremental form and are recomputed from their events. -#}
 {% macro interest_snapshot_plan() %}
-    {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none} -%}
+    {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none,
+                    'recomputed_kinds': 0} -%}
     {%- if not execute -%}
         {{ return(plan) }}
     {%- endif -%}
@@ -20,6 +21,8 @@
     ).rows[0] -%}
     {%- do plan.update({'first_day': window[0], 'last_day': window[1], 'fingerprint': window[2]}) -%}
     {%- if is_incremental() -%}
+        {%- do plan.update({'recomputed_kinds': run_query(
+            "select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential'").rows[0][0]}) -%}
         {%- set latest = run_query("select max(as_of at time zone 'UTC')::date::text from " ~ this).rows[0][0] -%}
         {%- if latest and plan.first_day < latest <= plan.last_day -%}
             {%- do plan.update({'first_day': latest}) -%}

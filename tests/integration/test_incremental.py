@@ -100,7 +100,7 @@ def test_daily_runs_kept_one_snapshot_per_day_with_growing_watermarks(runs):
     incremental, _, _, last_daily_sql = runs
     # The last daily run started from the previous day's snapshot and read only uncounted events.
     assert f"where base.as_of = (date '{day(DAYS - 1)}'" in last_daily_sql
-    assert "events.load_id > 7" in last_daily_sql
+    assert "where load_id > 7" in last_daily_sql
     with psycopg.connect(incremental) as conn:
         marks = conn.execute("select as_of::date, max(watermark_load_id) from analytics.interest_snapshots "
                              "group by 1 order by 1").fetchall()

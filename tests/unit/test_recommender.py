@@ -55,3 +55,13 @@ def test_learns_that_interest_in_a_category_predicts_its_items(vocab):
         top = model.full_sort_predict(torch.eye(2)).topk(2).indices
     assert set(top[0].tolist()) == {0, 1}
     assert set(top[1].tolist()) == {2, 3}
+
+
+def test_most_popular_counts_events_and_breaks_ties_by_item_id():
+    import pandas as pd
+
+    from models.data import most_popular
+
+    events = pd.DataFrame({"item_id": ["b", "a", "c", "c", "b", "d"]})
+    assert most_popular(events) == ["b", "c", "a", "d"]
+    assert most_popular(events, n=2) == ["b", "c"]

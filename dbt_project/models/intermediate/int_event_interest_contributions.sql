@@ -11,7 +11,7 @@ as_of_days as (
     from generate_series({{ as_of_start_date() }}, {{ as_of_date() }}, interval '1 day') as day
 ),
 
-final as (
+aged as (
     select
         as_of_days.as_of,
         events.user_id,
@@ -19,20 +19,32 @@ final as (
         events.category_id,
         events.event_type,
         events.event_ts,
-        kinds.weight * {{ target.schema }}.decay_multiplier(
-            kinds.family,
-            extract(epoch from as_of_days.as_of - events.event_ts)::float8 / 86400.0,
-            kinds.half_life_days,
-            kinds.logistic_k,
-            kinds.logistic_l,
-            kinds.period_days,
-            kinds.period_weights
-        ) as interest
+        kinds.weight,
+        kinds.family,
+        kinds.half_life_days,
+        kinds.logistic_k,
+        kinds.logistic_l,
+        kinds.period_days,
+        kinds.period_weights,
+        extract(epoch from as_of_days.as_of - events.event_ts)::float8 / 86400.0 as age_days
     from as_of_days
     inner join events on events.event_ts < as_of_days.as_of
     inner join kinds
         on kinds.category_id = events.category_id
         and kinds.event_type = events.event_type
+),
+
+final as (
+    select
+        as_of,
+        user_id,
+        item_id,
+        category_id,
+        event_type,
+        event_ts,
+        weight * {{ decay_expression('family', 'age_days', 'half_life_days', 'logistic_k', 'logistic_l',
+                                     'period_days', 'period_weights') }} as interest
+    from aged
 )
 
 select * from final

@@ -1,15 +1,14 @@
+-- depends_on: {{ ref('int_event_kind_parameters') }}
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert', indexes=[{'columns': ['as_of']}]) }}
 
 {%- set plan = interest_snapshot_plan() %}
 {%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
 
-with events as (
-    select * from {{ ref('stg_behaviour__events') }}
-),
-
-kinds as (
+{#- The staged events are read by ref in each branch (not through one shared CTE, which PostgreSQL would
+    materialise) so that the load_id and event_ts indexes find just the uncounted events. #}
+with kinds as (
     select * from {{ ref('int_event_kind_parameters') }}
 ),
 
@@ -51,39 +50,59 @@ carried as (
 ),
 {% endif %}
 
-uncounted_events as (
-    select events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
-        kinds.period_days, kinds.period_weights
-    from events
-    inner join kinds
-        on kinds.category_id = events.category_id
-        and kinds.event_type = events.event_type
+new_events as (
     {%- if plan.base_day %}
-    where kinds.family <> 'exponential'
-        or events.load_id > {{ plan.base_watermark }}
-        or events.event_ts >= {{ base_ts }}
+    select * from {{ ref('stg_behaviour__events') }} where load_id > {{ plan.base_watermark }}
+    union all
+    select * from {{ ref('stg_behaviour__events') }}
+    where load_id <= {{ plan.base_watermark }} and event_ts >= {{ base_ts }}
+    {%- else %}
+    select * from {{ ref('stg_behaviour__events') }}
     {%- endif %}
+),
+
+uncounted_events as (
+    select new_events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
+        kinds.period_days, kinds.period_weights
+    from new_events
+    inner join kinds
+        on kinds.category_id = new_events.category_id
+        and kinds.event_type = new_events.event_type
+    {%- if plan.base_day %}
+    where kinds.family = 'exponential'
+    {%- if plan.recomputed_kinds %}
+    union all
+    select all_events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
+        kinds.period_days, kinds.period_weights
+    from {{ ref('stg_behaviour__events') }} as all_events
+    inner join kinds
+        on kinds.category_id = all_events.category_id
+        and kinds.event_type = all_events.event_type
+    where kinds.family <> 'exponential'
+    {%- endif %}
+    {%- endif %}
+),
+
+aged as (
+    select
+        target_days.as_of,
+        uncounted_events.*,
+        extract(epoch from target_days.as_of - uncounted_events.event_ts)::float8 / 86400.0 as age_days
+    from target_days
+    inner join uncounted_events on uncounted_events.event_ts < target_days.as_of
 ),
 
 fresh as (
     select
-        target_days.as_of,
-        uncounted_events.user_id,
-        uncounted_events.category_id,
-        uncounted_events.event_type,
-        uncounted_events.weight * {{ target.schema }}.decay_multiplier(
-            uncounted_events.family,
-            extract(epoch from target_days.as_of - uncounted_events.event_ts)::float8 / 86400.0,
-            uncounted_events.half_life_days,
-            uncounted_events.logistic_k,
-            uncounted_events.logistic_l,
-            uncounted_events.period_days,
-            uncounted_events.period_weights
-        ) as interest,
+        as_of,
+        user_id,
+        category_id,
+        event_type,
+        weight * {{ decay_expression('family', 'age_days', 'half_life_days', 'logistic_k', 'logistic_l',
+                                     'period_days', 'period_weights') }} as interest,
         1::bigint as event_count,
-        uncounted_events.event_ts as last_event_ts
-    from target_days
-    inner join uncounted_events on uncounted_events.event_ts < target_days.as_of
+        event_ts as last_event_ts
+    from aged
 ),
 
 combined as (
@@ -101,7 +120,7 @@ final as (
         sum(interest) as interest,
         sum(event_count)::bigint as event_count,
         max(last_event_ts) as last_event_ts,
-        (select coalesce(max(load_id), 0) from events) as watermark_load_id,
+        (select coalesce(max(load_id), 0) from {{ ref('stg_behaviour__events') }}) as watermark_load_id,
         '{{ plan.fingerprint }}'::text as parameters_fingerprint
     from combined
     group by as_of, user_id, category_id, event_type

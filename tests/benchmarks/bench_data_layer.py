@@ -1,0 +1,146 @@
+"""Data-layer benchmark: ingest, full refresh and incremental run of the interest mart, each against
+a floor measured in the same run. Writes bench-results/data_layer.json.
+
+- ingest: `interest_decay.ingest` of a CSV vs a bare COPY of the same file into a table of text columns;
+- full refresh: dbt's interest_snapshots + user_category_interest for one as_of day (execution time from
+  dbt's run_results.json) vs one hand-written SQL aggregate over the staged table (exponential decay,
+  half-life 7 d, the same weights);
+- incremental: the same two models for the next day after 1% new events (some of them late),
+  as a fraction of the full refresh.
+
+Run: ``make bench`` (or ``python -m tests.benchmarks.bench_data_layer --events 10000000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from interest_decay.ingest import ingest
+from interest_decay.synthetic import generate, write_events
+from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
+
+END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+MART_MODELS = ("interest_snapshots", "user_category_interest")
+FLOOR_SQL = """
+create table bench_floor as
+select e.user_id, e.category_id,
+       sum(w.weight * power(0.5::float8, extract(epoch from %(as_of)s::timestamptz - e.event_ts)::float8 / 604800.0))
+           as interest
+from analytics.stg_behaviour__events e
+join analytics.event_type_weights w on w.event_type = e.event_type
+where e.event_ts < %(as_of)s::timestamptz
+group by e.user_id, e.category_id
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def dbt(env: dict, *args: str) -> dict[str, float]:
+    """Run dbt; returns the execution seconds of each model it ran (from run_results.json)."""
+    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
+                         env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(run.stdout[-4000:])
+    results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    value = fn(*args)
+    return time.perf_counter() - start, value
+
+
+def bare_copy(conninfo: str, path: Path) -> None:
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.execute("drop table if exists bench_copy; create table bench_copy (user_id text, item_id text, "
+                    "category_id text, event_type text, ts text, value text)")
+        with path.open("rb") as fh, cur.copy("copy bench_copy from stdin (format csv, header)") as copy:
+            while block := fh.read(1 << 20):
+                copy.write(block)
+
+
+def floor_aggregate(conninfo: str, as_of: dt.datetime) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("drop table if exists bench_floor")
+        conn.execute(FLOOR_SQL, {"as_of": as_of})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_data_layer", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="synthetic events (default 10M)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench-results" / "data_layer.json")
+    args = parser.parse_args(argv)
+    n, new = args.events, max(args.events // 100, 1)
+    database = "bench_data_layer"
+    work = Path(tempfile.mkdtemp(prefix="bench-data-layer-"))
+    conninfo = recreate_database(database)
+    env = stack_env(work / "state", database)
+    env.setdefault("PSEUDONYM_KEY", os.environ.get("PSEUDONYM_KEY", "bench-key"))
+
+    log(f"generating {n:,} + {new:,} events")
+    events = generate(n + new, n_users=max(n // 100, 20), days=60, end=END, seed=1)
+    is_new = events.index.isin(events.sample(new, random_state=1).index)  # 1% arrives a day later, at random times
+    write_events(events[~is_new], work / "events.csv")
+    later = events[is_new].copy()
+    later.loc[later.index[: new // 2], "ts"] = later.ts.iloc[: new // 2] + dt.timedelta(days=0)  # half late, half new-day
+    later.loc[later.index[new // 2:], "ts"] = END + (later.ts.iloc[new // 2:] - later.ts.iloc[new // 2:].dt.floor("D"))
+    write_events(later, work / "new_events.csv")
+
+    log("bare COPY floor")
+    copy_s, _ = timed(bare_copy, conninfo, work / "events.csv")
+    log("ingest")
+    ingest_s, _ = timed(ingest, [work / "events.csv"], conninfo)
+
+    log("dbt seed + staging")
+    dbt(env, "seed")
+    staging_s, _ = timed(dbt, env, "run", "--select", "+stg_behaviour__events", "int_decay_parameters",
+                         "int_event_kind_parameters")
+    as_of = f"{END:%Y-%m-%d}"
+    log("full refresh of the interest mart")
+    full = dbt(env, "run", "--full-refresh", "--select", *MART_MODELS, "--vars", f'{{as_of: "{as_of}", as_of_start: "{as_of}"}}')
+    log("floor: hand-written aggregate")
+    floor_s, _ = timed(floor_aggregate, conninfo, END)
+
+    log("incremental: 1% new events, next day")
+    ingest([work / "new_events.csv"], conninfo)
+    restage_s, _ = timed(dbt, env, "run", "--select", "stg_behaviour__events", "int_event_kind_parameters")
+    next_day = f"{END + dt.timedelta(days=1):%Y-%m-%d}"
+    incremental = dbt(env, "run", "--select", *MART_MODELS, "--vars", f'{{as_of: "{next_day}", as_of_start: "{next_day}"}}')
+
+    full_s, incremental_s = sum(full[m] for m in MART_MODELS), sum(incremental[m] for m in MART_MODELS)
+    result = {
+        "benchmark": "data_layer",
+        "command": f"make bench BENCH_EVENTS={n}",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "events": n,
+        "ingest": {"seconds": ingest_s, "rows_per_s": n / ingest_s, "floor_bare_copy_seconds": copy_s,
+                   "floor_rows_per_s": n / copy_s, "ratio_to_floor": ingest_s / copy_s},
+        "staging_seconds": staging_s,
+        "full_refresh": {"seconds": full_s, "models": full, "floor_seconds": floor_s,
+                         "ratio_to_floor": full_s / floor_s, "goal_ratio": 1.5},
+        "incremental": {"new_events": new, "seconds": incremental_s, "models": incremental,
+                        "fraction_of_full_refresh": incremental_s / full_s, "goal_fraction": 0.05,
+                        "restaging_seconds": restage_s},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log(json.dumps({k: result[k] for k in ("ingest", "full_refresh", "incremental")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
