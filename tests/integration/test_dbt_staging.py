@@ -114,3 +114,20 @@ def test_rerunning_a_day_gives_the_same_table(built, fresh_db, tmp_path_factory)
                     '{as_of: "2026-01-15", as_of_start: "2026-01-14", half_life_days: 7}'],
                    cwd=PROJECT_ROOT / "dbt_project", env=env, check=True, capture_output=True)
     assert query(built, sql) == before
+
+
+def test_docs_generate_and_every_model_is_described(built, fresh_db, tmp_path_factory):
+    import json
+
+    name, _ = fresh_db
+    env = stack_env(tmp_path_factory.mktemp("docs"), name)
+    subprocess.run([str(Path(sys.executable).parent / "dbt"), "docs", "generate"], cwd=PROJECT_ROOT / "dbt_project",
+                   env=env, check=True, capture_output=True)
+    target = Path(env["DBT_TARGET_PATH"])
+    catalog = json.loads((target / "catalog.json").read_text())
+    assert "model.interest_decay.user_category_interest" in catalog["nodes"]
+    manifest = json.loads((target / "manifest.json").read_text())
+    models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
+    assert len(models) >= 15
+    undescribed = [k for k, v in models.items() if len(v["description"]) < 40]
+    assert undescribed == []
