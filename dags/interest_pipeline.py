@@ -14,7 +14,8 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 7. **build_bento**: package the service with the new model (`bentoml build`, offline).
 
 Trigger with a config form (as_of, events_path, half_life_days). Reports land in
-`$REPORTS_DIR/<as_of>/`.
+`$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
+manual runs only) changes that.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ WINDOW = "{{ ti.xcom_pull(task_ids='resolve_window') }}"
 
 @dag(
     dag_id="interest_pipeline",
-    schedule="@daily",
+    schedule=os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily").replace("none", "") or None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,

@@ -3,7 +3,8 @@
 #   infra/services.sh airflow-init      migrate the Airflow metadata database
 #   infra/services.sh airflow           start the Airflow UI + scheduler (airflow standalone)
 #   infra/services.sh serve [BENTO]     serve a bento (default: the latest interest_service)
-#   infra/services.sh stop              stop what this script started, then PostgreSQL
+#   infra/services.sh stop [NAME ...]   stop what this script started, then PostgreSQL
+#                                       (or only the named ones: serve, airflow, postgres)
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 RUN_DIR="$DECAY_STATE_DIR/run"
@@ -65,9 +66,16 @@ case "${1:-}" in
     echo "Serving $bento on http://127.0.0.1:$SERVE_PORT"
     ;;
   stop)
-    stop_group serve
-    stop_group airflow
-    "$(dirname "$0")/postgres.sh" stop
+    shift
+    for name in "${@:-serve airflow postgres}"; do
+      for one in $name; do
+        case "$one" in
+          serve|airflow) stop_group "$one" ;;
+          postgres) "$(dirname "$0")/postgres.sh" stop ;;
+          *) echo "unknown service $one (serve, airflow, postgres)"; exit 2 ;;
+        esac
+      done
+    done
     ;;
   *) echo "usage: $0 airflow-init|airflow|serve [BENTO]|stop"; exit 2 ;;
 esac

@@ -8,6 +8,9 @@ from interest_decay import config as settings
 
 
 def render(as_of: str, model_tag: str, metrics: dict[str, dict]) -> str:
+    if not metrics["model"]["users"]:
+        return (f"# Evaluation, as of {as_of}\n\nModel: `{model_tag}`. No test users: nobody with interest features "
+                "had events in the test window, so nothing was measured.\n")
     names = [key for key in next(iter(metrics.values())) if key != "users"]
     lines = [f"# Evaluation, as of {as_of}", "", f"Model: `{model_tag}`; test users: {metrics['model']['users']}.", "",
              "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

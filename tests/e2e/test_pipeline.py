@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 import requests
 
+from interest_decay.config import pg_conninfo
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import recreate_database, stack_env
+from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -158,3 +160,73 @@ def test_invalid_requests_get_400_with_a_message(served, body):
     assert response.status_code == 400
     assert "validation error" in response.json()["error"]
     assert "Traceback" not in response.text
+
+
+INTEREST_TABLES = {
+    "interest_snapshots": "as_of, user_id, category_id, event_type, event_count, last_event_ts, interest",
+    "user_category_interest": "as_of, user_id, category_id, event_count, last_event_ts, interest",
+    "user_interest_features": "as_of, user_id, category_ids, event_count, total_interest",
+}
+
+
+def interest_tables(database: str) -> dict[str, list[tuple]]:
+    """The interest tables, sorted by key; the last column is the float interest."""
+    with psycopg.connect(pg_conninfo(database)) as conn:
+        return {table: conn.execute(
+            f"select {columns} from analytics.{table} order by "
+            + ", ".join(str(i) for i in range(1, columns.count(",") + 1))).fetchall()
+            for table, columns in INTEREST_TABLES.items()}
+
+
+def assert_same_tables(got: dict, want: dict) -> None:
+    """Same rows and keys; interest equal up to float rounding (a re-run may reach a day from the day
+    before, S(t1) * 0.5^(dt / h), instead of summing every event again)."""
+    for table in want:
+        assert len(got[table]) == len(want[table]) > 0, table
+        for new, old in zip(got[table], want[table]):
+            assert new[:-1] == old[:-1], table
+            assert new[-1] == pytest.approx(old[-1], rel=1e-12), table
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(stack):
+    """`airflow standalone` (UI, API, scheduler, LocalExecutor) over the same stack, started as `make airflow` does."""
+    env, _ = stack
+    port = free_port()
+    env = {**env, "AIRFLOW__API__PORT": str(port), "INTEREST_PIPELINE_SCHEDULE": "none",
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin"}
+    services = str(PROJECT_ROOT / "infra" / "services.sh")
+    started = subprocess.run([services, "airflow"], env=env, capture_output=True, text=True, timeout=400)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield env, f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
+    finally:
+        subprocess.run([services, "stop", "airflow"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_run_triggered_through_the_rest_api_succeeds_and_rebuilds_the_day_identically(stack, airflow_ui):
+    env, url = airflow_ui
+    before = interest_tables(env["PGDATABASE"])
+    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
+    token = requests.post(f"{url}/auth/token", json={"username": "admin", "password": passwords["admin"]},
+                          timeout=30).json()["access_token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token}"
+    deadline = time.monotonic() + 180
+    while api.get(f"{url}/api/v2/dags/interest_pipeline", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the DAG processor did not register interest_pipeline"
+        time.sleep(3)
+    assert api.patch(f"{url}/api/v2/dags/interest_pipeline", json={"is_paused": False}, timeout=30).ok
+    conf = {"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": env["EVENTS_DIR"], "half_life_days": 7}
+    created = api.post(f"{url}/api/v2/dags/interest_pipeline/dagRuns", json={"logical_date": None, "conf": conf},
+                       timeout=30)
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+    deadline = time.monotonic() + 900
+    state = "queued"
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(5)
+        state = api.get(f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}", timeout=30).json()["state"]
+    assert state == "success", f"run {run_id} ended {state}; see {env['DECAY_STATE_DIR']}/logs/airflow.log"
+    assert_same_tables(interest_tables(env["PGDATABASE"]), before)

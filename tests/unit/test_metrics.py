@@ -28,3 +28,10 @@ def test_evaluate_rankings_means_and_coverage():
     assert result["ndcg@1"] == 0.5
     assert result["mrr@2"] == 0.5
     assert result["coverage@1"] == pytest.approx(2 / 10)  # "a" and "c" shown at k = 1
+
+
+def test_report_says_so_when_nobody_could_be_evaluated():
+    from models.report import render
+
+    text = render("2026-11-28", "m:1", {"model": {"users": 0}, "most_popular": {"users": 0}})
+    assert "No test users" in text
