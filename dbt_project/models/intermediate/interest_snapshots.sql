@@ -13,8 +13,13 @@ with kinds as (
 ),
 
 target_days as (
+    {#- One day (the daily case) as a constant: PostgreSQL would re-run generate_series for every event. #}
+    {%- if plan.first_day == plan.last_day %}
+    select (date '{{ plan.first_day }}'::timestamp at time zone 'UTC') as as_of
+    {%- else %}
     select (day::date::timestamp at time zone 'UTC') as as_of
     from generate_series(date '{{ plan.first_day }}', date '{{ plan.last_day }}', interval '1 day') as day
+    {%- endif %}
 ),
 
 {% if plan.base_day %}
