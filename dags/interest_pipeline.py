@@ -30,12 +30,12 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
-WINDOW = "{{ ti.xcom_pull(task_ids='resolve_window') }}"
+SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
 
 
 @dag(
     dag_id="interest_pipeline",
-    schedule=os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily").replace("none", "") or None,
+    schedule=None if SCHEDULE == "none" else SCHEDULE,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,

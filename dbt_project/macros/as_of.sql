@@ -14,3 +14,18 @@
         {{ as_of_date() }}
     {%- endif -%}
 {% endmacro %}
+
+{#- The same days as instants: midnight UTC, the moment interest is computed at. -#}
+{% macro as_of_ts() -%}
+    ({{ as_of_date() }}::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{% macro as_of_start_ts() -%}
+    ({{ as_of_start_date() }}::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{#- One row per day of the run's window (as_of_start .. as_of), column as_of at midnight UTC. -#}
+{% macro as_of_days() -%}
+    select (day::date::timestamp at time zone 'UTC') as as_of
+    from generate_series({{ as_of_start_date() }}, {{ as_of_date() }}, interval '1 day') as day
+{%- endmacro %}

@@ -1,6 +1,6 @@
 with interest as (
     select * from {{ ref('user_category_interest') }}
-    where as_of = ({{ as_of_date() }}::timestamp at time zone 'UTC')
+    where as_of = {{ as_of_ts() }}
 ),
 
 final as (

@@ -1,6 +1,6 @@
 with events as (
     select * from {{ ref('stg_behaviour__events') }}
-    where event_ts < ({{ as_of_date() }}::timestamp at time zone 'UTC')
+    where event_ts < {{ as_of_ts() }}
 ),
 
 numbered as (
@@ -22,7 +22,7 @@ kept as (
 final as (
     select
         user_id,
-        ({{ as_of_date() }}::timestamp at time zone 'UTC') as as_of,
+        {{ as_of_ts() }} as as_of,
         count(*) as sequence_length,
         array_agg(item_id order by event_ts, item_id, event_type) as item_ids,
         array_agg(category_id order by event_ts, item_id, event_type) as category_ids,

@@ -5,8 +5,7 @@ with events as (
 ),
 
 as_of_days as (
-    select (day::date::timestamp at time zone 'UTC') as as_of
-    from generate_series({{ as_of_start_date() }}, {{ as_of_date() }}, interval '1 day') as day
+    {{ as_of_days() }}
 ),
 
 data_end as (

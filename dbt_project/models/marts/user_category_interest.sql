@@ -2,8 +2,8 @@
 
 with snapshots as (
     select * from {{ ref('interest_snapshots') }}
-    where as_of between ({{ as_of_start_date() }}::timestamp at time zone 'UTC')
-        and ({{ as_of_date() }}::timestamp at time zone 'UTC')
+    where as_of between {{ as_of_start_ts() }}
+        and {{ as_of_ts() }}
 ),
 
 final as (

@@ -2,7 +2,7 @@
 
 with contributions as (
     select * from {{ ref('int_event_interest_contributions') }}
-    where as_of = ({{ as_of_date() }}::timestamp at time zone 'UTC')
+    where as_of = {{ as_of_ts() }}
 ),
 
 final as (

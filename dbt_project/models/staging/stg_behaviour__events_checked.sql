@@ -1,3 +1,7 @@
+{#- A table, not a view: the staged events, the rejects and the reconciliation all read it, and the
+    timestamp and number checks are the costly part of staging. #}
+{{ config(materialized='table') }}
+
 with source as (
     select * from {{ source('behaviour', 'events') }}
 ),
