@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 BENCH_EVENTS ?= 10000000
 
-.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest lock clean
+.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -67,6 +67,10 @@ stop: ## Stop everything the project started (serving, Airflow, PostgreSQL)
 ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make ingest EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.ingest $(EVENTS)
+
+push: venv postgres ## Push an events file as live events to the online store: make push EVENTS=path
+	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
+	@$(ENV) python -m interest_decay.realtime $(EVENTS)
 
 lock: ## Re-resolve infra/requirements.in into infra/requirements.lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -17,6 +17,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,17 +136,22 @@ def read_events(path: Path) -> tuple[pa.Table, list[str]]:
 def load_file(conn, path: Path) -> LoadResult:
     """Load one file in one transaction; a file already loaded (same SHA-256) is skipped."""
     path = Path(path)
-    sha = file_sha256(path)
+    return load_table(conn, lambda: read_events(path), source=path.name, sha=file_sha256(path))
+
+
+def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str, sha: str) -> LoadResult:
+    """Store one batch of events (``read()``: the contract columns as text, plus unsplittable rows) as
+    one load, unless a load with the same content hash ``sha`` exists (then nothing is read or added)."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("select load_id, row_count from raw.loads where file_sha256 = %s", (sha,))
         seen = cur.fetchone()
         if seen:
-            return LoadResult(path.name, seen[0], seen[1], 0, skipped=True)
-        table, bad_rows = read_events(path)
+            return LoadResult(source, seen[0], seen[1], 0, skipped=True)
+        table, bad_rows = read()
         good = table.num_rows
         cur.execute(
             "insert into raw.loads (file_sha256, source, row_count) values (%s, %s, %s) returning load_id",
-            (sha, path.name, good + len(bad_rows)),
+            (sha, source, good + len(bad_rows)),
         )
         load_id = cur.fetchone()[0]
         table = table.append_column("parse_error", pa.nulls(good, pa.string()))
@@ -161,7 +167,7 @@ def load_file(conn, path: Path) -> LoadResult:
             view = buffer.getbuffer()
             for start in range(0, len(view), 1 << 20):
                 copy.write(view[start:start + (1 << 20)])
-        return LoadResult(path.name, load_id, table.num_rows, len(bad_rows), skipped=False)
+        return LoadResult(source, load_id, table.num_rows, len(bad_rows), skipped=False)
 
 
 def ingest(paths: list[Path], conninfo: str | None = None) -> list[LoadResult]:

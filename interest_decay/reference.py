@@ -36,8 +36,7 @@ def event_interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict
             values.append(0.0)
             continue
         p = resolve_parameters(parameters, category, kind)
-        kwargs = {k: v for k, v in p.items() if k != "family" and v is not None and not _is_nan(v)}
-        values.append(weights[kind] * float(multiplier(p["family"], age, **kwargs)))
+        values.append(weights[kind] * float(multiplier(p["family"], age, **parameter_kwargs(p))))
     return pd.Series(values, index=events.index)
 
 
@@ -54,6 +53,11 @@ def interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict[str, 
                                                 last_event_ts=("event_ts", "max")).reset_index()
         frames.append(grouped.assign(as_of=pd.Timestamp(as_of)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def parameter_kwargs(parameters: dict) -> dict:
+    """The keyword arguments of ``decay.multiplier`` in a resolved parameters row (unset ones left out)."""
+    return {k: v for k, v in parameters.items() if k != "family" and v is not None and not _is_nan(v)}
 
 
 def _is_nan(value) -> bool:

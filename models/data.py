@@ -3,7 +3,9 @@
 Time windows of a run with ``as_of`` A (UTC midnight):
 train labels in [A - eval_days - train_days, A - eval_days), test window [A - eval_days, A).
 A label's features are the latest feature row at or before the label's timestamp, so no
-information from after the label leaks in (the mart only counts events before its as_of).
+information from after the label leaks in (the mart only counts events before its as_of), decayed
+to the label's timestamp by the on-demand view ``user_interest_now`` -- the same view the service
+reads at request time, so training and serving see interest computed the same way.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def load_events(conn, schema: str, start: dt.datetime | None, end: dt.datetime) 
 
 
 def point_in_time_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Feast training set: ``entity_df`` (user_id, event_timestamp, ...) joined with the feature service."""
+    """Feast training set: ``entity_df`` (user_id, event_timestamp, ...) joined with the feature service,
+    interest decayed to each row's event_timestamp."""
+    entity_df = entity_df.assign(request_ts=entity_df["event_timestamp"])
     return store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)
     ).to_df()
@@ -96,6 +100,7 @@ def build_vocabulary(history: pd.DataFrame, popular: pd.DataFrame) -> Vocabulary
 
 
 def feature_matrix(vocab: Vocabulary, features: pd.DataFrame) -> np.ndarray:
-    """Interest shares ``[N, C]`` for the rows of a Feast training set."""
-    return np.stack([vocab.interest_shares(c, s) for c, s in zip(features["category_ids"], features["interest_scores"])]) \
+    """Interest shares ``[N, C]`` at request time for the rows of a Feast training set."""
+    pairs = zip(features["category_ids_now"], features["interest_scores_now"])
+    return np.stack([vocab.interest_shares(c, s) for c, s in pairs]) \
         if len(features) else np.zeros((0, len(vocab.categories)), dtype=np.float32)

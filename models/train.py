@@ -184,6 +184,60 @@ def register_model(model, vocab: Vocabulary, summary: dict) -> str:
     return str(bento_model.tag)
 
 
+CHURN_MODEL_NAME = "churn_model"
+STAGED_EVENT_COLUMNS = ("user_id", "item_id", "category_id", "event_type", "event_ts", "value")
+
+
+def staged_events(before: dt.datetime) -> pd.DataFrame:
+    """All staged events before ``before`` in the columns of the churn model (``ts``, ``value``)."""
+    import psycopg
+
+    with psycopg.connect(settings.pg_conninfo()) as conn, conn.cursor() as cur:
+        cur.execute(f"select {', '.join(STAGED_EVENT_COLUMNS)} "
+                    f"from {settings.dbt_schema()}.stg_behaviour__events where event_ts < %s", (before,))
+        return staged_frame(cur.fetchall())
+
+
+def staged_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of ``STAGED_EVENT_COLUMNS`` as the event frame the churn model reads, sorted by ``ts``."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "ts", "value"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["value"] = frame["value"].astype(float)
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: int = 0) -> dict:
+    """Churn-risk model for ``as_of``: compared with the recency-frequency baseline at cutoff
+    ``as_of - horizon`` (trained one horizon earlier), then refit on the latest labels
+    (features before ``as_of - horizon``, purchases in the horizon after) and registered."""
+    from models import churn
+
+    end = dt.datetime.combine(as_of, dt.time(), dt.timezone.utc)
+    events = staged_events(end)
+    cutoff = pd.Timestamp(end) - pd.Timedelta(days=horizon_days)
+    comparison = churn.compare_churn(events, cutoff=cutoff, horizon_days=horizon_days, seed=seed,
+                                     observed_until=pd.Timestamp(end))
+    cfg = comparison["config"]
+    features, churned = churn.churn_dataset(events, cutoff, horizon_days, cfg["half_lives_days"], pd.Timestamp(end))
+    model, _ = churn.fit_model(features, churned, cfg, seed)
+    out = settings.reports_dir() / str(as_of)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "churn.json").write_text(json.dumps({k: v for k, v in comparison.items() if k != "curves"}, indent=2))
+    churn.plot_churn(comparison, out)
+    summary = {"as_of": str(as_of), "horizon_days": horizon_days, "metrics": comparison["metrics"],
+               "roc_auc_difference": comparison["roc_auc_difference"], "train_users": int(len(churned)),
+               "report": str(out / "churn.json")}
+    if register:
+        import bentoml
+
+        metadata = {"as_of": str(as_of), "horizon_days": horizon_days, "train_cutoff": cutoff.isoformat(),
+                    "metrics": comparison["metrics"], "git_commit": git_commit(), "hyperparameters": cfg}
+        with bentoml.models.create(CHURN_MODEL_NAME, metadata=metadata) as bento_model:
+            model.save(Path(bento_model.path))
+        summary["model_tag"] = str(bento_model.tag)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True, help="UTC day the run is as of, YYYY-MM-DD")

@@ -1,26 +1,41 @@
-"""BentoML service: recommendations for a user from the user's decayed category interests.
+"""BentoML service: recommendations, interest profiles, audiences and live events.
 
-The model comes from the BentoML model store (``$MODEL_TAG``, default the latest
-``interest_recommender``), the user's features from the Feast online store. Stored interest is
-as of the feature row's ``as_of``; it is decayed to the request time before it is shown.
+- The model comes from the BentoML model store (``$MODEL_TAG``, default the latest
+  ``interest_recommender``); user features from the Feast online store, decayed to the request time
+  by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
+- User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
+  caller sent, ``/audience`` answers with pseudonyms only.
+- PostgreSQL (``PG*``) holds the raw events ``/events`` appends to and the marts ``/audience`` reads.
+- ``SERVE_API_TOKEN`` set: every API call needs ``Authorization: Bearer <token>`` (``serving/auth.py``).
+Bad input gets a 400 with a message; a missing dependency a 503; never a traceback.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import bentoml
+from bentoml.exceptions import BadInput, ServiceUnavailable
 from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
+from serving.auth import BearerTokenMiddleware
 
 MODEL_TAG = os.environ.get("MODEL_TAG") or f"{settings.model_name()}:latest"
+CHURN_MODEL_TAG = os.environ.get("CHURN_MODEL_TAG") or "churn_model:latest"
 FEATURE_SERVICE = "recommender_v1"
+PROFILE_SERVICE = "interest_profile_v1"
+MAX_EVENTS = 10_000
+log = logging.getLogger(__name__)
+
+UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
 
 class RecommendedItem(BaseModel):
@@ -34,18 +49,99 @@ class Recommendation(BaseModel):
     user_id: str = Field(description="The user asked about, as sent (features are looked up by its pseudonym).")
     items: list[RecommendedItem] = Field(description="Items, best first.")
     fallback: bool = Field(description="True when the user has no interest profile and popular items are returned.")
-    interest_as_of: dt.datetime | None = Field(description="When the stored interest was computed (UTC).")
+    interest_as_of: dt.datetime | None = Field(description="When the stored interest was computed (UTC); it is "
+                                                           "decayed from then to the request time.")
     model: str = Field(description="Tag of the model that ranked the items.")
 
 
-def _hours(delta: dt.timedelta) -> str:
+class CategoryInterest(BaseModel):
+    category_id: str = Field(description="Category.")
+    interest: float = Field(description="Decayed interest at the request time (sum of weight x decay over events).")
+    share: float = Field(description="This category's share of the user's interest (0-1).")
+    half_life_days: dict[str, float | None] = Field(
+        description="Half-life in days per event type behind this interest (null: logistic or period decay).")
+
+
+class InterestProfile(BaseModel):
+    user_id: str = Field(description="The user asked about, as sent.")
+    as_of: dt.datetime = Field(description="The request time the interest is decayed to (UTC).")
+    scores_as_of: dt.datetime | None = Field(description="When the stored scores were computed or last updated.")
+    last_event_ts: dt.datetime | None = Field(description="The user's latest event known to the feature store.")
+    categories: list[CategoryInterest] = Field(description="Categories by interest, highest first.")
+    known_user: bool = Field(description="False when the user has no interest profile (empty categories).")
+
+
+class AudienceMember(BaseModel):
+    user_id: str = Field(description="Pseudonymised user id (HMAC of the user id; not reversible without the key).")
+    interest: float = Field(description="Decayed interest in the category now.")
+
+
+class Audience(BaseModel):
+    category_id: str = Field(description="The category asked about.")
+    as_of: dt.datetime = Field(description="The request time interest is decayed to.")
+    computed_from: dt.datetime | None = Field(description="The batch snapshot the interest is decayed from.")
+    users: list[AudienceMember] = Field(description="Users above the threshold, highest interest first.")
+
+
+class UserChurnRisk(BaseModel):
+    user_id: str = Field(description="The user asked about, as sent.")
+    probability: float | None = Field(description="Probability that the user buys nothing within the horizon "
+                                                  "(null: no events known for this user).")
+    known_user: bool = Field(description="False when there are no staged events of this user.")
+
+
+class ChurnRisk(BaseModel):
+    horizon_days: int = Field(description="Churn means no purchase within this many days from now.")
+    as_of: dt.datetime = Field(description="The request time the features are computed at.")
+    model: str = Field(description="Tag of the churn model.")
+    users: list[UserChurnRisk] = Field(description="One entry per requested user, in request order.")
+
+
+class EventIn(BaseModel):
+    """One behaviour event in the project's event schema. Fields are checked like batch files are:
+    an event that fails a check is stored in the rejects with its reason, not refused."""
+
+    user_id: str | None = Field(default=None, max_length=4096, description="Who acted.")
+    item_id: str | None = Field(default=None, max_length=4096, description="What they acted on.")
+    category_id: str | None = Field(default=None, max_length=4096, description="The item's category.")
+    event_type: str | None = Field(default=None, max_length=4096,
+                                   description="view, cart, fav, purchase or rating.")
+    ts: str | None = Field(default=None, max_length=4096, description="ISO 8601 time; no offset means UTC.")
+    value: float | str | None = Field(default=None, description="Rating, quantity or amount (>= 0).")
+
+
+class EventOutcome(BaseModel):
+    index: int = Field(description="Position of the event in the request.")
+    accepted: bool = Field(description="True when the event passed the checks.")
+    reason: str | None = Field(description="Why the event was rejected (kept in the rejects with this reason).")
+
+
+class EventsResult(BaseModel):
+    load_id: int = Field(description="The raw load the batch was stored as (raw.loads).")
+    duplicate_batch: bool = Field(description="True when this exact batch was stored before: nothing was added.")
+    accepted: int = Field(description="Events that passed the checks.")
+    rejected: int = Field(description="Events stored with a reject reason.")
+    users_updated: int = Field(description="Users whose online interest now includes these events.")
+    events: list[EventOutcome] = Field(description="Outcome per event, in request order.")
+
+
+def _ago(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _utc(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
 
 
 @bentoml.service(traffic={"timeout": 30})
 class InterestService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)
 
     def __init__(self) -> None:
         from feast import FeatureStore
@@ -55,55 +151,239 @@ class InterestService:
 
         path = Path(self.bento_model.path)
         self.model = InterestRecommender.load(path)
+        self.model.eval()
         self.vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
-        metadata = self.bento_model.info.metadata
-        self.half_life_days = float(metadata["decay"]["half_life_days"])
         self.model_tag = str(self.bento_model.tag)
+        from models.churn import ChurnModel
+
+        self.churn_model = ChurnModel.load(Path(self.churn_bento_model.path)).eval()
+        self.churn_metadata = self.churn_bento_model.info.metadata
         self.pseudonym_key = pseudonym_key()
         self.store = FeatureStore(repo_path=str(settings.feast_repo_path()))
         self.features = self.store.get_feature_service(FEATURE_SERVICE)
+        self.profile_features = self.store.get_feature_service(PROFILE_SERVICE)
+        self.schema = settings.dbt_schema()
+        self._pool = None
+        self._updater = None
+        self._lock = threading.Lock()
 
-    def _profile(self, user_id: str) -> dict | None:
-        """Online features of a user, looked up by the user's pseudonym; None when there are none."""
-        entity = {"user_id": pseudonymise(user_id, self.pseudonym_key)}
-        row = self.store.get_online_features(features=self.features, entity_rows=[entity]) \
-            .to_dict(include_event_timestamps=True)
-        if row["total_interest"][0] is None:
-            return None
-        return {key: values[0] for key, values in row.items()}
+    # -- dependencies -------------------------------------------------------------------------------
+    def _db(self):
+        """A pooled PostgreSQL connection (autocommit); 503 when the database cannot be reached."""
+        with self._lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
 
+                self._pool = ConnectionPool(settings.pg_conninfo(), min_size=1, max_size=4, open=True,
+                                            kwargs={"autocommit": True}, timeout=5)
+        try:
+            return self._pool.connection()
+        except Exception as error:  # noqa: BLE001 (any driver error means the same to a caller)
+            raise ServiceUnavailable(f"the event database is not reachable: {error}") from None
+
+    def _online_updater(self, conn):
+        from interest_decay.ingest import ensure_raw_schema
+        from interest_decay.realtime import KindParameters, OnlineUpdater
+
+        with self._lock:
+            if self._updater is None:
+                ensure_raw_schema(conn)
+                self._updater = OnlineUpdater(self.store, KindParameters.from_database(conn, self.schema))
+        return self._updater
+
+    def __is_ready__(self) -> bool:
+        try:
+            with self._db() as conn:
+                conn.execute("select 1")
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _lookup(self, service, user_ids: list[str], now: dt.datetime) -> dict:
+        entities = [{"user_id": pseudonymise(u, self.pseudonym_key), "request_ts": now} for u in user_ids]
+        return self.store.get_online_features(features=service, entity_rows=entities).to_dict()
+
+    # -- endpoints ----------------------------------------------------------------------------------
     @bentoml.api
     def recommend(
         self,
-        user_id: Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")],
+        user_id: UserId,
         k: Annotated[int, Field(ge=1, le=1000, description="How many items to return (1-1000).")] = 10,
+        category_id: Annotated[str | None, Field(max_length=256, description="Only items of this category.")] = None,
+        exclude_purchased: Annotated[bool, Field(description="Leave out items the user bought before.")] = False,
     ) -> Recommendation:
-        """Top-k items for a user, ranked by the model from the user's decayed category interests."""
+        """Top-k items for a user, ranked by the model from the user's interests decayed to now."""
+        import numpy as np
         import torch
 
         now = dt.datetime.now(dt.timezone.utc)
-        profile = self._profile(user_id)
-        if profile is None:
+        allowed = self._allowed_items(user_id, category_id, exclude_purchased)
+        row = {key: values[0] for key, values in self._lookup(self.features, [user_id], now).items()}
+        if row["total_interest_now"] is None:
             items = [RecommendedItem(item_id=item, category_id=self.vocab.item_category.get(item), score=0.0,
                                      explanation="popular recently (no interest profile for this user)")
-                     for item in self.vocab.popular_items[:k]]
-            return Recommendation(user_id=user_id, items=items, fallback=True, interest_as_of=None, model=self.model_tag)
+                     for item in self.vocab.popular_items if allowed is None or allowed[self.vocab.item_index[item]]]
+            return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
+                                  model=self.model_tag)
 
-        as_of = dt.datetime.fromtimestamp(profile["total_interest__ts"], dt.timezone.utc)
-        decay = 0.5 ** (max((now - as_of).total_seconds(), 0.0) / 86400.0 / self.half_life_days)
-        interest = {c: s * decay for c, s in zip(profile["category_ids"], profile["interest_scores"])}
-        x = self.vocab.interest_shares(profile["category_ids"], profile["interest_scores"])
+        categories, scores = row["category_ids_now"], row["interest_scores_now"]
+        interest = dict(zip(categories, scores))
+        x = self.vocab.interest_shares(categories, scores)
         with torch.no_grad():
-            scores = self.model.full_sort_predict(torch.from_numpy(x[None]))[0]
-        top = torch.topk(scores, min(k, scores.numel()))
-        last_event = profile.get("last_event_ts")
-        seen = f", last event {_hours(now - last_event)} ago" if isinstance(last_event, dt.datetime) else ""
+            logits = self.model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
+        if allowed is not None:
+            logits = np.where(allowed, logits, -np.inf)
+        order = np.argsort(-logits, kind="stable")[:k]
+        half_lives = self._half_lives(row)
+        last_event = _utc(row.get("last_event_ts"))
+        seen = f", last event {_ago(now - last_event)} ago" if last_event else ""
         items = []
-        for score, index in zip(top.values.tolist(), top.indices.tolist()):
+        for index in order:
+            if not np.isfinite(logits[index]):
+                break
             item = self.vocab.items[index]
             category = self.vocab.item_category.get(item)
             share = x[self.vocab.category_index[category]] if category in self.vocab.category_index else 0.0
-            reason = (f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's), "
-                      f"half-life {self.half_life_days:g} days{seen}")
-            items.append(RecommendedItem(item_id=item, category_id=category, score=score, explanation=reason))
-        return Recommendation(user_id=user_id, items=items, fallback=False, interest_as_of=as_of, model=self.model_tag)
+            half_life = half_lives.get(category)
+            reason = (f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
+                      + (f", half-life {half_life:g} days" if half_life else "") + seen)
+            items.append(RecommendedItem(item_id=item, category_id=category, score=float(logits[index]),
+                                         explanation=reason))
+        return Recommendation(user_id=user_id, items=items, fallback=False,
+                              interest_as_of=_utc(row.get("scores_as_of")), model=self.model_tag)
+
+    def _allowed_items(self, user_id: str, category_id: str | None, exclude_purchased: bool):
+        """Boolean mask over the model's items, or None when every item may be shown."""
+        import numpy as np
+
+        if category_id is None and not exclude_purchased:
+            return None
+        allowed = np.ones(len(self.vocab.items), dtype=bool)
+        if category_id is not None:
+            if category_id not in self.vocab.category_index:
+                raise BadInput(f"unknown category_id {category_id!r}: the model knows "
+                               f"{len(self.vocab.categories)} categories, e.g. {', '.join(self.vocab.categories[:5])}")
+            allowed &= np.array([self.vocab.item_category.get(i) == category_id for i in self.vocab.items])
+        if exclude_purchased:
+            with self._db() as conn:
+                bought = conn.execute(
+                    f"select distinct item_id from {self.schema}.stg_behaviour__events "
+                    "where user_id = %s and event_type = 'purchase'",
+                    (pseudonymise(user_id, self.pseudonym_key),)).fetchall()
+            for (item,) in bought:
+                if item in self.vocab.item_index:
+                    allowed[self.vocab.item_index[item]] = False
+        return allowed
+
+    @staticmethod
+    def _half_lives(row: dict) -> dict[str, float]:
+        """Half-life of each category's strongest exponential kind (for explanations)."""
+        best: dict[str, tuple[float, float]] = {}
+        for category, score, half_life in zip(row.get("kind_category_ids") or [], row.get("kind_scores") or [],
+                                              row.get("kind_half_lives") or []):
+            if half_life == half_life and (category not in best or score > best[category][0]):
+                best[category] = (score, half_life)
+        return {category: half_life for category, (_, half_life) in best.items()}
+
+    @bentoml.api
+    def interest(self, user_id: UserId) -> InterestProfile:
+        """The user's interest per category, decayed to now, with the half-lives behind it."""
+        now = dt.datetime.now(dt.timezone.utc)
+        row = {key: values[0] for key, values in self._lookup(self.profile_features, [user_id], now).items()}
+        kinds: dict[str, dict[str, float | None]] = {}
+        for category, kind, half_life in zip(row.get("kind_category_ids") or [], row.get("kind_event_types") or [],
+                                             row.get("kind_half_lives") or []):
+            kinds.setdefault(category, {})[kind] = half_life if half_life == half_life else None
+        total = row.get("total_interest_now") or 0.0
+        categories = [CategoryInterest(category_id=c, interest=s, share=s / total if total else 0.0,
+                                       half_life_days=kinds.get(c, {}))
+                      for c, s in zip(row.get("category_ids_now") or [], row.get("interest_scores_now") or [])]
+        return InterestProfile(user_id=user_id, as_of=now, scores_as_of=_utc(row.get("scores_as_of")),
+                               last_event_ts=_utc(row.get("last_event_ts")), categories=categories,
+                               known_user=row.get("total_interest_now") is not None)
+
+    @bentoml.api
+    def audience(
+        self,
+        category_id: Annotated[str, Field(min_length=1, max_length=256, description="The category to target.")],
+        min_interest: Annotated[float, Field(ge=0, description="Minimum decayed interest now.")] = 1.0,
+        limit: Annotated[int, Field(ge=1, le=10_000, description="At most this many users (1-10000).")] = 100,
+    ) -> Audience:
+        """Users whose interest in a category, decayed to now, is at least ``min_interest`` (ad targeting).
+
+        Read from the latest batch snapshot (dbt ``interest_snapshots``) and decayed to now per kind
+        (exponential kinds exactly; logistic and period kinds at their snapshot value)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        sql = f"""
+            with latest as (select max(as_of) as as_of from {self.schema}.interest_snapshots),
+            scored as (
+                select s.user_id, s.as_of, sum(case when k.family = 'exponential'
+                    then s.interest * power(0.5::float8, least(
+                        extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days, 1000))
+                    else s.interest end) as interest
+                from {self.schema}.interest_snapshots as s
+                inner join latest on s.as_of = latest.as_of
+                inner join {self.schema}.int_event_kind_parameters as k
+                    on k.category_id = s.category_id and k.event_type = s.event_type
+                where s.category_id = %(category)s
+                group by s.user_id, s.as_of
+            )
+            select user_id, interest, as_of from scored
+            where interest >= %(min_interest)s
+            order by interest desc, user_id
+            limit %(limit)s"""
+        with self._db() as conn:
+            rows = conn.execute(sql, {"now": now, "category": category_id, "min_interest": min_interest,
+                                      "limit": limit}).fetchall()
+        return Audience(category_id=category_id, as_of=now, computed_from=rows[0][2] if rows else None,
+                        users=[AudienceMember(user_id=u, interest=i) for u, i, _ in rows])
+
+    @bentoml.api
+    def churn_risk(
+        self,
+        user_ids: Annotated[list[UserId], Field(min_length=1, max_length=1000, description="1 to 1,000 user ids.")],
+    ) -> ChurnRisk:
+        """Probability per user of buying nothing within the model's horizon, from the user's staged
+        events up to now (the same features the model was trained on)."""
+        from models.churn import model_probabilities, user_features
+        from models.train import STAGED_EVENT_COLUMNS, staged_frame
+
+        now = dt.datetime.now(dt.timezone.utc)
+        pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
+        with self._db() as conn:
+            rows = conn.execute(
+                f"select {', '.join(STAGED_EVENT_COLUMNS)} from {self.schema}.stg_behaviour__events "
+                "where user_id = any(%s) and event_ts < %s", (list(set(pseudonyms.values())), now)).fetchall()
+        import pandas as pd
+
+        events = staged_frame(rows)
+        probabilities = {}
+        if len(events):
+            features = user_features(events, pd.Timestamp(now), self.churn_metadata["hyperparameters"]["half_lives_days"])
+            probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features)))
+        users = [UserChurnRisk(user_id=u, probability=probabilities.get(pseudonyms[u]),
+                               known_user=pseudonyms[u] in probabilities) for u in user_ids]
+        return ChurnRisk(horizon_days=int(self.churn_metadata["horizon_days"]), as_of=now,
+                         model=str(self.churn_bento_model.tag), users=users)
+
+    @bentoml.api
+    def events(
+        self,
+        events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS,
+                                               description=f"1 to {MAX_EVENTS:,} events in the event schema.")],
+    ) -> EventsResult:
+        """Store live events (the same raw tables as batch ingest) and fold the accepted ones into the
+        users' online interest at once; answers accepted / rejected per event with the reason."""
+        from interest_decay.realtime import accept_batch
+
+        records = [e.model_dump() for e in events]
+        with self._db() as conn:
+            result = accept_batch(conn, self._online_updater(conn), records, self.pseudonym_key)
+        outcomes = [EventOutcome(index=i, accepted=r is None, reason=r) for i, r in enumerate(result.reasons)]
+        accepted = sum(o.accepted for o in outcomes)
+        return EventsResult(load_id=result.load_id, duplicate_batch=result.duplicate_batch, accepted=accepted,
+                            rejected=len(outcomes) - accepted, users_updated=result.users_updated, events=outcomes)
+
+
+if os.environ.get("SERVE_API_TOKEN"):
+    InterestService.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["SERVE_API_TOKEN"])

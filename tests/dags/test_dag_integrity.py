@@ -44,12 +44,13 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     assert "ingest" in upstream("dbt.stg_behaviour__events_checked.run")
     assert {"dbt.user_interest_features.run", "dbt.user_category_interest.test"} <= upstream("feast_materialize")
     assert "feast_materialize" in upstream("train")
-    assert {"train", "evaluate", "drift_check"} <= upstream("build_bento")
+    assert {"train", "evaluate", "drift_check", "train_churn"} <= upstream("build_bento")
+    assert "dbt.user_activity.run" in upstream("train_churn")
 
 
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
-    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days"}
+    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "churn_horizon_days"}
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0

@@ -121,7 +121,7 @@ def recommend(url: str, **body) -> dict:
 def test_dag_run_leaves_reports_and_a_registered_model(stack):
     env, _ = stack
     reports = Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}"
-    for name in ("metrics.json", "evaluation.md", "training_curve.png", "drift.html", "drift.json"):
+    for name in ("metrics.json", "evaluation.md", "training_curve.png", "drift.html", "drift.json", "churn.png"):
         assert (reports / name).stat().st_size > 0, name
     metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["train_examples"] > 1_000
@@ -160,6 +160,101 @@ def test_invalid_requests_get_400_with_a_message(served, body):
     assert response.status_code == 400
     assert "validation error" in response.json()["error"]
     assert "Traceback" not in response.text
+
+
+def call(url: str, endpoint: str, **body) -> dict:
+    import bentoml
+
+    with bentoml.SyncHTTPClient(url) as client:
+        result = getattr(client, endpoint)(**body)
+    return result if isinstance(result, dict) else result.model_dump(mode="json")
+
+
+def test_churn_risk_is_a_probability_per_user(stack, served):
+    env, _ = stack
+    report = json.loads((Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "churn.json").read_text())
+    assert {"model", "baseline"} <= set(report["metrics"]) and report["test_users"] > 50
+    answer = call(served, "churn_risk", user_ids=["u1", "u2", "nobody-we-know"])
+    probabilities = [user["probability"] for user in answer["users"]]
+    assert [user["user_id"] for user in answer["users"]] == ["u1", "u2", "nobody-we-know"]
+    assert all(0.0 < p < 1.0 for p in probabilities[:2]) and probabilities[2] is None
+    assert answer["horizon_days"] == 14 and answer["users"][2]["known_user"] is False
+
+
+def test_interest_profile_is_decayed_to_now_with_half_lives(served):
+    profile = call(served, "interest", user_id="probe_recent")
+    assert profile["known_user"] is True
+    top = profile["categories"][0]
+    assert top["category_id"] == CATEGORY_A and top["half_life_days"] == {"view": 7.0}
+    assert sum(c["share"] for c in profile["categories"]) == pytest.approx(1.0)
+    # stored as of AS_OF, decayed to the request time with the 7-day half-life
+    stored_days = (dt.datetime.fromisoformat(profile["as_of"]) - dt.datetime.fromisoformat(profile["scores_as_of"]))
+    assert stored_days.total_seconds() > 0
+    assert call(served, "interest", user_id="nobody-we-know")["known_user"] is False
+
+
+def test_audience_lists_pseudonyms_of_interested_users(served):
+    from interest_decay.pseudonym import pseudonymise
+
+    audience = call(served, "audience", category_id=CATEGORY_A, min_interest=0.0, limit=10_000)
+    users = [member["user_id"] for member in audience["users"]]
+    assert pseudonymise("probe_recent") in users and "probe_recent" not in users
+    interests = [member["interest"] for member in audience["users"]]
+    assert interests == sorted(interests, reverse=True)
+    assert call(served, "audience", category_id="no-such-category")["users"] == []
+
+
+def test_live_events_are_stored_and_change_recommendations_at_once(served):
+    now = dt.datetime.now(dt.timezone.utc)
+    live = [{"user_id": "probe_live", "item_id": items_of(CATEGORY_B)[i], "category_id": CATEGORY_B,
+             "event_type": "purchase", "ts": (now - dt.timedelta(minutes=10 * i)).isoformat()} for i in range(3)]
+    bad = [{"user_id": "probe_live", "item_id": "1", "category_id": CATEGORY_A, "event_type": "teleport",
+            "ts": now.isoformat()},
+           {"user_id": "probe_live", "item_id": "1", "category_id": CATEGORY_A, "event_type": "view",
+            "ts": "2999-01-01T00:00:00Z"}]
+    assert call(served, "recommend", user_id="probe_live", k=3)["fallback"] is True
+    result = call(served, "events", events=live + bad)
+    assert (result["accepted"], result["rejected"], result["users_updated"]) == (3, 2, 1)
+    assert [e["reason"] for e in result["events"][3:]] == [
+        'unknown event_type "teleport"', "timestamp in the future (after load time + 1 day)"]
+    answer = call(served, "recommend", user_id="probe_live", k=3)
+    assert answer["fallback"] is False and answer["items"][0]["category_id"] == CATEGORY_B
+    assert call(served, "interest", user_id="probe_live")["categories"][0]["category_id"] == CATEGORY_B
+    again = call(served, "events", events=live + bad)
+    assert again["duplicate_batch"] is True and again["load_id"] == result["load_id"] and again["users_updated"] == 0
+    with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
+        stored = conn.execute("select count(*) from raw.events where load_id = %s", (result["load_id"],)).fetchone()[0]
+    assert stored == 5  # accepted and rejected rows alike, for staging to count
+
+
+def test_recommend_filters_by_category_and_past_purchases(served):
+    from interest_decay.pseudonym import pseudonymise
+
+    answer = call(served, "recommend", user_id="probe_recent", k=20, category_id=CATEGORY_B)
+    assert len(answer["items"]) == 20 and {item["category_id"] for item in answer["items"]} == {CATEGORY_B}
+    with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
+        user, bought = next((u, {i for (i,) in rows}) for u in (f"u{n}" for n in range(400))
+                            if (rows := conn.execute("select distinct item_id from analytics.stg_behaviour__events "
+                                                     "where user_id = %s and event_type = 'purchase'",
+                                                     (pseudonymise(u),)).fetchall()))
+    everything = {item["item_id"] for item in call(served, "recommend", user_id=user, k=1000)["items"]}
+    kept = {item["item_id"] for item in call(served, "recommend", user_id=user, k=1000, exclude_purchased=True)["items"]}
+    assert bought & everything and not bought & kept and kept == everything - bought
+
+
+@pytest.mark.parametrize("endpoint, body", [
+    ("recommend", {"user_id": "u1", "k": 5, "category_id": "no-such-category"}),
+    ("events", {"events": []}),
+    ("events", {"events": [{"user_id": "u1"}] * 10_001}),
+    ("audience", {"category_id": "3", "limit": 0}),
+    ("interest", {"user_id": ""}),
+    ("churn_risk", {"user_ids": []}),
+])
+def test_other_invalid_requests_get_400_with_a_message(served, endpoint, body):
+    response = requests.post(f"{served}/{endpoint}", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    payload = response.json()  # BentoML 1.4 wraps errors the service raises in a list: [{"error": ...}]
+    assert (payload[0] if isinstance(payload, list) else payload)["error"] and "Traceback" not in response.text
 
 
 INTEREST_TABLES = {

@@ -1,5 +1,16 @@
+{#- One feature row per (user, as_of) for Feast. Besides the top categories, the row carries the interest
+    per (category, event type) "kind" with the kind's exponential half-life: that is what lets the online
+    store decay a stored score exactly to the request time (feature_repo: user_interest_now). #}
 with interest as (
     select * from {{ ref('user_category_interest') }}
+),
+
+snapshots as (
+    select * from {{ ref('interest_snapshots') }}
+),
+
+kinds as (
+    select * from {{ ref('int_event_kind_parameters') }}
 ),
 
 ranked as (
@@ -9,7 +20,7 @@ ranked as (
     from interest
 ),
 
-final as (
+categories as (
     select
         user_id,
         as_of,
@@ -23,6 +34,55 @@ final as (
         max(last_event_ts) as last_event_ts
     from ranked
     group by user_id, as_of
+),
+
+{#- Kinds of the kept top categories. A kind of another family than exponential gets half-life NaN:
+    its score is held until the next materialization (no exact read-time form exists for it). #}
+kind_rows as (
+    select
+        snapshots.user_id,
+        snapshots.as_of,
+        snapshots.category_id,
+        snapshots.event_type,
+        snapshots.interest,
+        case when kinds.family = 'exponential' then kinds.half_life_days else 'NaN'::float8 end as half_life_days,
+        ranked.category_rank
+    from snapshots
+    inner join ranked
+        on ranked.user_id = snapshots.user_id
+        and ranked.as_of = snapshots.as_of
+        and ranked.category_id = snapshots.category_id
+        and ranked.category_rank <= {{ var('max_categories_per_user') }}
+    inner join kinds
+        on kinds.category_id = snapshots.category_id
+        and kinds.event_type = snapshots.event_type
+    where snapshots.interest > 0
+),
+
+kind_arrays as (
+    select
+        user_id,
+        as_of,
+        array_agg(category_id order by category_rank, event_type) as kind_category_ids,
+        array_agg(event_type order by category_rank, event_type) as kind_event_types,
+        array_agg(interest order by category_rank, event_type) as kind_scores,
+        array_agg(half_life_days order by category_rank, event_type) as kind_half_lives
+    from kind_rows
+    group by user_id, as_of
+),
+
+final as (
+    select
+        categories.*,
+        categories.as_of as scores_as_of,
+        coalesce(kind_arrays.kind_category_ids, array[]::text[]) as kind_category_ids,
+        coalesce(kind_arrays.kind_event_types, array[]::text[]) as kind_event_types,
+        coalesce(kind_arrays.kind_scores, array[]::float8[]) as kind_scores,
+        coalesce(kind_arrays.kind_half_lives, array[]::float8[]) as kind_half_lives
+    from categories
+    left join kind_arrays
+        on kind_arrays.user_id = categories.user_id
+        and kind_arrays.as_of = categories.as_of
 )
 
 select * from final

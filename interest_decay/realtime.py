@@ -1,0 +1,304 @@
+"""Live events: check them as staging does, store them as a raw load, fold them into online features.
+
+The path of one batch (the serving ``/events`` endpoint and ``make push EVENTS=path`` both use it):
+1. ``check_event`` gives each event the reject reason dbt staging would give it (or None), so the
+   caller learns per event what was accepted and why not;
+2. the whole batch, accepted and rejected rows alike, becomes one load of ``raw.events``
+   (``interest_decay.ingest.load_table``, idempotent by content hash), so the nightly dbt run stages
+   exactly these rows and ``raw = staged + duplicates + rejected`` still holds;
+3. the accepted events of each user are folded into the user's online feature row with the
+   incremental formula ``S(now) = S(as_of) * 0.5^((now - as_of)/h) + sum w * 0.5^((now - t_e)/h)`` per
+   (category, event type) kind, and the new row is written with ``FeatureStore.push``.
+
+Exactness: exponential kinds are exact (the same number the mart gives at ``now``); kinds of the
+logistic and period families keep their stored score and add the new events' decayed weight.
+A batch that was stored before (same content) is not folded in again. Two different batches that
+carry the same event count it twice online until the next materialization replaces the row from
+the deduplicated mart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from interest_decay import decay
+from interest_decay.reference import parameter_kwargs, resolve_parameters
+from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
+
+MAX_ID_LENGTH = 256
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+FUTURE_SLACK = dt.timedelta(days=1)
+MAX_CATEGORIES = 50  # dbt var max_categories_per_user
+ONLINE_FEATURES = ("category_ids", "interest_scores", "total_interest", "event_count", "category_count",
+                   "last_event_ts", "kind_category_ids", "kind_event_types", "kind_scores", "kind_half_lives",
+                   "scores_as_of")
+FEATURE_VIEW = "user_interest_fv"
+PUSH_SOURCE = "user_interest_push"
+
+
+def _text(value) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_ts(text: str) -> dt.datetime | None:
+    """ISO 8601 timestamp (no offset means UTC) as an aware datetime; None when it is not one."""
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def check_event(event: Mapping, received_at: dt.datetime) -> str | None:
+    """The reason staging would reject ``event`` (same wording as stg_behaviour__events_checked), or None."""
+    user, item, category = (_text(event.get(c)) for c in ("user_id", "item_id", "category_id"))
+    kind = (_text(event.get("event_type")) or "").lower() or None
+    ts_text, value_text = _text(event.get("ts")), _text(event.get("value"))
+    for name, value in (("user_id", user), ("item_id", item), ("category_id", category)):
+        if value is None:
+            return f"missing {name}"
+    if max(len(user), len(item), len(category)) > MAX_ID_LENGTH:
+        return f"oversize id (more than {MAX_ID_LENGTH} characters)"
+    if kind is None:
+        return "missing event_type"
+    if kind not in EVENT_TYPES:
+        return f'unknown event_type "{kind[:40]}"'
+    if ts_text is None:
+        return "missing ts"
+    ts = parse_ts(ts_text)
+    if ts is None:
+        return f'unparseable timestamp "{ts_text[:40]}"'
+    if ts < EARLIEST:
+        return "timestamp before 2000"
+    if ts > received_at + FUTURE_SLACK:
+        return "timestamp in the future (after load time + 1 day)"
+    if value_text is not None:
+        try:
+            value = float(value_text)
+        except ValueError:
+            return f'non-numeric value "{value_text[:40]}"'
+        if not math.isfinite(value):
+            return "non-finite value"
+        if value < 0:
+            return "negative value"
+    return None
+
+
+def batch_sha256(events: list[Mapping]) -> str:
+    """Content hash of a batch (its contract columns, in order): the same batch sent twice is stored once."""
+    rows = [[_text(e.get(c)) for c in EVENT_COLUMNS] for e in events]
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class KindParameters:
+    """Decay parameters (dbt model int_decay_parameters) and event weights (seed event_type_weights)."""
+
+    parameters: pd.DataFrame
+    weights: dict[str, float]
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_database(cls, conn, schema: str) -> "KindParameters":
+        with conn.cursor() as cur:
+            cur.execute(f"select category_id, event_type, family, half_life_days, logistic_k, logistic_l, "
+                        f"period_days, period_weights from {schema}.int_decay_parameters")
+            columns = [d.name for d in cur.description]
+            frame = pd.DataFrame(cur.fetchall(), columns=columns)
+            cur.execute(f"select event_type, weight from {schema}.event_type_weights")
+            weights = {kind: float(weight) for kind, weight in cur.fetchall()}
+        return cls(frame, weights)
+
+    def of(self, category_id: str, event_type: str) -> dict:
+        key = (category_id, event_type)
+        if key not in self._cache:
+            self._cache[key] = resolve_parameters(self.parameters, category_id, event_type)
+        return self._cache[key]
+
+    def half_life(self, category_id: str, event_type: str) -> float:
+        """Exponential half-life of a kind; NaN for kinds of another family (their score is held)."""
+        p = self.of(category_id, event_type)
+        return float(p["half_life_days"]) if p["family"] == "exponential" else math.nan
+
+    def contribution(self, category_id: str, event_type: str, age_days: float) -> float:
+        """Interest an event of this kind adds, ``age_days`` after it happened."""
+        p = self.of(category_id, event_type)
+        return self.weights[event_type] * float(decay.multiplier(p["family"], max(age_days, 0.0), **parameter_kwargs(p)))
+
+
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return float(value)
+
+
+def fold_events(row: Mapping | None, events: Iterable[tuple[str, str, dt.datetime]], params: KindParameters,
+                now: dt.datetime, max_categories: int = MAX_CATEGORIES) -> dict:
+    """A user's feature row at ``now``: the stored row decayed from its ``scores_as_of`` plus ``events``
+    ((category_id, event_type, ts) triples). ``row`` None or empty means a user without a profile."""
+    now_s = now.timestamp()
+    kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [score, half_life]
+    remainder, last_event, count = 0.0, None, 0
+    if row and row.get("kind_category_ids") is not None:
+        elapsed = max(now_s - _seconds(row["scores_as_of"]), 0.0) / 86400.0
+        for category, kind, score, half_life in zip(row["kind_category_ids"], row["kind_event_types"],
+                                                    row["kind_scores"], row["kind_half_lives"]):
+            factor = 1.0 if math.isnan(half_life) else 0.5 ** (elapsed / half_life)
+            kinds[(category, kind)] = [score * factor, half_life]
+        # interest in categories beyond the kept top ones: decayed with the default ('*', '*') parameters
+        default = params.half_life("*", "*") if len(params.parameters) else math.nan
+        kept = sum(row["kind_scores"])
+        remainder = max((row["total_interest"] or 0.0) - kept, 0.0) * (
+            1.0 if math.isnan(default) else 0.5 ** (elapsed / default))
+        last_event, count = _seconds(row.get("last_event_ts")), int(row.get("event_count") or 0)
+    for category, kind, ts in events:
+        entry = kinds.setdefault((category, kind), [0.0, params.half_life(category, kind)])
+        entry[0] += params.contribution(category, kind, (now_s - ts.timestamp()) / 86400.0)
+        last_event = max(last_event or -math.inf, ts.timestamp())
+        count += 1
+    totals: dict[str, float] = {}
+    for (category, _), (score, _) in kinds.items():
+        totals[category] = totals.get(category, 0.0) + score
+    top = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:max_categories]
+    rank = {category: position for position, (category, _) in enumerate(top)}
+    kept_kinds = sorted((k for k in kinds if k[0] in rank), key=lambda k: (rank[k[0]], k[1]))
+    as_of = dt.datetime.fromtimestamp(now_s, dt.timezone.utc)
+    return {
+        "category_ids": [c for c, _ in top],
+        "interest_scores": [s for _, s in top],
+        "total_interest": sum(s for s, _ in kinds.values()) + remainder,
+        "event_count": count,
+        "category_count": max(len(totals), int(row.get("category_count") or 0) if row else 0),
+        "last_event_ts": dt.datetime.fromtimestamp(last_event, dt.timezone.utc) if last_event else None,
+        "kind_category_ids": [k[0] for k in kept_kinds],
+        "kind_event_types": [k[1] for k in kept_kinds],
+        "kind_scores": [kinds[k][0] for k in kept_kinds],
+        "kind_half_lives": [kinds[k][1] for k in kept_kinds],
+        "scores_as_of": as_of,
+        "as_of": as_of,
+    }
+
+
+class OnlineUpdater:
+    """Folds accepted events into the online store of ``store`` (a feast.FeatureStore), one user row each."""
+
+    def __init__(self, store, params: KindParameters):
+        self.store = store
+        self.params = params
+        self._lock = threading.Lock()  # read-modify-write of a user's row: one batch at a time per process
+
+    def current_rows(self, user_ids: list[str]) -> dict[str, dict | None]:
+        response = self.store.get_online_features(
+            features=[f"{FEATURE_VIEW}:{name}" for name in ONLINE_FEATURES],
+            entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
+        rows = {}
+        for position, user in enumerate(user_ids):
+            row = {name: response[name][position] for name in ONLINE_FEATURES}
+            rows[user] = row if row["scores_as_of"] is not None else None
+        return rows
+
+    def apply(self, events: pd.DataFrame, now: dt.datetime | None = None) -> int:
+        """Fold ``events`` (pseudonymised user_id, category_id, event_type, ts as aware datetimes) into
+        the online rows of their users; returns how many users were updated."""
+        if events.empty:
+            return 0
+        now = now or dt.datetime.now(dt.timezone.utc)
+        with self._lock:
+            users = sorted(events["user_id"].unique())
+            current = self.current_rows(users)
+            rows = []
+            for user, group in events.groupby("user_id", sort=True):
+                triples = zip(group["category_id"], group["event_type"], group["ts"])
+                rows.append({"user_id": user, **fold_events(current[user], triples, self.params, now)})
+            self.store.push(PUSH_SOURCE, pd.DataFrame(rows))
+        return len(rows)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    load_id: int
+    duplicate_batch: bool       # True: this exact batch was stored before; nothing was added
+    reasons: list[str | None]   # per event: None = accepted, else the reject reason
+    users_updated: int
+
+
+def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pseudonym_key: str,
+                 received_at: dt.datetime | None = None, source: str = "api:/events") -> BatchResult:
+    """Check, store (one raw load) and fold one batch of events; see the module docstring."""
+    import pyarrow as pa
+
+    from interest_decay.ingest import ensure_raw_schema, load_table
+    from interest_decay.pseudonym import pseudonymise
+
+    received_at = received_at or dt.datetime.now(dt.timezone.utc)
+    reasons = [check_event(e, received_at) for e in events]
+
+    def as_text() -> tuple[pa.Table, list[str]]:
+        return pa.table({c: pa.array([_text(e.get(c)) for e in events], pa.string()) for c in EVENT_COLUMNS}), []
+
+    ensure_raw_schema(conn)
+    load = load_table(conn, as_text, source=source, sha=batch_sha256(events))
+    updated = 0
+    if not load.skipped and updater is not None:
+        accepted = [e for e, reason in zip(events, reasons) if reason is None]
+        frame = pd.DataFrame({
+            "user_id": [pseudonymise(_text(e["user_id"]), pseudonym_key) for e in accepted],
+            "category_id": [_text(e["category_id"]) for e in accepted],
+            "event_type": [_text(e["event_type"]).lower() for e in accepted],
+            "ts": [parse_ts(_text(e["ts"])) for e in accepted],
+        })
+        updated = updater.apply(frame, now=received_at)
+    return BatchResult(load.load_id, load.skipped, reasons, updated)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    from pathlib import Path
+
+    import psycopg
+
+    from interest_decay import config as settings
+    from interest_decay.ingest import read_events
+    from interest_decay.pseudonym import pseudonym_key
+
+    parser = argparse.ArgumentParser(
+        prog="python -m interest_decay.realtime",
+        description="Push an events file as live events: check each event, store the batch as one raw load "
+                    "and fold the accepted events into the online store at once (what POST /events does).")
+    parser.add_argument("path", type=Path, help="events file (.csv or .parquet) in the project's event schema")
+    args = parser.parse_args(argv)
+    from feast import FeatureStore
+
+    table, bad_rows = read_events(args.path)
+    if bad_rows:
+        parser.exit(2, f"error: {len(bad_rows)} row(s) of {args.path} cannot be split into columns "
+                       f"(first: {bad_rows[0]}); load such files with `make ingest`\n")
+    records = table.to_pylist()
+    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
+    with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
+        updater = OnlineUpdater(store, KindParameters.from_database(conn, settings.dbt_schema()))
+        result = accept_batch(conn, updater, records, pseudonym_key(), source=f"push:{args.path.name}")
+    rejected = [r for r in result.reasons if r is not None]
+    state = "already stored, nothing added" if result.duplicate_batch else (
+        f"{len(records) - len(rejected):,} accepted, {len(rejected):,} rejected, "
+        f"{result.users_updated:,} users updated online")
+    print(f"{args.path.name}: load {result.load_id}: {state}")
+    for reason, count in pd.Series(rejected, dtype=object).value_counts().items():
+        print(f"  rejected {count:,}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

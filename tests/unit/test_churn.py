@@ -1,0 +1,196 @@
+"""Churn model: features and labels worked out by hand, no leakage across the cutoff, the model
+contract, a known-answer test on generated users, and the comparison / CLI outputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from interest_decay.synthetic import generate, write_events
+from models import churn
+
+CUTOFF = pd.Timestamp("2026-03-01", tz="UTC")
+DAY = pd.Timedelta(days=1)
+
+
+def events_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Events from (user, item, category, event_type, days after CUTOFF, value) tuples."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "days", "value"])
+    frame["ts"] = CUTOFF + frame.pop("days") * DAY
+    return frame[["user_id", "item_id", "category_id", "event_type", "ts", "value"]]
+
+
+def test_features_equal_the_formulas_by_hand():
+    events = events_frame([
+        ("a", "i1", "c1", "view", -1, np.nan),
+        ("a", "i2", "c1", "cart", -3, np.nan),
+        ("a", "i2", "c1", "purchase", -7, 2.0),
+        ("a", "i3", "c2", "purchase", -21, 3.0),
+        ("a", "i3", "c2", "purchase", 0, 5.0),  # at the cutoff: not before it
+        ("b", "i1", "c1", "view", -10, np.nan),
+    ])
+    features = churn.user_features(events, CUTOFF, [7, 30])
+    a, b = features.loc["a"], features.loc["b"]
+    assert features.index.tolist() == ["a", "b"]
+    assert a["decayed_purchase_h7"] == pytest.approx(0.5 ** (7 / 7) + 0.5 ** (21 / 7))
+    assert a["decayed_purchase_h30"] == pytest.approx(0.5 ** (7 / 30) + 0.5 ** (21 / 30))
+    assert a["decayed_view_h30"] == pytest.approx(0.5 ** (1 / 30))
+    assert a["decayed_cart_h7"] == pytest.approx(0.5 ** (3 / 7))
+    assert a["decayed_fav_h7"] == a["decayed_rating_h30"] == 0.0
+    assert (a["recency_days"], a["purchase_recency_days"], a["tenure_days"]) == (1, 7, 21)
+    assert (a["event_count"], a["purchase_count"], a["purchase_occasions"], a["monetary"]) == (4, 2, 2, 5.0)
+    assert (a["distinct_items"], a["distinct_categories"]) == (3, 2)
+    assert (a["purchase_gap_mean_days"], a["purchase_gap_std_days"]) == (14, 0)
+    # b never bought: purchase recency and mean gap fall back to b's tenure, money and gap spread to 0
+    assert (b["recency_days"], b["purchase_recency_days"], b["purchase_gap_mean_days"]) == (10, 10, 10)
+    assert (b["purchase_count"], b["monetary"], b["purchase_gap_std_days"], b["decayed_purchase_h7"]) == (0, 0, 0, 0)
+
+
+def test_labels_by_hand():
+    events = events_frame([
+        ("returns", "i1", "c1", "purchase", -40, 1.0),
+        ("returns", "i1", "c1", "purchase", 5, 1.0),  # buys on day cutoff + 5: not churned
+        ("lapsed", "i1", "c1", "purchase", -2, 1.0),  # bought only before: churned
+        ("browses", "i1", "c1", "view", -3, np.nan),
+        ("browses", "i1", "c1", "view", 4, np.nan),  # comes back without buying: churned
+        ("too_late", "i1", "c1", "view", -1, np.nan),
+        ("too_late", "i1", "c1", "purchase", 30, 1.0),  # horizon end is exclusive, as in user_activity
+        ("newcomer", "i1", "c1", "purchase", 3, 1.0),  # only after the cutoff: not in the population
+        ("newcomer", "i1", "c1", "view", 31, np.nan),
+    ])
+    labels = churn.churn_labels(events, CUTOFF, 30)
+    assert labels.to_dict() == {"browses": True, "lapsed": True, "returns": False, "too_late": True}
+    features, aligned = churn.churn_dataset(events, CUTOFF, 30, [7])
+    assert features.index.equals(aligned.index)
+    with pytest.raises(ValueError, match="data ends"):
+        churn.churn_labels(events, CUTOFF, 32)  # label not known yet: the mart's null
+
+
+def test_clean_events_counts_every_dropped_row():
+    events = pd.DataFrame({
+        "user_id": ["u1", "", "u2", "u3", "u4", "u1"],
+        "item_id": ["i"] * 6,
+        "category_id": ["c"] * 6,
+        "event_type": ["Purchase", "view", "view", "click", "view", "purchase"],
+        "ts": ["2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z",
+               "2026-01-01T10:00:00Z", "not a time", "2026-01-01T10:00:00Z"],
+        "value": [1.0, 1.0, -1.0, np.nan, np.nan, 1.0],
+    })
+    clean, dropped = churn.clean_events(events)
+    assert dropped == {"empty_user_id": 1, "negative_value": 1, "unknown_event_type": 1, "missing_ts": 1,
+                       "duplicate": 1}
+    assert clean["event_type"].tolist() == ["purchase"]
+    assert clean["ts"].tolist() == [pd.Timestamp("2026-01-01T10:00:00Z")]
+
+
+def test_events_after_the_cutoff_never_change_the_features():
+    events = generate(5_000, n_users=200, days=60, end=(CUTOFF + 20 * DAY).to_pydatetime(), seed=1)
+    before = churn.user_features(events, CUTOFF, [7, 30, 90])
+    rng = np.random.default_rng(0)
+    after = events["ts"] >= CUTOFF
+    changed = events.copy()
+    changed.loc[after, "event_type"] = rng.choice(["view", "purchase"], after.sum())
+    changed.loc[after, "value"] = rng.uniform(0, 100, after.sum())
+    changed.loc[after, "user_id"] = rng.choice(events["user_id"].unique(), after.sum())
+    stranger = events_frame([("stranger", "i9", "c9", "purchase", 1, 9.0)])
+    for variant in (changed, pd.concat([changed, stranger]), events[~after]):
+        pd.testing.assert_frame_equal(churn.user_features(variant, CUTOFF, [7, 30, 90]), before)
+
+
+def generated_users(n_users: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Users with random activity levels and dormancy; churn probability falls with the 7-day decayed
+    purchase count D as ``sigmoid(2 - 4 log(1 + D))``. Returns their features and true probabilities."""
+    rng = np.random.default_rng(seed)
+    counts = 1 + rng.poisson(rng.lognormal(2.0, 0.8, n_users))
+    user = np.repeat(np.arange(n_users), counts)
+    dormant_days = rng.uniform(0, 30, n_users)[user]
+    ages = dormant_days + rng.uniform(0, 30, user.size)
+    events = pd.DataFrame({
+        "user_id": [f"u{u:05d}" for u in user],
+        "item_id": rng.integers(0, 50, user.size).astype(str),
+        "category_id": rng.integers(0, 5, user.size).astype(str),
+        "event_type": rng.choice(["view", "purchase"], user.size, p=[0.6, 0.4]),
+        "ts": CUTOFF - pd.to_timedelta(ages, unit="D"),
+        "value": 1.0,
+    })
+    features = churn.user_features(events, CUTOFF, [7, 30, 90])
+    decayed = features["decayed_purchase_h7"].to_numpy()
+    return features, 1.0 / (1.0 + np.exp(-(2.0 - 4.0 * np.log1p(decayed))))
+
+
+def test_known_answer_model_approaches_the_oracle_and_beats_shuffled_features():
+    features, truth = generated_users(3_000, seed=0)
+    churned = pd.Series(np.random.default_rng(1).random(len(truth)) < truth, index=features.index)
+    train, test = slice(0, 1_500), slice(1_500, None)
+    cfg = churn.load_config()
+    model, losses = churn.fit_model(features.iloc[train], churned.iloc[train], cfg, seed=0)
+    shuffled = features.iloc[train].sample(frac=1.0, random_state=0).set_axis(features.index[train])
+    blind, _ = churn.fit_model(shuffled, churned.iloc[train], cfg, seed=0)
+
+    y = churned.iloc[test].to_numpy()
+    oracle_auc = roc_auc_score(y, truth[test])
+    model_auc = roc_auc_score(y, churn.model_probabilities(model, features.iloc[test]))
+    blind_auc = roc_auc_score(y, churn.model_probabilities(blind, features.iloc[test]))
+    assert losses[-1] < losses[0]
+    assert oracle_auc > 0.7  # the generator makes churn learnable at all
+    assert model_auc > blind_auc + 0.15
+    assert model_auc > oracle_auc - 0.04
+
+
+def test_contract_and_save_load_give_identical_probabilities(tmp_path):
+    features, truth = generated_users(300, seed=2)
+    churned = pd.Series(truth > 0.5, index=features.index)
+    model, _ = churn.fit_model(features, churned, churn.load_config(overrides={"epochs": 3}), seed=0)
+    x = churn.feature_tensor(features, model.hparams["feature_names"])
+    probabilities = model.predict(x)
+    assert probabilities.shape == (len(features),)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+    assert torch.equal(model.full_sort_predict(x), probabilities)
+    assert model.calculate_loss(x, torch.from_numpy(churned.to_numpy())).ndim == 0
+
+    model.save(tmp_path)
+    loaded = churn.ChurnModel.load(tmp_path)
+    assert loaded.hparams == model.hparams
+    assert not torch.equal(loaded.feature_std, torch.ones_like(loaded.feature_std))  # stats travelled
+    assert torch.equal(loaded.predict(x), probabilities)
+
+
+def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
+    events = generate(30_000, n_users=600, days=120, end=CUTOFF.to_pydatetime(), seed=3)
+    path = write_events(events, tmp_path / "events.csv")
+    churn.main(["--events", str(path), "--horizon-days", "14", "--out", str(tmp_path / "out")])
+
+    result = json.loads((tmp_path / "out" / "churn.json").read_text())
+    assert (tmp_path / "out" / "churn.png").stat().st_size > 0
+    test_cutoff, train_cutoff = pd.Timestamp(result["test_cutoff"]), pd.Timestamp(result["train_cutoff"])
+    assert test_cutoff == (events["ts"].max() - 14 * DAY).floor("D")
+    assert test_cutoff - train_cutoff == 14 * DAY
+    assert result["test_users"] == events.loc[events["ts"] < test_cutoff, "user_id"].nunique()
+    assert 0 < result["test_churn_rate"] < 1
+    assert len(result["loss_history"]) == churn.load_config()["epochs"]
+    for method in ("model", "baseline"):
+        for metric in result["metrics"][method].values():
+            assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
+    difference = result["roc_auc_difference"]
+    assert difference["value"] == pytest.approx(
+        result["metrics"]["model"]["roc_auc"]["value"] - result["metrics"]["baseline"]["roc_auc"]["value"])
+    assert difference["ci"][0] <= difference["value"] <= difference["ci"][1]
+
+
+def test_comparison_is_reproducible_with_its_seed():
+    events, _ = churn.clean_events(generate(10_000, n_users=300, days=90, end=CUTOFF.to_pydatetime(), seed=4))
+    config = {"bootstrap_resamples": 50, "epochs": 5}
+    first, second = (churn.compare_churn(events, horizon_days=14, seed=7, config=config) for _ in range(2))
+    for result in (first, second):
+        del result["train_seconds"]
+    assert first == second
+
+
+def test_cli_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        churn.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--horizon-days" in capsys.readouterr().out
