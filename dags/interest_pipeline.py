@@ -10,10 +10,12 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 4. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
    evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store.
 5. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
+   **train_churn** (beside 4-5): the churn-risk model on the staged events, compared with a
+   recency-frequency logistic regression (`churn.json`, `churn.png`), registered as `churn_model`.
 6. **drift_check**: Evidently data drift of today's features against the training window.
 7. **build_bento**: package the service with the new model (`bentoml build`, offline).
 
-Trigger with a config form (as_of, events_path, half_life_days). Reports land in
+Trigger with a config form (as_of, events_path, half_life_days, churn_horizon_days). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
 """
@@ -49,6 +51,8 @@ SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
                              description="Event file or folder (CSV/Parquet in the event schema). Empty: $EVENTS_DIR."),
         "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
                                 description="Half-life of the exponential interest decay, in days."),
+        "churn_horizon_days": Param(14, type="integer", minimum=1,
+                                    description="A user churns when they buy nothing within this many days."),
     },
 )
 def interest_pipeline():
@@ -70,6 +74,7 @@ def interest_pipeline():
             "train_start": train_start.isoformat(),
             "test_start": test_start.isoformat(),
             "half_life_days": float(params["half_life_days"]),
+            "churn_horizon_days": int(params["churn_horizon_days"]),
             "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
         }
 
@@ -96,6 +101,7 @@ def interest_pipeline():
                 "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
                 "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
                 "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
+                "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
             },
             "install_deps": False,
         },
@@ -130,6 +136,13 @@ def interest_pipeline():
         return {"model_tag": summary["model_tag"], "metrics": summary["metrics"]}
 
     @task
+    def train_churn(window: dict) -> dict:
+        """Churn-risk model vs the recency-frequency baseline; the refit model goes to the model store."""
+        from models.train import train_churn as fit
+
+        return fit(dt.date.fromisoformat(window["as_of"]), window["churn_horizon_days"])
+
+    @task
     def evaluate(window: dict, trained: dict) -> dict:
         """Write the model-vs-baseline report; the comparison is returned for the logs and later gates."""
         from models.report import write_evaluation_report
@@ -146,14 +159,14 @@ def interest_pipeline():
                    dt.date.fromisoformat(window["test_start"]))
 
     @task
-    def build_bento(evaluated: dict, drift: dict) -> str:
+    def build_bento(evaluated: dict, churn: dict, drift: dict) -> str:
         """Package the service with this run's model; returns the bento tag."""
         import subprocess
 
         result = subprocess.run(
             [str(Path(sys.executable).parent / "bentoml"), "build", "-f", str(PROJECT_ROOT / "serving/bentofile.yaml"),
              "--output", "tag", str(PROJECT_ROOT)],
-            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["model_tag"]},
+            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["model_tag"], "CHURN_MODEL_TAG": churn["model_tag"]},
         )
         return result.stdout.strip().split("__tag__:")[-1]
 
@@ -166,7 +179,9 @@ def interest_pipeline():
     evaluated = evaluate(window, trained)
     drift = drift_check(window)
     trained >> drift
-    build_bento(evaluated, drift)
+    churn = train_churn(window)
+    dbt >> churn
+    build_bento(evaluated, churn, drift)
 
 
 interest_pipeline()
