@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 BENCH_EVENTS ?= 10000000
 
-.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push lock clean
+.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push rollback lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -71,6 +71,11 @@ ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
 push: venv postgres ## Push an events file as live events to the online store: make push EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.realtime $(EVENTS)
+
+rollback: venv ## Make the previous champion model champion again, rebuild the bento, restart serving if it runs
+	@$(ENV) tag=$$(python -m models.registry rollback) && echo "champion is now $$tag" && mkdir -p "$$DECAY_STATE_DIR/logs" && \
+	  MODEL_TAG=$$tag bentoml build -f serving/bentofile.yaml . > "$$DECAY_STATE_DIR/logs/rollback-build.log" 2>&1 && \
+	  if [ -s "$$DECAY_STATE_DIR/run/serve.pid" ]; then infra/services.sh serve; else echo "serve it with: make serve"; fi
 
 lock: ## Re-resolve infra/requirements.in into infra/requirements.lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

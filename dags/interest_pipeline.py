@@ -8,12 +8,14 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    training and test windows, each model followed by its dbt tests (astronomer-cosmos).
 3. **feast_materialize**: `feast apply`, then the latest interest row per user into the online store.
 4. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
-   evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store.
+   evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store,
+   and promote it to champion only if it beats the current champion on the same test window.
 5. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
    **train_churn** (beside 4-5): the churn-risk model on the staged events, compared with a
    recency-frequency logistic regression (`churn.json`, `churn.png`), registered as `churn_model`.
 6. **drift_check**: Evidently data drift of today's features against the training window.
-7. **build_bento**: package the service with the new model (`bentoml build`, offline).
+7. **build_bento**: package the service with the champion (`bentoml build`, offline): a model that
+   failed the gate is not deployed, and `evaluation.md` says why.
 
 Trigger with a config form (as_of, events_path, half_life_days, churn_horizon_days). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
@@ -133,7 +135,7 @@ def interest_pipeline():
         from models.train import run
 
         summary = run(dt.date.fromisoformat(window["as_of"]), half_life_days=window["half_life_days"])
-        return {"model_tag": summary["model_tag"], "metrics": summary["metrics"]}
+        return {"model_tag": summary["model_tag"], "metrics": summary["metrics"], "promotion": summary["promotion"]}
 
     @task
     def train_churn(window: dict) -> dict:
@@ -147,7 +149,7 @@ def interest_pipeline():
         """Write the model-vs-baseline report; the comparison is returned for the logs and later gates."""
         from models.report import write_evaluation_report
 
-        path = write_evaluation_report(window["as_of"], trained["model_tag"], trained["metrics"])
+        path = write_evaluation_report(window["as_of"], trained["model_tag"], trained["metrics"], trained["promotion"])
         return {"report": str(path), **trained}
 
     @task
@@ -166,7 +168,8 @@ def interest_pipeline():
         result = subprocess.run(
             [str(Path(sys.executable).parent / "bentoml"), "build", "-f", str(PROJECT_ROOT / "serving/bentofile.yaml"),
              "--output", "tag", str(PROJECT_ROOT)],
-            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["model_tag"], "CHURN_MODEL_TAG": churn["model_tag"]},
+            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["promotion"]["champion"] or evaluated["model_tag"],
+                 "CHURN_MODEL_TAG": churn["model_tag"]},
         )
         return result.stdout.strip().split("__tag__:")[-1]
 

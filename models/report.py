@@ -7,7 +7,7 @@ from pathlib import Path
 from interest_decay import config as settings
 
 
-def render(as_of: str, model_tag: str, metrics: dict[str, dict]) -> str:
+def render(as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict | None = None) -> str:
     if not metrics["model"]["users"]:
         return (f"# Evaluation, as of {as_of}\n\nModel: `{model_tag}`. No test users: nobody with interest features "
                 "had events in the test window, so nothing was measured.\n")
@@ -20,12 +20,17 @@ def render(as_of: str, model_tag: str, metrics: dict[str, dict]) -> str:
     key = next(n for n in names if n.startswith("ndcg"))
     if base.get(key):
         lines += ["", f"{key}: model / most-popular = {ours[key] / base[key]:.3f}."]
+    if promotion:
+        verdict = "promoted to champion" if promotion["promoted"] else "not promoted; the champion stays"
+        lines += ["", f"Promotion gate against `{promotion['incumbent']}` on the same test window: {verdict} "
+                      f"({promotion['reason']}). Champion now: `{promotion['champion']}`."]
     lines += ["", "Training curve: `training_curve.png`; drift: `drift.html`."]
     return "\n".join(lines) + "\n"
 
 
-def write_evaluation_report(as_of: str, model_tag: str, metrics: dict[str, dict]) -> Path:
+def write_evaluation_report(as_of: str, model_tag: str, metrics: dict[str, dict],
+                            promotion: dict | None = None) -> Path:
     out = settings.reports_dir() / as_of / "evaluation.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(as_of, model_tag, metrics))
+    out.write_text(render(as_of, model_tag, metrics, promotion))
     return out

@@ -161,7 +161,36 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
         vocab.popular_items = most_popular(test_events)
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
+        summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def decide_promotion(tag: str, metrics: dict, test: pd.DataFrame, truth: list[set], cfg: dict) -> dict:
+    """Promote ``tag`` when it beats the champion on this run's test window (the champion is scored
+    on the same users and features now), or, with no champion yet, the most-popular baseline."""
+    import bentoml
+
+    from models import registry
+    from models.recommender import InterestRecommender
+
+    k, margin = cfg["top_k"], cfg["promotion_margin"]
+    metric = f"ndcg@{k}"
+    incumbent_tag = registry.champion()
+    if incumbent_tag is None:
+        promote, why = registry.gate(metrics["model"], metrics["most_popular"], metric, margin)
+        incumbent_tag, incumbent = "most_popular", metrics["most_popular"]
+    else:
+        stored = bentoml.models.get(incumbent_tag)
+        old_vocab = Vocabulary.from_json(json.loads(Path(stored.path_of("vocabulary.json")).read_text()))
+        old_model = InterestRecommender.load(Path(stored.path))
+        ranked = rank_items(old_model, old_vocab, feature_matrix(old_vocab, test), 2 * k)
+        incumbent = evaluate_rankings(zip(ranked, truth), k, len(old_vocab.items))
+        promote, why = registry.gate(metrics["model"], incumbent, metric, margin)
+    if promote:
+        registry.promote(tag, why)
+    return {"promoted": promote, "reason": why, "incumbent": incumbent_tag, "incumbent_metrics": incumbent,
+            "champion": registry.champion()}
 
 
 def register_model(model, vocab: Vocabulary, summary: dict) -> str:

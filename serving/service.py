@@ -1,7 +1,7 @@
 """BentoML service: recommendations, interest profiles, audiences and live events.
 
-- The model comes from the BentoML model store (``$MODEL_TAG``, default the latest
-  ``interest_recommender``); user features from the Feast online store, decayed to the request time
+- The model comes from the BentoML model store (``$MODEL_TAG``, default the champion of
+  ``models.registry``, else the latest ``interest_recommender``); user features from the Feast online store, decayed to the request time
   by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
@@ -28,7 +28,13 @@ from interest_decay import config as settings
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
 from serving.auth import BearerTokenMiddleware
 
-MODEL_TAG = os.environ.get("MODEL_TAG") or f"{settings.model_name()}:latest"
+def _default_model_tag() -> str:
+    from models.registry import champion
+
+    return champion() or f"{settings.model_name()}:latest"
+
+
+MODEL_TAG = os.environ.get("MODEL_TAG") or _default_model_tag()
 CHURN_MODEL_TAG = os.environ.get("CHURN_MODEL_TAG") or "churn_model:latest"
 FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"

@@ -128,6 +128,10 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     for method in ("model", "most_popular"):
         assert metrics["metrics"][method]["users"] > 50
         assert 0.0 <= metrics["metrics"][method]["ndcg@10"] <= 1.0
+    promotion = metrics["promotion"]
+    assert promotion["reason"].startswith("ndcg@10") and promotion["incumbent"] == "most_popular"
+    assert promotion["champion"] == (metrics["model_tag"] if promotion["promoted"] else None)
+    assert f"Promotion gate against `most_popular`" in (reports / "evaluation.md").read_text()
     drift = json.loads((reports / "drift.json").read_text())["summary"]
     assert drift["current_rows"] > 0 and drift["reference_rows"] > 0
 
