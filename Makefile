@@ -6,11 +6,14 @@ PYTHON ?= python3.11
 DEMO_EVENTS ?= 200000
 DEMO_SEED ?= 0
 EVENTS ?=
+DATASET ?= project
+METHODS ?=
+EVALUATE_ARGS ?=
 PYTEST_ARGS ?=
 
 BENCH_EVENTS ?= 10000000
 
-.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push rollback lock clean
+.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push evaluate rollback lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -71,6 +74,10 @@ ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
 push: venv postgres ## Push an events file as live events to the online store: make push EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.realtime $(EVENTS)
+
+evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao]
+	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b]"; exit 2; }
+	@$(ENV) python -m models.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(EVALUATE_ARGS)
 
 rollback: venv ## Make the previous champion model champion again, rebuild the bento, restart serving if it runs
 	@$(ENV) tag=$$(python -m models.registry rollback) && echo "champion is now $$tag" && mkdir -p "$$DECAY_STATE_DIR/logs" && \

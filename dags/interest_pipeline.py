@@ -6,18 +6,21 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash).
 2. **dbt**: staging (typed, deduplicated, rejects with reasons) and the decayed-interest marts for the
    training and test windows, each model followed by its dbt tests (astronomer-cosmos).
-3. **feast_materialize**: `feast apply`, then the latest interest row per user into the online store.
-4. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
+3. **feast_materialize**: `feast apply`, then the latest interest row per user into the online store;
+   updates the Asset `interest_features` (the `drift_monitor` DAG runs on it).
+4. **drift_check**: Evidently data drift of today's features against the training window (report +
+   a summary row in `monitoring.drift_runs`); **should_retrain**: with `retrain` = `on_drift` the run
+   stops here (training and deploy skipped) unless the features drifted.
+5. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
    evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store,
    and promote it to champion only if it beats the current champion on the same test window.
-5. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
-   **train_churn** (beside 4-5): the churn-risk model on the staged events, compared with a
+6. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
+   **train_churn** (beside 5-6): the churn-risk model on the staged events, compared with a
    recency-frequency logistic regression (`churn.json`, `churn.png`), registered as `churn_model`.
-6. **drift_check**: Evidently data drift of today's features against the training window.
 7. **build_bento**: package the service with the champion (`bentoml build`, offline): a model that
    failed the gate is not deployed, and `evaluation.md` says why.
 
-Trigger with a config form (as_of, events_path, half_life_days, churn_horizon_days). Reports land in
+Trigger with a config form (as_of, events_path, half_life_days, churn_horizon_days, retrain). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
 """
@@ -29,12 +32,13 @@ import os
 import sys
 from pathlib import Path
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
 SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
+INTEREST_FEATURES = Asset("interest_features")  # the online interest features (feast_materialize updates them)
 
 
 @dag(
@@ -55,6 +59,9 @@ SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
                                 description="Half-life of the exponential interest decay, in days."),
         "churn_horizon_days": Param(14, type="integer", minimum=1,
                                     description="A user churns when they buy nothing within this many days."),
+        "retrain": Param("always", type="string", enum=["always", "on_drift"],
+                         description="always: train, gate and deploy every run; on_drift: only when today's "
+                                     "features drifted from the training window."),
     },
 )
 def interest_pipeline():
@@ -77,6 +84,7 @@ def interest_pipeline():
             "test_start": test_start.isoformat(),
             "half_life_days": float(params["half_life_days"]),
             "churn_horizon_days": int(params["churn_horizon_days"]),
+            "retrain": params["retrain"],
             "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
         }
 
@@ -110,7 +118,7 @@ def interest_pipeline():
         default_args={"retries": 2},
     )
 
-    @task
+    @task(outlets=[INTEREST_FEATURES])
     def feast_materialize(window: dict) -> dict:
         """Register the feature definitions, then load each user's latest interest row into the online store."""
         import subprocess
@@ -160,8 +168,19 @@ def interest_pipeline():
         return run(dt.date.fromisoformat(window["as_of"]), dt.date.fromisoformat(window["train_start"]),
                    dt.date.fromisoformat(window["test_start"]))
 
+    @task.short_circuit
+    def should_retrain(window: dict, drift: dict) -> bool:
+        """Go on to training and deploy unless retrain = on_drift and the features did not drift."""
+        import logging
+
+        retrain = window["retrain"] == "always" or drift["dataset_drift"]
+        logging.getLogger(__name__).info(
+            "retrain=%s, drifted share %.2f (threshold %.2f): %s", window["retrain"], drift["drifted_share"],
+            drift["drift_share_threshold"], "training" if retrain else "no drift, keeping the champion")
+        return retrain
+
     @task
-    def build_bento(evaluated: dict, churn: dict, drift: dict) -> str:
+    def build_bento(evaluated: dict, churn: dict) -> str:
         """Package the service with this run's model; returns the bento tag."""
         import subprocess
 
@@ -177,14 +196,14 @@ def interest_pipeline():
     loads = ingest(window)
     materialized = feast_materialize(window)
     loads >> dbt >> materialized
-    trained = train(window)
-    materialized >> trained
-    evaluated = evaluate(window, trained)
     drift = drift_check(window)
-    trained >> drift
+    materialized >> drift
+    trained = train(window)
+    should_retrain(window, drift) >> trained
+    evaluated = evaluate(window, trained)
     churn = train_churn(window)
     dbt >> churn
-    build_bento(evaluated, churn, drift)
+    build_bento(evaluated, churn)
 
 
 interest_pipeline()

@@ -3,7 +3,9 @@
 Compares per-user feature rows of ``user_interest_features`` (columns that do not grow by
 construction with the length of the history) as of ``as_of`` (current) with the rows
 of the training window (reference), column by column (Evidently's DataDriftPreset: K-S for numbers,
-chi-squared/Z for categories). Saves ``drift.html`` (self-contained) and ``drift.json``.
+chi-squared/Z for categories). Saves ``drift.html`` (self-contained) and ``drift.json``, and one
+summary row per (as_of, check) in PostgreSQL ``monitoring.drift_runs`` (re-running a day replaces it).
+The dataset counts as drifted when at least ``DRIFT_SHARE_THRESHOLD`` (default 0.5) of the columns drift.
 
 CLI: ``python -m interest_decay.drift --as-of 2026-11-28 --reference-start 2026-10-24 --reference-end 2026-11-21``
 """
@@ -18,6 +20,45 @@ from pathlib import Path
 import pandas as pd
 
 from interest_decay import config as settings
+
+SUMMARY_DDL = """
+create schema if not exists monitoring;
+create table if not exists monitoring.drift_runs (
+    as_of date not null,
+    check_name text not null,
+    reference_start date not null,
+    reference_end date not null,
+    reference_rows bigint not null,
+    current_rows bigint not null,
+    drifted_columns int not null,
+    drifted_share float8 not null,
+    drift_share_threshold float8 not null,
+    dataset_drift boolean not null,
+    report_path text not null,
+    computed_at timestamptz not null default now(),
+    primary key (as_of, check_name)
+)
+"""
+
+
+def drift_share_threshold() -> float:
+    return float(settings.env("DRIFT_SHARE_THRESHOLD", "0.5"))
+
+
+def record_summary(conn, summary: dict, as_of: dt.date, check_name: str, reference_start: dt.date,
+                   reference_end: dt.date, report_path: Path) -> None:
+    """Upsert the summary row of one drift check (idempotent per as_of and check)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
+        cur.execute(SUMMARY_DDL)
+        cur.execute("delete from monitoring.drift_runs where as_of = %s and check_name = %s", (as_of, check_name))
+        cur.execute(
+            "insert into monitoring.drift_runs (as_of, check_name, reference_start, reference_end, reference_rows, "
+            "current_rows, drifted_columns, drifted_share, drift_share_threshold, dataset_drift, report_path) "
+            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (as_of, check_name, reference_start, reference_end, summary["reference_rows"], summary["current_rows"],
+             summary["drifted_columns"], summary["drifted_share"], summary["drift_share_threshold"],
+             summary["dataset_drift"], str(report_path)))
 
 FEATURE_QUERY = """
 select
@@ -41,11 +82,12 @@ def feature_rows(conn, start: dt.datetime, end: dt.datetime, limit: int = 20_000
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float = 0.5) -> dict:
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float | None = None) -> dict:
     """Run Evidently's data-drift preset, save HTML + JSON into ``out_dir``, return the summary."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
+    drift_share = drift_share_threshold() if drift_share is None else drift_share
     if reference.empty or current.empty:
         raise ValueError(f"drift needs rows on both sides: reference {len(reference)}, current {len(current)}")
     snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(current_data=current, reference_data=reference)
@@ -73,17 +115,22 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
     return summary
 
 
-def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_dir: Path | None = None) -> dict:
-    """Drift of the features as of ``as_of`` against those of [reference_start, reference_end)."""
+def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_dir: Path | None = None,
+        check_name: str = "pipeline") -> dict:
+    """Drift of the features as of ``as_of`` against those of [reference_start, reference_end);
+    the report goes to ``out_dir`` (default ``$REPORTS_DIR/<as_of>``), the summary row to PostgreSQL."""
     import psycopg
 
     def utc(day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
 
+    out_dir = out_dir or settings.reports_dir() / str(as_of)
     with psycopg.connect(settings.pg_conninfo()) as conn:
         reference = feature_rows(conn, utc(reference_start), utc(reference_end))
         current = feature_rows(conn, utc(as_of), utc(as_of) + dt.timedelta(days=1))
-    return drift_report(reference, current, out_dir or settings.reports_dir() / str(as_of))
+        summary = drift_report(reference, current, out_dir)
+        record_summary(conn, summary, as_of, check_name, reference_start, reference_end, out_dir / "drift.html")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:

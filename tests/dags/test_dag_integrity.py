@@ -43,14 +43,21 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
 
     assert "ingest" in upstream("dbt.stg_behaviour__events_checked.run")
     assert {"dbt.user_interest_features.run", "dbt.user_category_interest.test"} <= upstream("feast_materialize")
-    assert "feast_materialize" in upstream("train")
-    assert {"train", "evaluate", "drift_check", "train_churn"} <= upstream("build_bento")
+    assert {"feast_materialize", "drift_check", "should_retrain"} <= upstream("train")
+    assert {"train", "evaluate", "should_retrain", "train_churn"} <= upstream("build_bento")
     assert "dbt.user_activity.run" in upstream("train_churn")
 
 
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
-    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "churn_horizon_days"}
+    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "churn_horizon_days", "retrain"}
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0
+
+
+def test_drift_monitor_runs_when_the_pipeline_updates_the_features(dagbag):
+    pipeline, monitor = dagbag.dags["interest_pipeline"], dagbag.dags["drift_monitor"]
+    outlets = {asset.name for asset in pipeline.get_task("feast_materialize").outlets}
+    assert outlets == {"interest_features"}
+    assert {asset.name for asset in monitor.timetable.asset_condition.objects} == outlets

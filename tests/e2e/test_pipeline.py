@@ -136,6 +136,18 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     assert drift["current_rows"] > 0 and drift["reference_rows"] > 0
 
 
+def test_drift_summaries_land_in_postgres_and_the_monitor_dag_runs(stack):
+    env, state = stack
+    run = subprocess.run([str(BIN / "airflow"), "dags", "test", "drift_monitor"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "state=success" in run.stdout + run.stderr, (run.stdout + run.stderr)[-4000:]
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        rows = dict(conn.execute("select check_name, current_rows from monitoring.drift_runs "
+                                 "where as_of = %s", (AS_OF.date(),)).fetchall())
+    assert set(rows) == {"pipeline", "monitor"} and min(rows.values()) > 0
+    assert (Path(env["REPORTS_DIR"]) / "monitor" / f"{AS_OF:%Y-%m-%d}" / "drift.html").stat().st_size > 0
+
+
 def test_recent_interest_in_a_category_puts_its_items_first(served):
     answer = recommend(served, user_id="probe_recent", k=5)
     categories = [item["category_id"] for item in answer["items"]]
@@ -317,7 +329,7 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_rebuilds_the_day_iden
         assert time.monotonic() < deadline, "the DAG processor did not register interest_pipeline"
         time.sleep(3)
     assert api.patch(f"{url}/api/v2/dags/interest_pipeline", json={"is_paused": False}, timeout=30).ok
-    conf = {"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": env["EVENTS_DIR"], "half_life_days": 7}
+    conf = {"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": env["EVENTS_DIR"], "half_life_days": 7, "retrain": "on_drift"}
     created = api.post(f"{url}/api/v2/dags/interest_pipeline/dagRuns", json={"logical_date": None, "conf": conf},
                        timeout=30)
     assert created.status_code == 200, created.text
@@ -329,3 +341,10 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_rebuilds_the_day_iden
         state = api.get(f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}", timeout=30).json()["state"]
     assert state == "success", f"run {run_id} ended {state}; see {env['DECAY_STATE_DIR']}/logs/airflow.log"
     assert_same_tables(interest_tables(env["PGDATABASE"]), before)
+    # retrain = on_drift: training ran exactly when the drift check (same day, same tables) found drift
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        drifted = conn.execute("select dataset_drift from monitoring.drift_runs where as_of = %s "
+                               "and check_name = 'pipeline'", (AS_OF.date(),)).fetchone()[0]
+    train_state = api.get(f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}/taskInstances/train",
+                          timeout=30).json()["state"]
+    assert train_state == ("success" if drifted else "skipped")

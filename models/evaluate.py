@@ -1,0 +1,428 @@
+"""Offline comparison: baselines and the fitted decay model on one events file, under one time split.
+
+CLI: ``python -m models.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
+[--out DIR] [--cutoff ISO] [--validation-cutoff ISO] [--seed N] [--methods a,b,...]`` (see ``--help``).
+
+Steps: read (raw datasets through ``interest_decay.adapters``) → clean as staging does (drops counted) →
+split at the test cutoff T and the validation cutoff V → per task (next item, next category) and method:
+fit every grid point on [.., V), score on [V, T), refit the best NDCG@10 on [.., T), score on [T, end] →
+``evaluation.md``, ``evaluation.json`` and PNG plots in ``--out``. Nothing is tuned on the test window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from interest_decay import adapters
+from interest_decay import config as settings
+from models import baselines, ranking
+from models.decay_fit import DecayRanker
+from models.sequence import SequenceRanker
+
+DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
+DATASETS = ("project", "online-retail", "taobao")
+
+
+@dataclass(frozen=True)
+class Method:
+    factory: Callable[..., ranking.Ranker]   # keyword arguments from evaluate.yaml -> an unfitted ranker
+    kind: str                                # "baseline", "decay" (the fitted decay model) or "model"
+
+
+# Rankers compared, by the name evaluate.yaml configures them under. Register further models here
+# and give them a methods entry in evaluate.yaml.
+RANKERS: dict[str, Method] = {
+    "popular_30d": Method(baselines.PopularRecent, "baseline"),
+    "popular_all": Method(baselines.PopularAllTime, "baseline"),
+    "history": Method(baselines.UserHistory, "baseline"),
+    "history_decay": Method(baselines.UserHistory, "baseline"),
+    "item_knn": Method(baselines.ItemKNN, "baseline"),
+    "history_ties_30d": Method(baselines.HistoryRecentTies, "baseline"),
+    "stan": Method(baselines.STAN, "baseline"),
+    "decay_exponential": Method(DecayRanker, "decay"),
+    "decay_logistic": Method(DecayRanker, "decay"),
+    "decay_period": Method(DecayRanker, "decay"),
+    "sasrec": Method(SequenceRanker, "baseline"),
+    "neural_decay": Method(SequenceRanker, "model"),
+}
+
+
+def load_config(path: Path = DEFAULT_CONFIG) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+# --- input --------------------------------------------------------------------------------------------
+
+def read_dataset(paths: list[Path], dataset: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows in the event schema, and per row a dataset rule's drop reason (null: none), over all ``paths``.
+
+    Online Retail's rule: a line with UnitPrice <= 0 is no sale (the reference protocol drops it); the
+    adapter keeps every input row in order, so the price column lines up with its output.
+    """
+    frames, reasons = [], []
+    for path in paths:
+        if dataset == "project":
+            frame = ranking.read_events(path)
+            reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+        elif dataset == "online-retail":
+            frame = adapters.online_retail(path)
+            price = pd.read_parquet(path, columns=["UnitPrice"])["UnitPrice"]
+            reason = pd.Series(pd.NA, index=frame.index, dtype="string").mask(
+                (price <= 0).to_numpy(), "free line (UnitPrice <= 0, reference protocol)")
+        else:
+            frame = adapters.taobao(path)
+            reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+        frames.append(frame)
+        reasons.append(reason)
+    return pd.concat(frames, ignore_index=True), pd.concat(reasons, ignore_index=True)
+
+
+# --- tuning and testing -----------------------------------------------------------------------------
+
+def grid_points(spec: dict) -> list[dict]:
+    """Every combination of ``spec['grid']`` merged over ``spec['params']`` (one point without a grid)."""
+    grid = spec.get("grid") or {}
+    fixed = spec.get("params") or {}
+    return [{**fixed, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
+
+
+def tune(method: Method, spec: dict, validation: ranking.Split) -> tuple[dict, list]:
+    """The grid point with the best validation NDCG@10 (first of equals), and every point's score."""
+    scores = []
+    for point in grid_points(spec):
+        ranker = method.factory(**point).fit(validation.train)
+        scores.append((point, ranking.evaluate(ranker, validation).mean("ndcg@10")))
+    best = max(scores, key=lambda s: s[1])[0]
+    return best, scores
+
+
+def summarise(result: ranking.Result, split: ranking.Split, indices: np.ndarray, categories) -> dict:
+    """Means, 95% bootstrap intervals, coverage and diversity of one method's test result."""
+    n_items = len(split.train.items)
+    out = {}
+    for m, metric in enumerate(ranking.METRICS):
+        out[metric] = result.mean(metric)
+        out[f"{metric}_ci"] = ranking.confidence_interval(result.per_user[:, m], indices)
+    out["coverage@10"] = ranking.coverage(result, n_items)
+    out["exposure_gini@10"] = ranking.exposure_gini(result, n_items)
+    out["category_diversity@10"] = ranking.category_diversity(result, categories) if categories is not None else None
+    return out
+
+
+def run_task(events: pd.DataFrame, target: str, cutoffs: tuple, end: pd.Timestamp, cfg: dict,
+             names: list[str]) -> tuple[dict, dict]:
+    """Tune, refit and test every method on one task; returns the task summary and the fitted test rankers."""
+    from tqdm import tqdm
+
+    task_events = ranking.retarget(events, target)
+    types = ranking.target_types(events)
+    test_cutoff, validation_cutoff = cutoffs
+    validation = ranking.make_split(task_events, validation_cutoff, test_cutoff, types)
+    test = ranking.make_split(task_events, test_cutoff, end, types)
+    indices = ranking.bootstrap_indices(len(test.users), cfg["bootstrap_resamples"], cfg["seed"])
+    categories = ranking.item_categories(events, test.train.items) if target == "item_id" else None
+    rows, results, fitted = {}, {}, {}
+    for name in tqdm(names, desc=f"methods ({target})", unit="method"):
+        method, spec = RANKERS[name], cfg["methods"].get(name, {})
+        started = time.perf_counter()
+        best, scores = tune(method, spec, validation)
+        ranker = method.factory(**best).fit(test.train)
+        results[name] = ranking.evaluate(ranker, test)
+        fitted[name] = ranker
+        rows[name] = {"label": ranker.name, "kind": method.kind, "params": best,
+                      "tuned": {k: best[k] for k in spec.get("grid") or {}},
+                      "validation_ndcg@10": max(s for _, s in scores),
+                      "validation_grid": [{"params": p, "ndcg@10": s} for p, s in scores],
+                      "seconds": time.perf_counter() - started,
+                      **summarise(results[name], test, indices, categories)}
+    return {"target": target, "validation": validation.describe(), "test": test.describe(),
+            "methods": rows, "gains": gains(rows, results, indices)}, fitted
+
+
+def gains(rows: dict, results: dict, indices: np.ndarray) -> list[dict]:
+    """Test NDCG@10 gain of every non-baseline method over the best baseline (chosen on validation)."""
+    baseline_names = [n for n, r in rows.items() if r["kind"] == "baseline"]
+    if not baseline_names:
+        return []
+    best = max(baseline_names, key=lambda n: rows[n]["validation_ndcg@10"])
+    column = ranking.METRICS.index("ndcg@10")
+    out = []
+    for name, row in rows.items():
+        if row["kind"] != "baseline":
+            gain, low, high = ranking.relative_gain(results[name].per_user[:, column],
+                                                    results[best].per_user[:, column], indices)
+            out.append({"method": name, "kind": row["kind"], "versus": best, "gain": gain, "ci": [low, high]})
+    return out
+
+
+def best_of_kind(task: dict, kind: str) -> str | None:
+    """Name of the method of ``kind`` with the best validation NDCG@10."""
+    names = [n for n, r in task["methods"].items() if r["kind"] == kind]
+    return max(names, key=lambda n: task["methods"][n]["validation_ndcg@10"]) if names else None
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
+        cutoff: pd.Timestamp | None = None, validation_cutoff: pd.Timestamp | None = None) -> dict:
+    """Read, clean, split, compare, write the report; returns the summary written to evaluation.json."""
+    import torch
+
+    started = time.perf_counter()
+    torch.manual_seed(cfg["seed"])
+    for name in names:
+        if name in cfg["methods"] and RANKERS[name].kind == "decay":
+            cfg["methods"][name].setdefault("params", {})["seed"] = cfg["seed"]
+    frame, reasons = read_dataset(paths, dataset)
+    events, quality = ranking.clean_events(frame, reasons, cfg["drop_duplicates"])
+    split_cfg = cfg["split"]
+    default_test, default_validation = ranking.default_cutoffs(events, split_cfg["test_fraction"],
+                                                               split_cfg["max_test_days"],
+                                                               split_cfg["max_validation_days"])
+    cutoffs = (cutoff or default_test, validation_cutoff or default_validation)
+    if not cutoffs[1] < cutoffs[0]:
+        raise ValueError(f"validation cutoff {cutoffs[1]} must be before the test cutoff {cutoffs[0]}")
+    end = events["ts"].max() + pd.Timedelta(seconds=1)
+    tasks, fitted = {}, {}
+    for target in cfg["tasks"]:
+        tasks[target], fitted[target] = run_task(events, target, cutoffs, end, cfg, names)
+    summary = {"inputs": [str(p) for p in paths], "dataset": dataset, "quality": quality,
+               "cutoffs": {"test": str(cutoffs[0]), "validation": str(cutoffs[1]), "end": str(end)},
+               "target_event_types": ranking.target_types(events), "tasks": tasks, "seed": cfg["seed"],
+               "git_commit": git_commit(), "config": cfg}
+    decay_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "decay"}
+    summary["fitted_parameters"] = {n: r.half_life_table().to_dict("records") for n, r in decay_models.items()}
+    summary["wall_seconds"] = time.perf_counter() - started
+    write_outputs(summary, decay_models, events, out, cfg)
+    return summary
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=settings.PROJECT_ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def jsonable(value):
+    """Plain JSON: infinities as the string "inf", NaN as null, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else ("inf" if math.isinf(value) else float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: Path, cfg: dict) -> None:
+    """evaluation.json, the plots and evaluation.md into ``out``."""
+    from models.decay_fit import plot_decay_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(jsonable(summary), indent=2))
+    top = events["category_id"].value_counts().index[:cfg["report"]["top_categories"]].tolist()
+    plots = [plot_metrics(task, out / f"ndcg_{target}.png") for target, task in summary["tasks"].items()]
+    plots += [plot_decay_curves(ranker, top, out / f"decay_curves_{name}.png") for name, ranker in decay_models.items()]
+    (out / "evaluation.md").write_text(markdown(summary, decay_models, [p.name for p in plots], cfg))
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def _number(value) -> str:
+    """Metrics as .1234, counts with thousands separators, other numbers to 4 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞"
+        if abs(value) < 1:
+            return f"{value:.4f}".replace("0.", ".", 1)
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={_number(float(v)) if isinstance(v, (int, float)) else v}" for k, v in params.items()) or "—"
+
+
+def method_table(task: dict) -> str:
+    """Markdown table of a task's test results, one row per method."""
+    head = ("| method | chosen on validation | val NDCG@10 | HR@10 | HR@20 | Recall@20 | NDCG@10 [95% CI] | MRR@20 "
+            "| coverage@10 | category diversity@10 | exposure Gini@10 | seconds |")
+    lines = [f"**{task['target']}**: {task['test']['users']:,} test users, catalogue {task['test']['catalogue']:,}",
+             "", head, "|" + "---|" * 12]
+    for name, r in task["methods"].items():
+        low, high = r["ndcg@10_ci"]
+        lines.append(f"| {r['label']} | {_params(r['tuned'])} | {_number(r['validation_ndcg@10'])} "
+                     f"| {_number(r['hr@10'])} | {_number(r['hr@20'])} | {_number(r['recall@20'])} "
+                     f"| {_number(r['ndcg@10'])} [{_number(low)}, {_number(high)}] | {_number(r['mrr@20'])} "
+                     f"| {_number(r['coverage@10'])} | {_number(r['category_diversity@10'])} "
+                     f"| {_number(r['exposure_gini@10'])} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_metrics(task: dict, path: Path) -> Path:
+    """Bar chart of test NDCG@10 with 95% bootstrap intervals, one bar per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = task["methods"]
+    means = np.array([r["ndcg@10"] for r in rows.values()])
+    errors = np.abs(np.array([r["ndcg@10_ci"] for r in rows.values()]).T - means)
+    colours = [{"baseline": "tab:grey", "decay": "tab:blue"}.get(r["kind"], "tab:green") for r in rows.values()]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    ax.barh(list(rows), means, xerr=errors, color=colours)
+    ax.invert_yaxis()
+    ax.set(xlabel="test NDCG@10 (95% bootstrap CI)", title=f"Next {task['target'].removesuffix('_id')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def quality_table(quality: dict) -> str:
+    rows = [("rows read", quality["rows_read"])]
+    rows += [(f"dropped: {reason}", n) for reason, n in quality["dropped"].items()]
+    rows += [("duplicates (equal in every column)" + (", dropped" if quality["duplicates_dropped"] else ", kept"),
+              quality["duplicates"]),
+             ("events kept", quality["events"]), ("users", quality["users"]), ("items", quality["items"]),
+             ("categories", quality["categories"]),
+             ("event types", ", ".join(f"{k} {v:,}" for k, v in quality["event_types"].items())),
+             ("span", f"{quality['first_ts']} .. {quality['last_ts']}"),
+             ("events over a day before the 0.1% time quantile (stray early events)", quality["events_before_span_start"]),
+             ("value present", f"{quality['value_present_share']:.1%}"),
+             ("most events of one user", f"{quality['max_events_per_user']:,} ({quality['top_user_share']:.1%} of all)"),
+             ("busiest day / median day", f"{quality['max_day_over_median_day']:.1f}×"),
+             ("items seen under several categories", quality["items_with_several_categories"])]
+    return "\n".join(["| what | count |", "|---|---|"] +
+                     [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in rows])
+
+
+def gains_table(task: dict) -> str:
+    """Gains over the best baseline; the best decay model (by validation) first, in words."""
+    lines = []
+    best = best_of_kind(task, "decay")
+    for g in task["gains"]:
+        if g["method"] == best:
+            lines += [f"Best decay model (by validation): **{task['methods'][best]['label']}**; test NDCG@10 "
+                      f"{g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] relative to the best baseline "
+                      f"(by validation), {task['methods'][g['versus']]['label']}.", ""]
+    lines += ["| method | vs best baseline (by validation) | NDCG@10 gain [95% paired-bootstrap CI] |", "|---|---|---|"]
+    for g in task["gains"]:
+        lines.append(f"| {task['methods'][g['method']]['label']} | {task['methods'][g['versus']]['label']} "
+                     f"| {g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] |")
+    return "\n".join(lines)
+
+
+def parameter_table(ranker: DecayRanker, n: int) -> str:
+    """The global rows and the ``n`` (category, event type) rows with the most train events, as fitted."""
+    table = ranker.half_life_table()
+    support = ranker.support.rename("train events").reset_index()
+    table = table.merge(support, on=["category_id", "event_type"], how="left")
+    shown = pd.concat([table[table["category_id"] == "*"],
+                       table[table["category_id"] != "*"].nlargest(n, "train events")])
+    columns = ["category_id", "event_type", "half_life_days", "logistic_k", "logistic_l", "period_weights", "train events"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in shown[columns].itertuples(index=False):
+        cells = [_number(v) if v is None or isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict) -> str:
+    """evaluation.md: data quality, split, per-task results, gains, fitted parameters, plots."""
+    cut = summary["cutoffs"]
+    parts = [f"# Offline evaluation: {', '.join(Path(p).name for p in summary['inputs'])}", "",
+             f"Dataset reader: `{summary['dataset']}`; commit `{summary['git_commit'][:12]}`; seed {summary['seed']}; "
+             f"wall time {summary['wall_seconds']:.0f} s.", "",
+             "## Data quality", "", "Cleaning mirrors dbt staging; every dropped row is counted by its first failing rule.",
+             "", quality_table(summary["quality"]), "",
+             "## Split", "",
+             f"Targets: {', '.join(summary['target_event_types'])} events. Test: train before T = {cut['test']}, "
+             f"window [T, {cut['end']}). Validation: train before V = {cut['validation']}, window [V, T). "
+             "Evaluated users have at least one train event and one target in the window; relevant = their distinct "
+             "window targets. Full ranking over the train catalogue, past items not excluded; ties by all-time "
+             "train popularity, then id. Hyperparameters and the best method of each kind are chosen on validation "
+             "NDCG@10, then refitted before T; the test window is used once.", ""]
+    for task in summary["tasks"].values():
+        parts += [f"## Next {task['target'].removesuffix('_id')}", "",
+                  f"Validation: {task['validation']['users']:,} users, mean {task['validation']['mean_relevant']:.1f} "
+                  f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant.", "",
+                  method_table(task), "", gains_table(task), ""]
+    for name, ranker in decay_models.items():
+        parts += [f"## Fitted parameters: {name}", "", parameter_table(ranker, cfg["report"]["table_categories"]),
+                  "", f"Training loss (mean negative log-likelihood per basket) {ranker.final_loss:.4f} after "
+                  f"{len(ranker.losses)} Adam epochs and {ranker.config['polish_steps']} L-BFGS iterations."
+                  if ranker.losses else "No target baskets in the training window: not fitted.", ""]
+    parts += ["## Plots", ""] + [f"- [{p}]({p})" for p in plots] + [""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=Path, nargs="+", required=True,
+                        help="events file(s), concatenated: project schema (CSV/Parquet) or a raw dataset (--dataset)")
+    parser.add_argument("--dataset", choices=DATASETS, default="project",
+                        help="how to read --events: project schema (default), or a raw dataset through its adapter")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default $REPORTS_DIR/evaluate/<stem of the first file>)")
+    parser.add_argument("--cutoff", type=pd.Timestamp, default=None, help="test cutoff T, ISO 8601 (UTC if no zone)")
+    parser.add_argument("--validation-cutoff", type=pd.Timestamp, default=None,
+                        help="validation cutoff V < T, ISO 8601 (default T − the test window, at most 31 days)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: evaluate.yaml's)")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated methods (default all configured): {', '.join(RANKERS)}")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML of grids and settings")
+    parser.add_argument("--write-params", action="store_true",
+                        help="write the best decay model's parameters into params.decay_parameters_fitted (PostgreSQL)")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        cfg["seed"] = args.seed
+    names = args.methods.split(",") if args.methods else [n for n in cfg["methods"] if n in RANKERS]
+    unknown = [n for n in names if n not in RANKERS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(RANKERS)}")
+    out = args.out or settings.reports_dir() / "evaluate" / args.events[0].stem
+    utc = [t if t is None or t.tzinfo else t.tz_localize("UTC") for t in (args.cutoff, args.validation_cutoff)]
+    summary = run(args.events, args.dataset, out, cfg, names, *utc)
+    if args.write_params:
+        write_best_parameters(summary)
+    print("\n\n".join(method_table(task) for task in summary["tasks"].values()))
+    print(f"wrote {out / 'evaluation.md'} ({summary['wall_seconds']:.0f} s)")
+
+
+def write_best_parameters(summary: dict) -> None:
+    """Upsert the parameters of the item task's best decay model (by validation) into PostgreSQL."""
+    import psycopg
+
+    from models.decay_fit import write_parameters
+
+    best = best_of_kind(summary["tasks"]["item_id"], "decay")
+    if best is None:
+        raise SystemExit("--write-params: no decay model was evaluated on the item task")
+    with psycopg.connect(settings.pg_conninfo()) as conn:
+        n = write_parameters(conn, pd.DataFrame(summary["fitted_parameters"][best]), fitted_by=f"models.evaluate:{best}")
+    print(f"wrote {n} parameter rows of {best} into params.decay_parameters_fitted")
+
+
+if __name__ == "__main__":
+    main()

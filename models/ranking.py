@@ -1,0 +1,303 @@
+"""Offline evaluation core: the ranker interface, event cleaning, the time split, ranking and metrics.
+
+Every method compared by ``models.evaluate`` is a :class:`Ranker`: fitted on :class:`TrainData` (the
+cleaned events before a cutoff), it scores every catalogue item for a batch of users. The harness then
+ranks with ties broken by all-time train popularity (event count, desc), then item id (asc), keeps the
+top 20 and scores HR@10, HR@20, Recall@20, NDCG@10 and MRR@20 per user (``models.metrics``), with a
+user bootstrap for confidence intervals. The same code ranks categories: :func:`retarget` makes the
+category the thing that is ranked.
+
+Cleaning mirrors dbt staging (``stg_behaviour__events_checked``): the first failing rule names the
+reason a row is dropped, and every drop is counted for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+
+from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES, check_columns
+from models.metrics import hit_rate, mrr, ndcg, recall
+
+METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")
+TOP_N = 20  # the harness keeps this many items per user; every metric is cut at 10 or 20
+MAX_ID_LENGTH = 256
+EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
+SPAN_START_QUANTILE = 0.001   # the data's span starts here, not at its earliest (possibly stray) event
+
+
+@dataclass
+class TrainData:
+    events: pd.DataFrame      # cleaned events before the cutoff: user_id, item_id, category_id, event_type, ts, value
+    items: pd.Index           # the catalogue: distinct item_ids of the train events; score columns follow it
+    cutoff: pd.Timestamp
+
+
+class Ranker(Protocol):
+    name: str
+
+    def fit(self, data: TrainData) -> "Ranker": ...
+
+    def score(self, user_ids: Sequence[str]) -> np.ndarray: ...   # float [len(user_ids), len(items)], higher = better
+
+
+# --- reading and cleaning -------------------------------------------------------------------------------
+
+def read_events(path: Path) -> pd.DataFrame:
+    """An events file of the project schema (CSV read as text, like ingest does, or Parquet)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    check_columns(list(frame.columns), str(path))
+    if "value" not in frame:
+        frame["value"] = np.nan
+    return frame[list(EVENT_COLUMNS)]
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """Trimmed text with empty strings as missing (staging's ``nullif(trim(x), '')``)."""
+    text = column.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def _timestamps(column: pd.Series) -> pd.Series:
+    """UTC instants; zone-less values are UTC, anything not ISO 8601 becomes NaT."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
+    return pd.to_datetime(_text(column), utc=True, errors="coerce", format="ISO8601")
+
+
+def _values(column: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Numeric values (NaN = absent), and which rows hold a non-numeric or a non-finite (NaN, ±inf) value."""
+    if pd.api.types.is_numeric_dtype(column):
+        value = column.astype(float)
+        return value, pd.Series(False, index=column.index), pd.Series(np.isinf(value), index=column.index)
+    text = _text(column)
+    value = pd.to_numeric(text, errors="coerce").astype(float)
+    says_nan = text.str.lower().eq("nan").fillna(False)
+    non_finite = says_nan | np.isinf(value)
+    return value.mask(non_finite), text.notna() & value.isna() & ~says_nan, non_finite
+
+
+def clean_events(frame: pd.DataFrame, extra_reasons: pd.Series | None = None, drop_duplicates: bool = False,
+                 now: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict]:
+    """Typed, valid events sorted by ts, and a data-quality summary (drops per reason, duplicates, completeness).
+
+    ``extra_reasons`` (aligned to ``frame``; null = keep) adds dataset rules checked after staging's.
+    Duplicates (equal in every schema column) are counted; they are dropped only if ``drop_duplicates``.
+    """
+    now = now or pd.Timestamp.now(tz="UTC")
+    user, item, category = _text(frame["user_id"]), _text(frame["item_id"]), _text(frame["category_id"])
+    event_type = _text(frame["event_type"]).str.lower()
+    ts = _timestamps(frame["ts"])
+    value, non_numeric, non_finite = _values(frame["value"])
+    longest = pd.concat([s.str.len() for s in (user, item, category)], axis=1).max(axis=1)
+    rules = [
+        ("missing user_id", user.isna()),
+        ("missing item_id", item.isna()),
+        ("missing category_id", category.isna()),
+        ("oversize id (more than 256 characters)", longest > MAX_ID_LENGTH),
+        ("missing or unknown event_type", ~event_type.isin(EVENT_TYPES)),
+        ("missing or unparseable timestamp", ts.isna()),
+        ("timestamp before 2000", ts < EARLIEST),
+        ("timestamp in the future (after now + 1 day)", ts > now + pd.Timedelta(days=1)),
+        ("non-numeric value", non_numeric),
+        ("non-finite value", non_finite),
+        ("negative value", value < 0),
+    ]
+    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for name, failed in rules:
+        reason = reason.mask(reason.isna() & failed.fillna(False).astype(bool), name)
+    if extra_reasons is not None:
+        reason = reason.fillna(extra_reasons.astype("string"))
+    events = pd.DataFrame({"user_id": user, "item_id": item, "category_id": category, "event_type": event_type,
+                           "ts": ts, "value": value})[reason.isna().to_numpy()].astype(
+        {"user_id": str, "item_id": str, "category_id": str, "event_type": str})
+    duplicated = events.duplicated(keep="first")
+    if drop_duplicates:
+        events = events[~duplicated]
+    events = events.sort_values(["ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+    quality = {
+        "rows_read": int(len(frame)),
+        "dropped": {str(k): int(v) for k, v in reason.value_counts().sort_index().items()},
+        "duplicates": int(duplicated.sum()),
+        "duplicates_dropped": bool(drop_duplicates),
+        "events": int(len(events)),
+        **describe_events(events),
+    }
+    return events, quality
+
+
+def describe_events(events: pd.DataFrame) -> dict:
+    """Size, span, completeness and anomaly indicators of cleaned events, for the data-quality table."""
+    per_user = events.groupby("user_id").size()
+    per_day = events.groupby(events["ts"].dt.floor("D")).size()
+    categories_per_item = events.groupby("item_id")["category_id"].nunique()
+    return {
+        "users": int(events["user_id"].nunique()),
+        "items": int(events["item_id"].nunique()),
+        "categories": int(events["category_id"].nunique()),
+        "event_types": {str(k): int(v) for k, v in events["event_type"].value_counts().items()},
+        "first_ts": str(events["ts"].min()),
+        "events_before_span_start": int((events["ts"] < events["ts"].quantile(SPAN_START_QUANTILE)
+                                         - pd.Timedelta(days=1)).sum()) if len(events) else 0,
+        "last_ts": str(events["ts"].max()),
+        "value_present_share": float(events["value"].notna().mean()) if len(events) else 0.0,
+        "max_events_per_user": int(per_user.max()) if len(per_user) else 0,
+        "top_user_share": float(per_user.max() / len(events)) if len(events) else 0.0,
+        "max_day_over_median_day": float(per_day.max() / per_day.median()) if len(per_day) else 0.0,
+        "items_with_several_categories": int((categories_per_item > 1).sum()),
+    }
+
+
+# --- tasks and the time split ------------------------------------------------------------------------
+
+def retarget(events: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Events whose ``item_id`` is ``target`` (e.g. ``category_id``), so categories rank like items."""
+    if target == "item_id":
+        return events
+    return events.assign(item_id=events[target])
+
+
+def item_categories(events: pd.DataFrame, items: pd.Index) -> np.ndarray:
+    """Category of each catalogue item: the category of its latest event (descriptions can change)."""
+    latest = events.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]
+    return latest.reindex(items).to_numpy()
+
+
+def train_data(events: pd.DataFrame, cutoff: pd.Timestamp) -> TrainData:
+    """Events before ``cutoff`` and their catalogue (sorted item ids)."""
+    before = events[events["ts"] < cutoff].reset_index(drop=True)
+    return TrainData(before, pd.Index(np.sort(before["item_id"].unique())), cutoff)
+
+
+def target_types(events: pd.DataFrame) -> list[str]:
+    """Event types that count as the thing to predict: purchases when the file has any, else every type."""
+    return ["purchase"] if (events["event_type"] == "purchase").any() else list(EVENT_TYPES)
+
+
+@dataclass
+class Split:
+    train: TrainData
+    users: np.ndarray          # evaluated users: >= 1 train event and >= 1 target event in the window
+    relevant: list[set]        # per user: distinct target ids of the window
+    window: tuple[pd.Timestamp, pd.Timestamp]   # [start, end) of the window
+
+    def describe(self) -> dict:
+        sizes = [len(r) for r in self.relevant]
+        return {"train_events": int(len(self.train.events)), "catalogue": int(len(self.train.items)),
+                "window": [str(self.window[0]), str(self.window[1])], "users": int(len(self.users)),
+                "mean_relevant": float(np.mean(sizes)) if sizes else 0.0}
+
+
+def make_split(events: pd.DataFrame, cutoff: pd.Timestamp, end: pd.Timestamp, types: list[str]) -> Split:
+    """Train before ``cutoff``; relevant = each user's distinct targets of ``types`` in [cutoff, end)."""
+    train = train_data(events, cutoff)
+    window = events[(events["ts"] >= cutoff) & (events["ts"] < end) & events["event_type"].isin(types)]
+    window = window[window["user_id"].isin(set(train.events["user_id"]))]
+    relevant = window.groupby("user_id")["item_id"].agg(set).sort_index()
+    return Split(train, relevant.index.to_numpy(), relevant.tolist(), (cutoff, end))
+
+
+def default_cutoffs(events: pd.DataFrame, test_fraction: float, max_test_days: float,
+                    max_validation_days: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Test cutoff T and validation cutoff V when none are given.
+
+    T is the midnight nearest to ``last − min(max_test_days, test_fraction · span)`` (Online Retail:
+    2011-11-01, as in the reference protocol); V = T − the test window's length in whole days, at least 1
+    and at most ``max_validation_days`` (Online Retail: 2011-10-01). The span starts at the 0.1% quantile
+    of the timestamps, so a few stray early events (the Taobao slices have some) do not stretch it.
+    """
+    first, last = events["ts"].quantile(SPAN_START_QUANTILE), events["ts"].max()
+    test_days = min(max_test_days, test_fraction * (last - first) / pd.Timedelta(days=1))
+    cutoff = (last - pd.Timedelta(days=test_days)).round("D")
+    window_days = int(np.clip(round((last - cutoff) / pd.Timedelta(days=1)), 1, max_validation_days))
+    return cutoff, cutoff - pd.Timedelta(days=window_days)
+
+
+# --- ranking and metrics -----------------------------------------------------------------------------
+
+def tie_order(train: TrainData) -> np.ndarray:
+    """Catalogue positions from most to least popular (event count desc, then item id asc)."""
+    counts = train.events["item_id"].value_counts().reindex(train.items).to_numpy()
+    return np.lexsort((train.items.to_numpy(), -counts))
+
+
+def top_items(scores: np.ndarray, order: np.ndarray, n: int = TOP_N) -> np.ndarray:
+    """Catalogue positions of the ``n`` best items per row; equal scores keep the tie ``order``."""
+    by_tie = np.argsort(-scores[:, order], axis=1, kind="stable")[:, :n]
+    return order[by_tie]
+
+
+def user_metrics(ranked: Sequence, relevant: set) -> list[float]:
+    """One user's HR@10, HR@20, Recall@20, NDCG@10, MRR@20 (the order of ``METRICS``)."""
+    return [hit_rate(ranked, relevant, 10), hit_rate(ranked, relevant, 20), recall(ranked, relevant, 20),
+            ndcg(ranked, relevant, 10), mrr(ranked, relevant, 20)]
+
+
+@dataclass
+class Result:
+    per_user: np.ndarray       # [U, len(METRICS)]
+    top: np.ndarray            # [U, TOP_N] catalogue positions
+
+    def mean(self, metric: str = "ndcg@10") -> float:
+        return float(self.per_user[:, METRICS.index(metric)].mean()) if len(self.per_user) else 0.0
+
+
+def evaluate(ranker: Ranker, split: Split, batch_size: int = 1024) -> Result:
+    """Rank the whole catalogue for every split user with a fitted ``ranker`` and score the top 20."""
+    order = tie_order(split.train)
+    items = split.train.items.to_numpy()
+    tops = []
+    for start in range(0, len(split.users), batch_size):
+        scores = np.asarray(ranker.score(list(split.users[start:start + batch_size])), dtype=float)
+        tops.append(top_items(scores, order))
+    top = np.concatenate(tops) if tops else np.zeros((0, TOP_N), dtype=int)
+    per_user = np.array([user_metrics(items[row].tolist(), relevant) for row, relevant in zip(top, split.relevant)])
+    return Result(per_user.reshape(len(top), len(METRICS)), top)
+
+
+def coverage(result: Result, n_items: int, k: int = 10) -> float:
+    """Share of the catalogue shown in anybody's top ``k``."""
+    return len(np.unique(result.top[:, :k])) / n_items if n_items else 0.0
+
+
+def category_diversity(result: Result, categories: np.ndarray, k: int = 10) -> float:
+    """Mean over users of distinct categories in the top ``k`` divided by ``k``."""
+    if not len(result.top):
+        return 0.0
+    return float(np.mean([len(set(categories[row[:k]])) / k for row in result.top]))
+
+
+def exposure_gini(result: Result, n_items: int, k: int = 10) -> float:
+    """Gini of how often each catalogue item appears in the top ``k`` lists (0 even, 1 one item for all)."""
+    counts = np.sort(np.bincount(result.top[:, :k].ravel(), minlength=n_items)).astype(float)
+    if counts.sum() == 0:
+        return 0.0
+    cumulative = np.cumsum(counts)
+    return float((n_items + 1 - 2 * (cumulative / cumulative[-1]).sum()) / n_items)
+
+
+def bootstrap_indices(n_users: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """[n_resamples, n_users] user indices drawn with replacement; shared by all methods (paired)."""
+    return np.random.default_rng(seed).integers(0, n_users, (n_resamples, n_users))
+
+
+def confidence_interval(values: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-user ``values`` over the bootstrap ``indices``."""
+    means = values[indices].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def relative_gain(a: np.ndarray, b: np.ndarray, indices: np.ndarray) -> tuple[float, float, float]:
+    """Relative gain mean(a)/mean(b) − 1 of paired per-user values, with its 95% paired-bootstrap interval."""
+    ratio = a[indices].mean(axis=1) / np.maximum(b[indices].mean(axis=1), 1e-12)
+    low, high = np.percentile(ratio - 1.0, [2.5, 97.5])
+    return float(a.mean() / max(b.mean(), 1e-12) - 1.0), float(low), float(high)

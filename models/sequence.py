@@ -1,0 +1,435 @@
+"""Neural decay recommender: self-attention over a user's latest events with time-interval input.
+
+In the spirit of TiSASRec (Li et al., WSDM 2020): the attention logits and values between the
+prediction at position i and each earlier event j get an embedding of the interval between them.
+The interval runs from event j to the *prediction time* (the next event's time in training, the
+cutoff when scoring), clipped to ``max_interval_days`` and bucketed on a log scale; so the model
+sees how long ago every event was when it predicts, which is what lets interest fade. Absolute
+positions and event types (view, cart, fav, purchase, rating) are input embeddings as well.
+``use_time_intervals=False`` drops every interval input: plain SASRec.
+
+With ``use_repeat`` a repeat head (as in RepeatNet) mixes a copy distribution over the user's own
+history into the scores: each past event is weighted by a learned kernel over its interval bucket
+(the learned decay curve; over its recency rank without time intervals), its event type and its match
+with the current state, and a learned gate per position sets the share of repeating vs. exploring.
+
+The target column is ``item_id`` or ``category_id``; the output table is that column's input embedding.
+A batch is a dict of left-padded ``[B, L]`` tensors, the fields of ``Windows`` (``event_types`` 0 = padding).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from interest_decay.schema import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from models.ranking import TrainData
+
+DEFAULT_CONFIG = Path(__file__).with_name("sequence.yaml")
+TARGETS = ("item_id", "category_id")
+MODEL_KEYS = ("max_len", "hidden", "n_blocks", "n_heads", "dropout", "use_repeat", "n_time_buckets",
+              "min_interval_minutes", "max_interval_days")
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm causal self-attention and feed-forward; with ``n_relations`` > 0 the relation
+    (interval bucket) of each query-key pair gets an embedding in the keys and in the values (TiSASRec)."""
+
+    def __init__(self, hidden: int, n_heads: int, dropout: float, n_relations: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.relation_key = nn.Embedding(n_relations, hidden) if n_relations else None
+        self.relation_value = nn.Embedding(n_relations, hidden) if n_relations else None
+        self.norm_attention, self.norm_ffn = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, relations: torch.Tensor | None) -> torch.Tensor:
+        """``x`` [B, L, H], ``allowed`` [B, L, L] bool (query may see key), ``relations`` [B, L, L] bucket ids."""
+        batch, length, hidden = x.shape
+        heads, size = self.n_heads, hidden // self.n_heads
+        q, k, v = self.qkv(self.norm_attention(x)).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-1, -2)  # [B, h, L, L]
+        if self.relation_key is not None:
+            index = relations[:, None].expand(batch, heads, length, length)
+            relation_key = self.relation_key.weight.view(-1, heads, size).permute(1, 2, 0)  # [h, d, R]
+            logits = logits + (q @ relation_key).gather(-1, index)  # q·r_ij without materialising [B, L, L, H]
+        attention = (logits / math.sqrt(size)).masked_fill(~allowed[:, None], -torch.inf).softmax(-1)
+        attention = self.dropout(attention)
+        context = attention @ v  # [B, h, L, d]
+        if self.relation_value is not None:
+            mass = torch.zeros(*attention.shape[:3], self.relation_value.num_embeddings).scatter_add_(-1, index, attention)
+            context = context + mass @ self.relation_value.weight.view(-1, heads, size).transpose(0, 1)
+        x = x + self.dropout(self.out(context.transpose(1, 2).reshape(batch, length, hidden)))
+        return x + self.dropout(self.ffn(self.norm_ffn(x)))
+
+
+class NeuralDecayRecommender(nn.Module):
+    """Next-target log-probabilities from a user's event window (see the module docstring)."""
+
+    def __init__(self, n_items: int, n_categories: int, target: str = "item_id", use_time_intervals: bool = True,
+                 max_len: int = 100, hidden: int = 64, n_blocks: int = 2, n_heads: int = 1, dropout: float = 0.2,
+                 use_repeat: bool = True, n_time_buckets: int = 32, min_interval_minutes: float = 1.0,
+                 max_interval_days: float = 365.0):
+        super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        self.hparams = {"n_items": n_items, "n_categories": n_categories, "target": target,
+                        "use_time_intervals": use_time_intervals, "max_len": max_len, "hidden": hidden,
+                        "n_blocks": n_blocks, "n_heads": n_heads, "dropout": dropout, "use_repeat": use_repeat,
+                        "n_time_buckets": n_time_buckets, "min_interval_minutes": min_interval_minutes,
+                        "max_interval_days": max_interval_days}
+        self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.category_embedding = nn.Embedding(n_categories + 1, hidden, padding_idx=0)
+        self.type_embedding = nn.Embedding(len(EVENT_TYPES) + 1, hidden, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_len, hidden)
+        self.gap_embedding = nn.Embedding(n_time_buckets, hidden) if use_time_intervals else None
+        relations = n_time_buckets if use_time_intervals else 0
+        self.blocks = nn.ModuleList(AttentionBlock(hidden, n_heads, dropout, relations) for _ in range(n_blocks))
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        n_targets = n_items if target == "item_id" else n_categories
+        self.output_bias = nn.Parameter(torch.zeros(n_targets))
+        if use_repeat:
+            self.decay_kernel = nn.Parameter(torch.zeros(n_time_buckets))  # log-weight of a past event per bucket
+            self.type_weight = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
+            self.repeat_query = nn.Linear(hidden, hidden)
+            self.repeat_gate = nn.Linear(hidden, 1)
+        edges = torch.logspace(math.log10(min_interval_minutes / 60), math.log10(max_interval_days * 24),
+                               n_time_buckets - 1)
+        self.register_buffer("bucket_edges", edges, persistent=False)  # hours; rebuilt from hparams on load
+        for embedding in (self.item_embedding, self.category_embedding, self.type_embedding, self.position_embedding):
+            nn.init.normal_(embedding.weight, std=0.05)
+
+    def output_table(self) -> torch.Tensor:
+        """Embeddings of the targets ``[T, H]`` (the target column's input embedding, padding row dropped)."""
+        table = self.item_embedding if self.hparams["target"] == "item_id" else self.category_embedding
+        return table.weight[1:]
+
+    def relation_buckets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, L, L]``: bucket of the interval from key event j to query i's prediction time;
+        without time intervals, the recency rank i - j (clipped), which only the repeat head uses."""
+        if self.hparams["use_time_intervals"]:
+            gap = (batch["query_hours"][:, :, None] - batch["hours"][:, None, :]).clamp_min(0)
+            return torch.bucketize(gap, self.bucket_edges)
+        steps = torch.arange(batch["hours"].shape[1])
+        rank = (steps[:, None] - steps[None, :]).clamp(0, self.hparams["n_time_buckets"] - 1)
+        return rank.expand(len(batch["hours"]), -1, -1)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hidden states ``[B, L, H]``, relation buckets and the attention mask ``[B, L, L]``."""
+        valid = batch["event_types"] > 0
+        length = valid.shape[1]
+        positions = torch.arange(self.hparams["max_len"] - length, self.hparams["max_len"])
+        x = (self.item_embedding(batch["items"]) + self.category_embedding(batch["categories"])
+             + self.type_embedding(batch["event_types"]) + self.position_embedding(positions))
+        relations = self.relation_buckets(batch)
+        if self.gap_embedding is not None:  # interval from each event to its own prediction time
+            x = x + self.gap_embedding(relations.diagonal(dim1=1, dim2=2))
+        x = self.dropout(x) * valid[..., None]
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        allowed = (causal & valid[:, None, :]) | torch.eye(length, dtype=torch.bool)  # padding rows see themselves
+        for block in self.blocks:
+            x = block(x, allowed, relations if self.gap_embedding is not None else None)
+        return self.norm(x), relations, allowed
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden state ``[B, L, H]`` at every position."""
+        return self.encode(batch)[0]
+
+    def heads(self, batch: dict[str, torch.Tensor], rows: torch.Tensor,
+              cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """At the positions ``(rows, cols)``: generation logits over the targets ``[P, T]``; with the repeat head
+        also the copy weights over the window's events ``[P, L]`` (sum 1) and the gate logit of repeating ``[P, 1]``."""
+        hidden, relations, allowed = self.encode(batch)
+        state = hidden[rows, cols]  # [P, H]
+        logits = state @ self.output_table().T + self.output_bias
+        if not self.hparams["use_repeat"]:
+            return logits, None, None
+        history = batch["history_targets"]  # [B, L] target id of each event, -1 = none
+        keys = self.output_table()[history.clamp_min(0)]  # [B, L, H]
+        match = (self.repeat_query(hidden) @ keys.transpose(1, 2))[rows, cols] / math.sqrt(hidden.shape[-1])
+        score = self.decay_kernel[relations[rows, cols]] + self.type_weight[batch["event_types"][rows]] + match
+        usable = allowed[rows, cols] & (history[rows] >= 0)
+        weights = score.masked_fill(~usable, -1e9).softmax(-1) * usable  # no usable event: all zero, no NaN
+        return logits, weights, self.repeat_gate(state)
+
+    @staticmethod
+    def mix(generate: torch.Tensor, copy: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """log((1 - g)·p_generate + g·p_copy) from log p_generate, p_copy and the gate logit of g."""
+        return torch.logaddexp(nn.functional.logsigmoid(-gate) + generate,
+                               nn.functional.logsigmoid(gate) + copy.clamp_min(1e-30).log())
+
+    def log_probs(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities ``[P, T]`` of the next target at the positions ``(rows, cols)``."""
+        logits, weights, gate = self.heads(batch, rows, cols)
+        generate = logits.log_softmax(-1)
+        if weights is None:
+            return generate
+        copy = torch.zeros_like(generate).scatter_add_(1, batch["history_targets"][rows].clamp_min(0), weights)
+        return self.mix(generate, copy, gate)
+
+    def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean negative log-likelihood of ``batch["targets"]`` over every position that has one
+        (only the targets' probabilities are formed, not the whole ``[P, T]`` mixture)."""
+        rows, cols = (batch["targets"] >= 0).nonzero(as_tuple=True)
+        targets = batch["targets"][rows, cols, None]  # [P, 1]
+        logits, weights, gate = self.heads(batch, rows, cols)
+        generate = logits.gather(1, targets) - logits.logsumexp(-1, keepdim=True)
+        if weights is None:
+            return -generate.mean()
+        copy = (weights * (batch["history_targets"][rows] == targets)).sum(-1, keepdim=True)
+        return -self.mix(generate, copy, gate).mean()
+
+    def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores of all targets ``[B, T]`` at the last position (log-probabilities: higher is better)."""
+        rows = torch.arange(len(batch["items"]))
+        return self.log_probs(batch, rows, torch.full_like(rows, batch["items"].shape[1] - 1))
+
+    def predict(self, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B]`` of one target per window (``targets``: ``[B]`` target ids)."""
+        return self.full_sort_predict(batch).gather(1, targets[:, None]).squeeze(1)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "hparams.json").write_text(json.dumps(self.hparams, indent=2))
+        torch.save(self.state_dict(), directory / "model.pt")
+
+    @classmethod
+    def load(cls, directory: Path) -> "NeuralDecayRecommender":
+        directory = Path(directory)
+        model = cls(**json.loads((directory / "hparams.json").read_text()))
+        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+        return model.eval()
+
+
+@dataclass
+class Windows:
+    """Users' events cut into left-padded windows of ``max_len`` columns; every field ``[N, L]``.
+    A position holds one event and the prediction made right after it (its target and the time of it)."""
+    items: np.ndarray            # int64: item id + 1 (0 = padding)
+    categories: np.ndarray       # int64: category id + 1 (0 = padding)
+    event_types: np.ndarray      # int64: index in EVENT_TYPES + 1 (0 = padding)
+    hours: np.ndarray            # float32: event time, hours relative to the cutoff (negative = before)
+    query_hours: np.ndarray      # float32: prediction time: the next event's time, or the cutoff after the last
+    history_targets: np.ndarray  # int64: target id of the event itself (-1 = padding or not in the targets)
+    targets: np.ndarray          # int64: target id of the next event (-1 = no loss here)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def lengths(self) -> np.ndarray:
+        return (self.event_types > 0).sum(1)
+
+    def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Windows ``rows`` as tensors, without the leading columns that are padding in all of them."""
+        first = int((self.event_types[rows] > 0).any(0).argmax())
+        return {f.name: torch.from_numpy(getattr(self, f.name)[rows][:, first:]) for f in fields(self)}
+
+
+def event_codes(events: pd.DataFrame, items: pd.Index, categories: pd.Index, target: str,
+                cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Events as integer codes, ordered by user then time, each with the time and target of the user's next event
+    (NaN / -1 after the last one). ``rank`` counts back from the user's last event (0 = last)."""
+    event_type = pd.Categorical(events["event_type"].str.lower(), categories=EVENT_TYPES).codes + 1
+    item = items.get_indexer(events["item_id"])
+    category = categories.get_indexer(events["category_id"])
+    codes = pd.DataFrame({
+        "user_id": events["user_id"].to_numpy(),
+        "item": item + 1,
+        "category": category + 1,
+        "event_type": event_type.astype(np.int64),
+        "hours": ((events["ts"] - cutoff) / pd.Timedelta(hours=1)).to_numpy(np.float32),
+        "target": item if target == "item_id" else category,
+    })[event_type > 0]  # event types outside the contract carry no meaning here
+    codes = codes.iloc[np.lexsort((codes["hours"].to_numpy(), codes["user_id"].to_numpy()))].reset_index(drop=True)
+    by_user = codes.groupby("user_id", sort=False)
+    codes["next_hours"] = by_user["hours"].shift(-1)
+    codes["next_target"] = by_user["target"].shift(-1).fillna(-1).astype(np.int64)
+    codes["rank"] = by_user.cumcount(ascending=False)
+    return codes
+
+
+def cut_windows(codes: pd.DataFrame, rank: np.ndarray, max_len: int) -> tuple[Windows, np.ndarray, np.ndarray]:
+    """Windows of the rows of ``codes``; ``rank`` counts back from each user's last input (0 = last column of
+    the user's latest window). Returns the windows, the user of each and whether it is the user's latest."""
+    chunk, col = rank // max_len, max_len - 1 - rank % max_len
+    keys, row = np.unique(np.stack([pd.factorize(codes["user_id"])[0], chunk]), axis=1, return_inverse=True)
+    row = row.reshape(-1)
+    shape = (keys.shape[1], max_len)
+
+    def column(name: str, fill, dtype) -> np.ndarray:
+        out = np.full(shape, fill, dtype=dtype)
+        out[row, col] = codes[name].to_numpy()
+        return out
+
+    windows = Windows(
+        items=column("item", 0, np.int64), categories=column("category", 0, np.int64),
+        event_types=column("event_type", 0, np.int64), hours=column("hours", 0, np.float32),
+        query_hours=column("next_hours", 0, np.float32), history_targets=column("target", -1, np.int64),
+        targets=column("next_target", -1, np.int64))
+    users = np.empty(shape[0], dtype=object)
+    users[row] = codes["user_id"].to_numpy()
+    return windows, users, keys[1] == 0
+
+
+def training_windows(codes: pd.DataFrame, max_len: int) -> tuple[Windows, np.ndarray]:
+    """Every event that has a next one, as windows predicting that next event (the whole history is used);
+    and whether each window is its user's latest."""
+    inputs = codes[codes["rank"] > 0]
+    windows, _, latest = cut_windows(inputs, inputs["rank"].to_numpy() - 1, max_len)
+    return windows, latest
+
+
+def scoring_windows(codes: pd.DataFrame, max_len: int) -> tuple[Windows, np.ndarray]:
+    """Each user's latest ``max_len`` events, one window per user, predicting at the cutoff (hour 0)."""
+    inputs = codes[codes["rank"] < max_len].copy()
+    inputs.loc[inputs["rank"] == 0, "next_hours"] = 0.0
+    windows, users, _ = cut_windows(inputs, inputs["rank"].to_numpy(), max_len)
+    return windows, users
+
+
+def hold_out_last(windows: Windows, latest: np.ndarray) -> tuple[Windows, Windows]:
+    """Training windows without each user's last target, and those last targets alone (for early stopping)."""
+    rows = np.flatnonzero(latest)
+    held_out = replace(windows, **{f.name: getattr(windows, f.name)[rows] for f in fields(windows)})
+    held_out.targets = np.full_like(held_out.targets, -1)
+    held_out.targets[:, -1] = windows.targets[rows, -1]
+    train_targets = windows.targets.copy()
+    train_targets[rows, -1] = -1
+    return replace(windows, targets=train_targets), held_out
+
+
+def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> dict:
+    return {**yaml.safe_load(Path(path).read_text()), **(overrides or {})}
+
+
+def length_batches(windows: Windows, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of windows of similar length, so that little padding is computed."""
+    order = rng.permutation(len(windows))
+    order = order[np.argsort(windows.lengths()[order], kind="stable")]  # random within equal lengths
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def mean_loss(model: NeuralDecayRecommender, windows: Windows, batch_size: int) -> float:
+    """Mean negative log-likelihood over all targets of ``windows``, without dropout or gradients."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
+            n = int((batch["targets"] >= 0).sum())
+            if n:
+                total += model.calculate_loss(batch).item() * n
+                count += n
+    return total / max(count, 1)
+
+
+def train_epoch(model: NeuralDecayRecommender, optimiser: torch.optim.Optimizer, windows: Windows,
+                cfg: dict, rng: np.random.Generator, description: str) -> float:
+    """One pass of Adam over ``windows``, the loss on a random ``target_fraction`` of the positions;
+    returns the mean training loss per target."""
+    model.train()
+    total, count = 0.0, 0
+    for rows in tqdm(length_batches(windows, cfg["batch_size"], rng), desc=description, unit="batch", leave=False):
+        batch = windows.batch(rows)
+        drawn = torch.from_numpy(rng.random(batch["targets"].shape) < cfg["target_fraction"])
+        batch["targets"] = batch["targets"].where(drawn, -1)
+        n = int((batch["targets"] >= 0).sum())
+        if not n:
+            continue
+        loss = model.calculate_loss(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += loss.item() * n
+        count += n
+    return total / max(count, 1)
+
+
+class SequenceRanker:
+    """The neural decay recommender behind the evaluation harness's ``Ranker`` interface (``models.ranking``).
+
+    ``score`` is aligned to ``self.targets``: ``data.items`` for the item target, the sorted categories of the
+    training events for the category target. Users without history get a row of zeros."""
+
+    def __init__(self, config: dict | None = None, target: str = "item_id", use_time_intervals: bool = True,
+                 seed: int = 0):
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        self.config = load_config(overrides=config)
+        self.target, self.use_time_intervals, self.seed = target, use_time_intervals, seed
+        kind = "tisasrec" if use_time_intervals else "sasrec"
+        self.name = f"{kind}{'+repeat' if self.config['use_repeat'] else ''}" + \
+            ("" if target == "item_id" else "-category")
+        self.history: list[float] = []           # mean training loss per epoch
+        self.held_out_history: list[float] = []  # mean loss on each user's held-out last target per epoch
+
+    def fit(self, data: TrainData) -> "SequenceRanker":
+        """Train on every user's event sequence before ``data.cutoff``; keeps the epoch of best held-out loss."""
+        cfg = self.config
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        self.categories = pd.Index(np.sort(data.events["category_id"].unique()))
+        self.targets = data.items if self.target == "item_id" else self.categories
+        codes = event_codes(data.events, data.items, self.categories, self.target, data.cutoff)
+        train, latest = training_windows(codes, cfg["max_len"])
+        held_out = None
+        if cfg["patience"] > 0:
+            train, held_out = hold_out_last(train, latest)
+        self.model = NeuralDecayRecommender(len(data.items), len(self.categories), self.target,
+                                            self.use_time_intervals, **{k: cfg[k] for k in MODEL_KEYS})
+        self._train(train, held_out, rng)
+        self._windows, users = scoring_windows(codes, cfg["max_len"])
+        self._user_rows = pd.Index(users)
+        return self
+
+    def _train(self, train: Windows, held_out: Windows | None, rng: np.random.Generator) -> None:
+        cfg = self.config
+        optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"],
+                                     weight_decay=cfg["weight_decay"])
+        best, best_state, stale = math.inf, None, 0
+        for epoch in range(1, cfg["epochs"] + 1):
+            description = f"{self.name} epoch {epoch}/{cfg['epochs']}"
+            self.history.append(train_epoch(self.model, optimiser, train, cfg, rng, description))
+            if held_out is None:
+                continue
+            self.held_out_history.append(mean_loss(self.model, held_out, 4 * cfg["batch_size"]))
+            if self.held_out_history[-1] < best:
+                best, stale = self.held_out_history[-1], 0
+                best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= cfg["patience"]:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.model.eval()
+
+    def score(self, user_ids: Sequence[str]) -> np.ndarray:
+        """Log-probabilities ``[len(user_ids), len(self.targets)]`` of each user's next target at the cutoff."""
+        scores = np.zeros((len(user_ids), len(self.targets)), dtype=np.float32)
+        rows = self._user_rows.get_indexer(pd.Index(user_ids))
+        known = np.flatnonzero(rows >= 0)
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(known), 256):
+                chunk = known[start:start + 256]
+                scores[chunk] = self.model.full_sort_predict(self._windows.batch(rows[chunk])).numpy()
+        return scores
