@@ -6,7 +6,7 @@
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
 - PostgreSQL (``PG*``) holds the raw events ``/events`` appends to and the marts ``/audience`` reads.
-- ``SERVE_API_TOKEN`` set: every API call needs ``Authorization: Bearer <token>`` (``serving/auth.py``).
+- ``SERVE_API_TOKEN`` set: every API call needs ``Authorization: Bearer <token>`` (``serving/middleware.py``).
 Bad input gets a 400 with a message; a missing dependency a 503; never a traceback.
 """
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
-from serving.auth import BearerTokenMiddleware
+from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware
 
 def _default_model_tag() -> str:
     from models.registry import champion
@@ -228,7 +228,8 @@ class InterestService:
         if row["total_interest_now"] is None:
             items = [RecommendedItem(item_id=item, category_id=self.vocab.item_category.get(item), score=0.0,
                                      explanation="popular recently (no interest profile for this user)")
-                     for item in self.vocab.popular_items if allowed is None or allowed[self.vocab.item_index[item]]]
+                     for item in self.vocab.popular_items
+                     if allowed is None or (item in self.vocab.item_index and allowed[self.vocab.item_index[item]])]
             return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
                                   model=self.model_tag)
 
@@ -391,5 +392,6 @@ class InterestService:
                             rejected=len(outcomes) - accepted, users_updated=result.users_updated, events=outcomes)
 
 
+InterestService.add_asgi_middleware(JsonBodyMiddleware)
 if os.environ.get("SERVE_API_TOKEN"):
     InterestService.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["SERVE_API_TOKEN"])

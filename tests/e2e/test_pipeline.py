@@ -273,6 +273,18 @@ def test_other_invalid_requests_get_400_with_a_message(served, endpoint, body):
     assert (payload[0] if isinstance(payload, list) else payload)["error"] and "Traceback" not in response.text
 
 
+def test_schemathesis_finds_no_server_error(served, tmp_path):
+    """Property-based requests generated from the service's OpenAPI spec never get a 5xx. /events is left
+    out here: its generated events would be stored and change the tables the REST-API test compares;
+    its validation is covered by the tests above."""
+    run = subprocess.run([str(BIN / "schemathesis"), "run", f"{served}/docs.json", "--checks", "not_a_server_error",
+                          "--exclude-path", "/events", "--max-examples", "25", "--seed", "7", "--workers", "1",
+                          "--report", "junit", "--report-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "recommend" in run.stdout and "audience" in run.stdout
+
+
 INTEREST_TABLES = {
     "interest_snapshots": "as_of, user_id, category_id, event_type, event_count, last_event_ts, interest",
     "user_category_interest": "as_of, user_id, category_id, event_count, last_event_ts, interest",

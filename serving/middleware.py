@@ -1,0 +1,54 @@
+"""ASGI middleware of the service.
+
+- ``BearerTokenMiddleware``: optional auth; with ``SERVE_API_TOKEN`` set every API call must carry
+  ``Authorization: Bearer <token>``; health, readiness, metrics and the API docs stay open.
+- ``JsonBodyMiddleware``: a request body must be JSON; anything else gets a 415 with a message
+  (BentoML answers a malformed ``multipart/form-data`` with a 500 otherwise).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/favicon.ico")
+
+
+async def _answer(send, status: int, message: str, extra_headers: list | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(extra_headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodyMiddleware:
+    """415 for a POST whose Content-Type is set and is not application/json."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            content_type = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
+            if content_type and content_type != b"application/json":
+                return await _answer(send, 415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}: "
+                                                "send the request body as JSON (Content-Type: application/json)")
+        return await self.app(scope, receive, send)
+
+
+class BearerTokenMiddleware:
+    """ASGI middleware: 401 with a readable JSON message unless the request carries the token."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path", "") in OPEN_PATHS or scope.get("method") == "OPTIONS":
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            return await self.app(scope, receive, send)
+        await _answer(send, 401, "missing or wrong bearer token: send the header "
+                                 "'Authorization: Bearer <token>' (the token is SERVE_API_TOKEN)",
+                      [(b"www-authenticate", b"Bearer")])
