@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from interest_decay.decay import exponential_half_life
 from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
+from models.persistence import Persisted
 
 DEFAULT_CONFIG = Path(__file__).with_name("churn.yaml")
 DAY = pd.Timedelta(days=1)
@@ -159,7 +160,7 @@ def churn_dataset(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: floa
 
 # --- models ---------------------------------------------------------------------------------------
 
-class ChurnModel(nn.Module):
+class ChurnModel(Persisted, nn.Module):
     """MLP from raw user features ``[B, F]`` to the log-odds of churn ``[B]``.
 
     The input transform (signed log1p, then standardisation with the buffers ``feature_mean`` /
@@ -205,18 +206,6 @@ class ChurnModel(nn.Module):
     def full_sort_predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(x)
 
-    def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "hparams.json").write_text(json.dumps(self.hparams, indent=2))
-        torch.save(self.state_dict(), directory / "model.pt")
-
-    @classmethod
-    def load(cls, directory: Path) -> "ChurnModel":
-        directory = Path(directory)
-        model = cls(**json.loads((directory / "hparams.json").read_text()))
-        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
-        return model.eval()
 
 
 def feature_tensor(features: pd.DataFrame, feature_names: list[str]) -> torch.Tensor:

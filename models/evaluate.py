@@ -15,7 +15,6 @@ import argparse
 import itertools
 import json
 import math
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from interest_decay import adapters
 from interest_decay import config as settings
 from models import baselines, ranking
 from models.decay_fit import DecayRanker
+from models.registry import git_commit
 from models.sequence import SequenceRanker
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
@@ -207,14 +207,6 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
     summary["wall_seconds"] = time.perf_counter() - started
     write_outputs(summary, decay_models, events, out, cfg)
     return summary
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=settings.PROJECT_ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def jsonable(value):

@@ -7,14 +7,13 @@ Input ``x`` is the user's interest share per category (decayed interest / total)
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
 
+from models.persistence import Persisted
 
-class InterestRecommender(nn.Module):
+
+class InterestRecommender(Persisted, nn.Module):
     def __init__(self, n_categories: int, n_items: int, embedding_dim: int = 32, dropout: float = 0.1):
         super().__init__()
         self.hparams = {"n_categories": n_categories, "n_items": n_items,
@@ -41,15 +40,3 @@ class InterestRecommender(nn.Module):
         """Cross-entropy of the next item ``target`` ``[B]`` over the full catalogue."""
         return nn.functional.cross_entropy(self.full_sort_predict(x), target)
 
-    def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "hparams.json").write_text(json.dumps(self.hparams, indent=2))
-        torch.save(self.state_dict(), directory / "model.pt")
-
-    @classmethod
-    def load(cls, directory: Path) -> "InterestRecommender":
-        directory = Path(directory)
-        model = cls(**json.loads((directory / "hparams.json").read_text()))
-        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
-        return model.eval()

@@ -15,9 +15,19 @@ import argparse
 import datetime as dt
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from interest_decay import config as settings
+
+
+def git_commit() -> str:
+    """The checkout's commit, recorded with every trained model and report ("unknown" outside git)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=settings.PROJECT_ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _path() -> Path:

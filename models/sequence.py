@@ -19,7 +19,6 @@ A batch is a dict of left-padded ``[B, L]`` tensors, the fields of ``Windows`` (
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay.schema import EVENT_TYPES
+from models.persistence import Persisted
 
 if TYPE_CHECKING:
     from models.ranking import TrainData
@@ -78,7 +78,7 @@ class AttentionBlock(nn.Module):
         return x + self.dropout(self.ffn(self.norm_ffn(x)))
 
 
-class NeuralDecayRecommender(nn.Module):
+class NeuralDecayRecommender(Persisted, nn.Module):
     """Next-target log-probabilities from a user's event window (see the module docstring)."""
 
     def __init__(self, n_items: int, n_categories: int, target: str = "item_id", use_time_intervals: bool = True,
@@ -204,18 +204,6 @@ class NeuralDecayRecommender(nn.Module):
         """Scores ``[B]`` of one target per window (``targets``: ``[B]`` target ids)."""
         return self.full_sort_predict(batch).gather(1, targets[:, None]).squeeze(1)
 
-    def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "hparams.json").write_text(json.dumps(self.hparams, indent=2))
-        torch.save(self.state_dict(), directory / "model.pt")
-
-    @classmethod
-    def load(cls, directory: Path) -> "NeuralDecayRecommender":
-        directory = Path(directory)
-        model = cls(**json.loads((directory / "hparams.json").read_text()))
-        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
-        return model.eval()
 
 
 @dataclass

@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import json
 import random
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from interest_decay import config as settings
 from models.data import FEATURE_SERVICE, Vocabulary, Windows, build_vocabulary, feature_matrix, load_events, \
     most_popular, point_in_time_features
 from models.metrics import evaluate_rankings
+from models.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -87,14 +87,6 @@ def plot_training_curve(losses: list[float], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=settings.PROJECT_ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_life_days: float = 7.0) -> dict:
