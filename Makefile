@@ -12,6 +12,7 @@ EVALUATE_ARGS ?=
 PYTEST_ARGS ?=
 
 BENCH_EVENTS ?= 10000000
+BENCHES ?= data_layer feature_store serving
 
 .PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push evaluate rollback lock clean
 
@@ -55,8 +56,14 @@ demo: venv postgres airflow-init data ## Run the whole chain end to end, then se
 test: venv postgres airflow-init ## Set up what the tests need, then run the whole test suite
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
-bench: venv postgres ## Run the benchmarks in tests/benchmarks (writes bench-results/*.json)
-	@$(ENV) python -m tests.benchmarks.bench_data_layer --events $(BENCH_EVENTS)
+bench: venv postgres airflow-init ## Run the benchmarks in tests/benchmarks (writes bench-results/*.json); BENCHES=... picks some
+	@$(ENV) for name in $(BENCHES); do \
+	  case $$name in \
+	    data_layer) python -m tests.benchmarks.bench_data_layer --events $(BENCH_EVENTS) ;; \
+	    feature_store|serving) python -m tests.benchmarks.bench_$$name ;; \
+	    *) echo "unknown benchmark $$name (data_layer, feature_store, serving)"; exit 2 ;; \
+	  esac || exit 1; \
+	done
 
 airflow: venv postgres airflow-init ## Start the Airflow UI and scheduler in the background
 	@$(ENV) infra/services.sh airflow

@@ -1,0 +1,362 @@
+"""Serving benchmark: POST /recommend of the built bento under load, against the same feature read and
+model forward called in-process in the same run. Writes bench-results/serving.json.
+
+Stack: the Airflow DAG ``interest_pipeline`` under ``airflow dags test`` on a small synthetic dataset
+(as the e2e test's stack fixture does; databases ``bench_serving`` / ``bench_serving_airflow``, temp
+state dir), then ``bentoml serve interest_service:latest`` on a free port.
+
+- load: an asyncio + aiohttp generator on loopback, ``--seconds`` (60) at each concurrency (1, 16, 64),
+  random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
+  plus CPU seconds used by the server's processes and by the load generator;
+- floor: in-process, the service's own work for one request: pseudonymise, ``get_online_features``
+  with ``recommender_v1`` at request time, ``interest_shares``, ``full_sort_predict`` and top-k, on
+  the model from the stack's BentoML store and a FeatureStore on the stack;
+- workers: BentoML 1.4's ``bentoml serve`` has no ``--workers`` option; the service's worker count is
+  set with ``BENTOML_CONFIG_OVERRIDES={"services": {"InterestService": {"workers": N}}}``: 1 vs 2 at
+  concurrency 16.
+
+The load generator shares the machine's cores with the server (on the 2-core machine this makes
+server-side numbers pessimistic); the JSON records this. Goals (reported, not asserted): p99 <= 25 ms
+and >= 300 RPS at concurrency 16; p50 at concurrency 1 <= 2x the floor.
+
+Run: ``python -m tests.benchmarks.bench_serving [--seconds 60 --concurrency 1 16 64 --calls 2000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, Background, free_port, log, machine_info, ratio,
+                                    summarize, time_calls, today_midnight, write_result)
+from tests.conftest import recreate_database, stack_env
+
+DATABASE, AIRFLOW_DATABASE = "bench_serving", "bench_serving_airflow"
+FEATURE_SERVICE = "recommender_v1"
+GOALS = {"c16_p99_ms": 25.0, "c16_rps": 300.0, "c1_p50_over_floor_p50": 2.0}
+STACK_VARS = ("DECAY_STATE_DIR", "PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH", "BENTOML_HOME",
+              "REPORTS_DIR", "EVENTS_DIR", "PSEUDONYM_KEY")
+
+
+def build_stack(work: Path, events: int, users: int, as_of: dt.datetime, seed: int) -> tuple[dict, float]:
+    """Run the DAG once on synthetic data; returns (environment, seconds the DAG took)."""
+    from interest_decay.synthetic import generate, write_events
+
+    recreate_database(DATABASE)
+    recreate_database(AIRFLOW_DATABASE)
+    env = stack_env(work / "state", DATABASE, AIRFLOW_DATABASE)
+    events_dir = Path(env["EVENTS_DIR"])
+    log(f"generating {events:,} events of {users:,} users, ending {as_of:%Y-%m-%d}")
+    write_events(generate(events, n_users=users, items_per_category=50, end=as_of, seed=seed),
+                 events_dir / "synthetic.parquet")
+    log("airflow db migrate")
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    log("airflow dags test interest_pipeline (ingest, dbt, feast, train, evaluate, drift, bento build)")
+    conf = json.dumps({"as_of": f"{as_of:%Y-%m-%d}", "events_path": str(events_dir)})
+    start = time.monotonic()
+    run = subprocess.run([str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{as_of:%Y-%m-%d}", "-c", conf],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    seconds = time.monotonic() - start
+    output = run.stdout + run.stderr
+    (work / "dag-test.log").write_text(output)
+    if run.returncode or "state=success" not in output:
+        raise RuntimeError(f"the DAG run failed (log {work / 'dag-test.log'}):\n{output[-6000:]}")
+    log(f"DAG succeeded in {seconds:.0f} s")
+    return env, seconds
+
+
+def floor_run(users: list[str], k: int, calls: int) -> dict:
+    """The service's feature read + model forward + top-k, in-process (the stack's env is in os.environ)."""
+    import bentoml
+    import torch
+    from feast import FeatureStore
+
+    from interest_decay import config as settings
+    from interest_decay.pseudonym import pseudonymise
+    from models.data import Vocabulary
+    from models.recommender import InterestRecommender
+
+    model_ref = bentoml.models.get(f"{settings.model_name()}:latest")
+    path = Path(model_ref.path)
+    model = InterestRecommender.load(path)
+    model.eval()
+    vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
+    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
+    features = store.get_feature_service(FEATURE_SERVICE)
+    key = os.environ["PSEUDONYM_KEY"]
+    rng = random.Random(0)
+    picks = [rng.choice(users) for _ in range(1000)]
+    parts = {"features": [], "model_and_top_k": []}
+    fallbacks = 0
+
+    def one(i: int):
+        nonlocal fallbacks
+        start = time.perf_counter()
+        now = dt.datetime.now(dt.timezone.utc)
+        row = {name: values[0] for name, values in store.get_online_features(
+            features=features, entity_rows=[{"user_id": pseudonymise(picks[i % len(picks)], key),
+                                             "request_ts": now}]).to_dict().items()}
+        mid = time.perf_counter()
+        if row["total_interest_now"] is None:
+            fallbacks += 1
+            top = vocab.popular_items[:k]
+        else:
+            x = vocab.interest_shares(row["category_ids_now"], row["interest_scores_now"])
+            with torch.no_grad():
+                logits = model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
+            top = np.argsort(-logits, kind="stable")[:k]
+        end = time.perf_counter()
+        parts["features"].append(mid - start)
+        parts["model_and_top_k"].append(end - mid)
+        return top
+
+    durations = time_calls(one, calls, warmup=50)
+    warm = 50
+    return {"what": "pseudonymise + get_online_features(recommender_v1, request_ts=now) + interest_shares + "
+                    "full_sort_predict + argsort top-k, in-process",
+            "model": str(model_ref.tag), "items": len(vocab.items), "categories": len(vocab.categories),
+            "torch_threads": torch.get_num_threads(), "fallback_users": fallbacks,
+            "total": summarize(durations),
+            "features": summarize(parts["features"][warm:]),
+            "model_and_top_k": summarize(parts["model_and_top_k"][warm:])}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: float, warmup: float) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    record = False
+    stop_at = 0.0
+
+    async def worker(session, seed):
+        rng = random.Random(seed)
+        clock = time.perf_counter
+        while clock() < stop_at:
+            body = {"user_id": rng.choice(users), "k": k}
+            start = clock()
+            try:
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    status = response.status
+            except Exception as error:  # noqa: BLE001 (counted, the run goes on)
+                status = type(error).__name__
+            if record:
+                if status == 200:
+                    latencies.append(clock() - start)
+                else:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        stop_at = time.perf_counter() + warmup
+        await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
+        record = True
+        start = time.perf_counter()
+        stop_at = start + seconds
+        await asyncio.gather(*(worker(session, 1000 + i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    out = summarize(latencies) if latencies else {"calls": 0}
+    out.update({"concurrency": concurrency, "seconds": elapsed, "rps": len(latencies) / elapsed,
+                "errors": sum(errors.values()), "errors_by_status": errors})
+    return out
+
+
+def load_level(server: Background, url: str, users: list[str], k: int, concurrency: int, seconds: float,
+               warmup: float) -> dict:
+    log(f"load: concurrency {concurrency}, {seconds:.0f} s (+{warmup:.0f} s warm-up)")
+    import psutil
+
+    def machine_busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    pids = server.group_pids()
+    server_before, client_before, wall_before = cpu_seconds(pids), time.process_time(), time.perf_counter()
+    machine_before = machine_busy()
+    out = asyncio.run(_load(url, users, k, concurrency, seconds, warmup))
+    wall = time.perf_counter() - wall_before
+    out["server_processes"] = len(pids)
+    out["server_cpu_cores_busy"] = (cpu_seconds(pids) - server_before) / wall
+    out["load_generator_cpu_cores_busy"] = (time.process_time() - client_before) / wall
+    out["machine_cpu_cores_busy"] = (machine_busy() - machine_before) / wall
+    out["other_work_cpu_cores_busy"] = max(out["machine_cpu_cores_busy"] - out["server_cpu_cores_busy"]
+                                           - out["load_generator_cpu_cores_busy"], 0.0)
+    out["load_average_after"] = list(os.getloadavg())
+    log(f"  p50 {out.get('p50_ms', float('nan')):.1f} ms, p99 {out.get('p99_ms', float('nan')):.1f} ms, "
+        f"{out['rps']:.0f} rps, {out['errors']} errors; server {out['server_cpu_cores_busy']:.2f} cores, "
+        f"load generator {out['load_generator_cpu_cores_busy']:.2f}, other work {out['other_work_cpu_cores_busy']:.2f}")
+    return out
+
+
+def serve(env: dict, work: Path, workers: int | None, name: str) -> tuple[Background, str, float]:
+    port = free_port()
+    env = dict(env)
+    if workers:
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {"InterestService": {"workers": workers}}})
+    args = [str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1", "--port", str(port)]
+    server = Background(args, env, work / f"serve-{name}.log", cwd=PROJECT_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = server.wait_http(f"{url}/readyz", timeout=240)
+    except BaseException:
+        server.stop()
+        raise
+    return server, url, ready
+
+
+def check_answer(url: str, user: str) -> dict:
+    import requests
+
+    response = requests.post(f"{url}/recommend", json={"user_id": user, "k": 10}, timeout=30)
+    response.raise_for_status()
+    answer = response.json()
+    assert len(answer["items"]) == 10, answer
+    return answer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_serving",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=40_000, help="synthetic events for the DAG run (default 40k)")
+    parser.add_argument("--users", type=int, default=400, help="synthetic users (default 400)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per load level (default 60)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="untimed seconds before each level (default 3)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="levels (default 1 16 64)")
+    parser.add_argument("--calls", type=int, default=2_000, help="in-process floor calls (default 2000)")
+    parser.add_argument("--k", type=int, default=10, help="items per recommendation (default 10)")
+    parser.add_argument("--workers-concurrency", type=int, default=16,
+                        help="concurrency of the 1 vs 2 workers comparison (default 16; 0 skips it)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the temp state dir (its path is logged)")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="skip the DAG run: reuse the stack a run with --keep left in DIR (the same --users)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    log(f"state in {work}")
+    as_of = today_midnight()
+    result: dict = {
+        "benchmark": "serving",
+        "command": "python -m tests.benchmarks.bench_serving " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": {"events": args.events, "users": args.users, "seconds": args.seconds, "warmup": args.warmup,
+                       "concurrency": args.concurrency, "floor_calls": args.calls, "k": args.k, "seed": args.seed,
+                       "as_of": f"{as_of:%Y-%m-%d}", "endpoint": "POST /recommend {user_id: random u0..uN, k}",
+                       "bentoml": importlib.metadata.version("bentoml"), "feast": importlib.metadata.version("feast")},
+        "goals": GOALS,
+        "notes": [f"The load generator (asyncio + aiohttp, one process) runs on the same {os.cpu_count()} cores as "
+                  "the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
+                  "and is taken from the server. Other work may be running on the machine (load average at start "
+                  "in machine).",
+                  "Floor: the same feature read + model forward + top-k in-process (no HTTP, no pydantic, no "
+                  "explanations), same stack, same run.",
+                  "bentoml serve (1.4) has no --workers option; workers are set through BENTOML_CONFIG_OVERRIDES."],
+    }
+    servers: list[Background] = []
+    try:
+        if args.reuse:
+            env, result["dag_seconds"] = stack_env(work / "state", DATABASE, AIRFLOW_DATABASE), None
+        else:
+            env, result["dag_seconds"] = build_stack(work, args.events, args.users, as_of, args.seed)
+        for name in STACK_VARS:  # before bentoml is imported: it reads BENTOML_HOME once
+            os.environ[name] = env[name]
+        users = [f"u{i}" for i in range(args.users)]
+
+        log(f"floor: in-process feature read + model forward, {args.calls:,} calls")
+        result["floor"] = floor_run(users, args.k, args.calls)
+        floor = result["floor"]["total"]
+        log(f"  floor p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms")
+
+        server, url, ready = serve(env, work, None, "default")
+        servers.append(server)
+        answer = check_answer(url, users[1])
+        result["server"] = {"command": " ".join(server.args[1:]), "startup_seconds": ready,
+                            "bentoml_threads_per_worker": "default (services.threads = 1)",
+                            "processes": len(server.group_pids()), "workers": "default (1)",
+                            "sample_answer_fallback": answer["fallback"], "model": answer["model"]}
+        levels = {}
+        for concurrency in args.concurrency:
+            levels[f"c{concurrency}"] = load_level(server, f"{url}/recommend", users, args.k, concurrency,
+                                                   args.seconds, args.warmup)
+        if args.workers_concurrency and f"c{args.workers_concurrency}" not in levels:
+            c = args.workers_concurrency
+            levels[f"c{c}"] = load_level(server, f"{url}/recommend", users, args.k, c, args.seconds, args.warmup)
+        result["load"] = levels
+        server.stop()
+        servers.remove(server)
+
+        if "c1" in levels:
+            result["c1_p50_over_floor_p50"] = ratio(levels["c1"]["p50_ms"], floor["p50_ms"])
+            result["c1_p99_over_floor_p99"] = ratio(levels["c1"]["p99_ms"], floor["p99_ms"])
+        if args.workers_concurrency:
+            c = args.workers_concurrency
+            runs = {"1": levels[f"c{c}"]}
+            log("restarting the server with 2 workers")
+            server, url, ready = serve(env, work, 2, "2-workers")
+            servers.append(server)
+            check_answer(url, users[1])
+            runs["2"] = load_level(server, f"{url}/recommend", users, args.k, c, args.seconds, args.warmup)
+            runs["2"]["startup_seconds"] = ready
+            runs["2"]["processes"] = len(server.group_pids())
+            server.stop()
+            servers.remove(server)
+            result["workers"] = {"concurrency": c, "how": "BENTOML_CONFIG_OVERRIDES services.InterestService.workers",
+                                 "runs": runs, "rps_2_over_1": ratio(runs["2"]["rps"], runs["1"]["rps"]),
+                                 "p99_2_over_1": ratio(runs["2"]["p99_ms"], runs["1"]["p99_ms"])}
+
+        c16 = levels.get("c16")
+        result["against_goals"] = {
+            "c16_p99_ms": {"measured": c16 and c16["p99_ms"], "goal": GOALS["c16_p99_ms"],
+                           "met": bool(c16) and c16["p99_ms"] <= GOALS["c16_p99_ms"]},
+            "c16_rps": {"measured": c16 and c16["rps"], "goal": GOALS["c16_rps"],
+                        "met": bool(c16) and c16["rps"] >= GOALS["c16_rps"]},
+            "c1_p50_over_floor_p50": {"measured": result.get("c1_p50_over_floor_p50"),
+                                      "goal": GOALS["c1_p50_over_floor_p50"],
+                                      "met": (result.get("c1_p50_over_floor_p50") or 1e9) <= GOALS["c1_p50_over_floor_p50"]},
+        }
+        result["wall_seconds"] = time.monotonic() - started
+        write_result(args.out, result)
+        log("against goals: " + ", ".join(f"{k} {v['measured']:.2f} (goal {v['goal']}, {'met' if v['met'] else 'NOT met'})"
+                                          for k, v in result["against_goals"].items() if v["measured"] is not None))
+    finally:
+        for server in servers:
+            server.stop()
+        if args.keep or args.reuse:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
