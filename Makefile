@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BENCH_EVENTS ?= 10000000
 BENCHES ?= data_layer feature_store serving
 
-.PHONY: help venv postgres airflow-init data demo test bench airflow serve stop ingest push evaluate rollback lock clean
+.PHONY: help venv postgres redis online-store airflow-init data demo test bench airflow serve stop ingest push evaluate rollback lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ venv: .venv/.installed ## Create the virtualenv from the pinned lock file
 postgres: ## Start the private PostgreSQL (initialises it on first use)
 	@$(ENV) infra/postgres.sh start
 
+redis: ## Start the private Redis (the Feast online store when FEAST_ONLINE_STORE=redis)
+	@$(ENV) infra/redis.sh start
+
+online-store: ## Start what the configured online store needs (Redis when FEAST_ONLINE_STORE=redis)
+	@$(ENV) if [ "$$FEAST_ONLINE_STORE" = redis ]; then infra/redis.sh start; fi
+
 airflow-init: venv postgres ## Migrate the Airflow metadata database
 	@$(ENV) infra/services.sh airflow-init
 
@@ -40,7 +46,7 @@ data: venv ## Generate the demo's synthetic events into $EVENTS_DIR (known half-
 	  python -m interest_decay.synthetic --events $(DEMO_EVENTS) --seed $(DEMO_SEED) \
 	    --out "$$EVENTS_DIR/synthetic-$(DEMO_EVENTS)-$(DEMO_SEED)-$$(date -u +%F).parquet"
 
-demo: venv postgres airflow-init data ## Run the whole chain end to end, then serve the model
+demo: venv postgres online-store airflow-init data ## Run the whole chain end to end, then serve the model
 	@$(ENV) as_of=$$(date -u +%F) && \
 	  echo "running DAG interest_pipeline for as_of=$$as_of (log: $$DECAY_STATE_DIR/logs/demo-dag.log)" && \
 	  mkdir -p "$$DECAY_STATE_DIR/logs" && \
@@ -53,7 +59,8 @@ demo: venv postgres airflow-init data ## Run the whole chain end to end, then se
 	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (evaluation.md, metrics.json, training_curve.png, drift.html, drift.json)" && \
 	  echo "Stop everything with: make stop"
 
-test: venv postgres airflow-init ## Set up what the tests need, then run the whole test suite
+test: venv postgres airflow-init ## Set up what the tests need (PostgreSQL, Redis, Airflow DB), then run the whole test suite
+	@$(ENV) infra/redis.sh start || echo "Redis unavailable: the Redis variants of the feature-store tests will be skipped"
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 bench: venv postgres airflow-init ## Run the benchmarks in tests/benchmarks (writes bench-results/*.json); BENCHES=... picks some
@@ -65,20 +72,20 @@ bench: venv postgres airflow-init ## Run the benchmarks in tests/benchmarks (wri
 	  esac || exit 1; \
 	done
 
-airflow: venv postgres airflow-init ## Start the Airflow UI and scheduler in the background
+airflow: venv postgres online-store airflow-init ## Start the Airflow UI and scheduler in the background
 	@$(ENV) infra/services.sh airflow
 
-serve: venv postgres ## Serve the latest built bento on $SERVE_PORT
+serve: venv postgres online-store ## Serve the latest built bento on $SERVE_PORT
 	@$(ENV) infra/services.sh serve
 
-stop: ## Stop everything the project started (serving, Airflow, PostgreSQL)
+stop: ## Stop everything the project started (serving, Airflow, Redis, PostgreSQL)
 	@$(ENV) infra/services.sh stop
 
 ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make ingest EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.ingest $(EVENTS)
 
-push: venv postgres ## Push an events file as live events to the online store: make push EVENTS=path
+push: venv postgres online-store ## Push an events file as live events to the online store: make push EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.realtime $(EVENTS)
 

@@ -56,6 +56,14 @@ export FEAST_REPO_PATH="${FEAST_REPO_PATH:-$PROJECT_ROOT/feature_repo}"
 export FEAST_REGISTRY_PATH="${FEAST_REGISTRY_PATH:-$DECAY_STATE_DIR/feast/registry.db}"
 export FEAST_ONLINE_PATH="${FEAST_ONLINE_PATH:-$DECAY_STATE_DIR/feast/online.db}"
 export FEAST_USAGE=False
+# Online store: sqlite (embedded default) or redis (infra/redis.sh runs a private redis-server).
+export FEAST_ONLINE_STORE="${FEAST_ONLINE_STORE:-sqlite}"
+export REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
+export REDIS_PORT="${REDIS_PORT:-56379}"
+export REDIS_DB="${REDIS_DB:-0}"
+if [ "$FEAST_ONLINE_STORE" = redis ]; then
+  export FEAST_FS_YAML_FILE_PATH="${FEAST_FS_YAML_FILE_PATH:-$FEAST_REPO_PATH/feature_store.redis.yaml}"
+fi
 
 # BentoML model store and bentos, and the serving port.
 export BENTOML_HOME="${BENTOML_HOME:-$DECAY_STATE_DIR/bentoml}"

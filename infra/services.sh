@@ -67,12 +67,13 @@ case "${1:-}" in
     ;;
   stop)
     shift
-    for name in "${@:-serve airflow postgres}"; do
+    for name in "${@:-serve airflow redis postgres}"; do
       for one in $name; do
         case "$one" in
           serve|airflow) stop_group "$one" ;;
           postgres) "$(dirname "$0")/postgres.sh" stop ;;
-          *) echo "unknown service $one (serve, airflow, postgres)"; exit 2 ;;
+          redis) "$(dirname "$0")/redis.sh" stop ;;
+          *) echo "unknown service $one (serve, airflow, redis, postgres)"; exit 2 ;;
         esac
       done
     done

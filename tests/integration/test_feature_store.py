@@ -1,6 +1,8 @@
 """The online store is exact at request time, sees live events at once, and training sets do not leak.
 
-One database, one Feast repo (file registry, SQLite online store) for the module:
+Every test runs on both online stores, SQLite (the embedded default) and Redis (``make test`` starts
+a private redis-server; ``FEAST_ONLINE_STORE=redis`` selects it), each with its own database and Feast
+registry:
 - materialize the mart as of D0, read through the on-demand view at D0 + 1 d and D0 + 2 d, and compare
   with the mart recomputed as of those days (no new events): equal to 1e-9 relative;
 - send a batch of live events (some malformed) through ``accept_batch``: the rejects carry the reasons
@@ -61,11 +63,28 @@ def assert_equal_maps(got: dict, want: dict):
     np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("feature_store")
-    conninfo = recreate_database(NAME)
-    env = stack_env(tmp / "state", NAME)
+def online_store_env(store: str) -> dict[str, str]:
+    """Environment that selects ``store``; for Redis a private, emptied database (skip when unreachable)."""
+    if store == "sqlite":
+        return {}
+    import redis
+
+    host, port, db = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "56379")), 15
+    try:
+        redis.Redis(host=host, port=port, db=db).flushdb()
+    except redis.exceptions.ConnectionError as error:
+        pytest.skip(f"Redis is not reachable on {host}:{port} ({error}); `make test` starts it with infra/redis.sh")
+    return {"FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
+            "REDIS_HOST": host, "REDIS_PORT": str(port), "REDIS_DB": str(db)}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def stack(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"feature_store_{request.param}")
+    name = f"{NAME}_{request.param}"
+    store_env = online_store_env(request.param)
+    conninfo = recreate_database(name)
+    env = {**stack_env(tmp / "state", name), **store_env}
     dbt(env, "seed")
     dbt(env, "run", "--select", "int_decay_parameters")
     with psycopg.connect(conninfo) as conn:
@@ -79,7 +98,7 @@ def stack(tmp_path_factory):
              else os.path.join(os.path.dirname(sys.executable), "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"]
     subprocess.run(feast, env=env, check=True, capture_output=True)
     with pytest.MonkeyPatch.context() as patch:
-        for key in ("PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH"):
+        for key in ("PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH", *store_env):
             patch.setenv(key, env[key])
         from feast import FeatureStore
 
