@@ -248,23 +248,22 @@ def redis_check() -> dict | None:
 
 
 def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.datetime) -> dict:
-    """The SDK runs again on a Redis online store (a redis-server on a free port, no persistence)."""
-    import yaml
+    """The SDK runs again on the Redis online store (feature_repo/feature_store.redis.yaml, as
+    FEAST_ONLINE_STORE=redis selects it) against a redis-server on a free port, no persistence."""
+    import subprocess
+
+    import redis
     from feast import FeatureStore
 
     port = free_port()
-    repo = work / "redis_repo"
-    shutil.copytree(PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
-    config["registry"]["path"] = str(work / "state" / "feast" / "registry_redis.db")
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    redis_env = {"FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
+                 "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "REDIS_DB": "0",
+                 "FEAST_REGISTRY_PATH": str(work / "state" / "feast" / "registry_redis.db")}
+    env = {**env, **redis_env}
     args = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
             "no"]
     with background(args, env, work / "redis.log") as redis_server:
         deadline = time.monotonic() + 30
-        import redis
-
         while True:
             try:
                 redis.Redis(port=port).ping()
@@ -273,12 +272,22 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
                 if time.monotonic() > deadline or redis_server.process.poll() is not None:
                     raise RuntimeError("redis-server did not start:\n" + redis_server.tail())
                 time.sleep(0.2)
-        import subprocess
-
-        subprocess.run([str(BIN / "feast"), "-c", str(repo), "apply"], env=env, check=True, capture_output=True)
-        store = FeatureStore(repo_path=str(repo))
-        store.materialize(start_date=day - dt.timedelta(days=1), end_date=day + dt.timedelta(seconds=1))
-        return {"online_store": f"redis 127.0.0.1:{port}", "sdk": sdk_runs(store, batches, request_ts, calls)}
+        applied = subprocess.run([str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"], env=env,
+                                 capture_output=True, text=True)
+        if applied.returncode:
+            raise RuntimeError("feast apply (redis) failed:\n" + applied.stdout[-2000:] + applied.stderr[-2000:])
+        saved = {key: os.environ.get(key) for key in redis_env}
+        os.environ.update(redis_env)
+        try:
+            store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
+            store.materialize(start_date=day - dt.timedelta(days=1), end_date=day + dt.timedelta(seconds=1))
+            return {"online_store": f"redis 127.0.0.1:{port}", "sdk": sdk_runs(store, batches, request_ts, calls)}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def main(argv: list[str] | None = None) -> None:
