@@ -205,7 +205,8 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
     decay_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "decay"}
     summary["fitted_parameters"] = {n: r.half_life_table().to_dict("records") for n, r in decay_models.items()}
     summary["wall_seconds"] = time.perf_counter() - started
-    write_outputs(summary, decay_models, events, out, cfg)
+    curves = {n: r for n, r in fitted.get("item_id", {}).items() if getattr(r, "history", None)}
+    write_outputs(summary, decay_models, events, out, cfg, curves)
     return summary
 
 
@@ -222,8 +223,10 @@ def jsonable(value):
     return value
 
 
-def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: Path, cfg: dict) -> None:
-    """evaluation.json, the plots and evaluation.md into ``out``."""
+def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: Path, cfg: dict,
+                  trained: dict | None = None) -> None:
+    """evaluation.json, the plots and evaluation.md into ``out``; ``trained``: rankers with a per-epoch
+    loss ``history`` (the sequence models) get a training-curve plot."""
     from models.decay_fit import plot_decay_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -231,10 +234,32 @@ def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: 
     top = events["category_id"].value_counts().index[:cfg["report"]["top_categories"]].tolist()
     plots = [plot_metrics(task, out / f"ndcg_{target}.png") for target, task in summary["tasks"].items()]
     plots += [plot_decay_curves(ranker, top, out / f"decay_curves_{name}.png") for name, ranker in decay_models.items()]
+    plots += [plot_training_curve(ranker, out / f"training_curve_{name}.png") for name, ranker in (trained or {}).items()]
     (out / "evaluation.md").write_text(markdown(summary, decay_models, [p.name for p in plots], cfg))
 
 
 # --- report -------------------------------------------------------------------------------------------
+
+def plot_training_curve(ranker, path: Path) -> Path:
+    """Training loss per epoch, and the held-out loss when the ranker kept one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = range(1, len(ranker.history) + 1)
+    ax.plot(epochs, ranker.history, marker="o", label="training")
+    held_out = getattr(ranker, "held_out_history", None)
+    if held_out:
+        ax.plot(range(1, len(held_out) + 1), held_out, marker="s", label="held-out last item")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{ranker.name}: next item (test refit)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
 
 def _number(value) -> str:
     """Metrics as .1234, counts with thousands separators, other numbers to 4 significant digits."""
