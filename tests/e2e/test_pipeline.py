@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -282,7 +283,8 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
                           "--report", "junit", "--report-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "recommend" in run.stdout and "audience" in run.stdout
+    tested = re.search(r"Tested:\s+(\d+)", run.stdout)
+    assert "No issues found" in run.stdout and tested and int(tested.group(1)) >= 7, run.stdout[-3000:]
 
 
 INTEREST_TABLES = {
