@@ -56,7 +56,8 @@ export FEAST_REPO_PATH="${FEAST_REPO_PATH:-$PROJECT_ROOT/feature_repo}"
 export FEAST_REGISTRY_PATH="${FEAST_REGISTRY_PATH:-$DECAY_STATE_DIR/feast/registry.db}"
 export FEAST_ONLINE_PATH="${FEAST_ONLINE_PATH:-$DECAY_STATE_DIR/feast/online.db}"
 export FEAST_USAGE=False
-# Online store: sqlite (embedded default) or redis (infra/redis.sh runs a private redis-server).
+# Feast setup: sqlite (embedded default: file registry, SQLite online store) or redis (Redis online store
+# from infra/redis.sh, registry in PostgreSQL: feature_repo/feature_store.redis.yaml).
 export FEAST_ONLINE_STORE="${FEAST_ONLINE_STORE:-sqlite}"
 export REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
 export REDIS_PORT="${REDIS_PORT:-56379}"

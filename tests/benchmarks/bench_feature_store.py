@@ -248,8 +248,8 @@ def redis_check() -> dict | None:
 
 
 def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.datetime) -> dict:
-    """The SDK runs again on the Redis online store (feature_repo/feature_store.redis.yaml, as
-    FEAST_ONLINE_STORE=redis selects it) against a redis-server on a free port, no persistence."""
+    """The SDK runs again with the setup FEAST_ONLINE_STORE=redis selects (feature_repo/feature_store.redis.yaml:
+    Redis online store, SQL registry in the stack's database), against a redis-server on a free port."""
     import subprocess
 
     import redis
@@ -257,8 +257,7 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
 
     port = free_port()
     redis_env = {"FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
-                 "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "REDIS_DB": "0",
-                 "FEAST_REGISTRY_PATH": str(work / "state" / "feast" / "registry_redis.db")}
+                 "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "REDIS_DB": "0"}
     env = {**env, **redis_env}
     args = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
             "no"]

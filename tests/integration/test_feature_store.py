@@ -1,8 +1,8 @@
 """The online store is exact at request time, sees live events at once, and training sets do not leak.
 
-Every test runs on both online stores, SQLite (the embedded default) and Redis (``make test`` starts
-a private redis-server; ``FEAST_ONLINE_STORE=redis`` selects it), each with its own database and Feast
-registry:
+Every test runs on both Feast setups, each with its own database: the embedded default (file registry,
+SQLite online store) and the one for several processes (``FEAST_ONLINE_STORE=redis``: Feast's SQL registry
+in PostgreSQL, Redis online store; ``make test`` starts a private redis-server):
 - materialize the mart as of D0, read through the on-demand view at D0 + 1 d and D0 + 2 d, and compare
   with the mart recomputed as of those days (no new events): equal to 1e-9 relative;
 - send a batch of live events (some malformed) through ``accept_batch``: the rejects carry the reasons
@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,15 @@ def test_make_push_cli_folds_a_file_into_the_online_store(stack, capsys):
     scores = online(store, [pseudonymise("pushed", TEST_PSEUDONYM_KEY)], now)
     assert list(scores) == [(pseudonymise("pushed", TEST_PSEUDONYM_KEY), "5")]
     assert scores[(pseudonymise("pushed", TEST_PSEUDONYM_KEY), "5")] == pytest.approx(3.0, rel=1e-6)
+
+
+def test_registry_lives_where_the_setup_says(stack):
+    """Default: a registry file. FEAST_ONLINE_STORE=redis: Feast's SQL registry in PostgreSQL."""
+    conninfo, env, _, _, _ = stack
+    with psycopg.connect(conninfo) as conn:
+        in_postgres = conn.execute("select to_regclass('public.feature_views') is not null").fetchone()[0]
+        views = [name for (name,) in conn.execute("select feature_view_name from feature_views")] if in_postgres else []
+    if "FEAST_FS_YAML_FILE_PATH" in env:
+        assert views == ["user_interest_fv"]
+    else:
+        assert not in_postgres and Path(env["FEAST_REGISTRY_PATH"]).stat().st_size > 0
