@@ -143,7 +143,7 @@ def http_runs(store, env: dict, work: Path, batches: dict[int, list[list[str]]],
     args = [str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "serve", "-h", "127.0.0.1", "-p",
             str(port), "--no-access-log"]
     url = f"http://127.0.0.1:{port}"
-    out = {"command": " ".join(args[1:]),
+    out = {"command": f"feast -c feature_repo serve -h 127.0.0.1 -p {port} --no-access-log",  # repo-relative
            "request_ts_format": "Unix seconds (a number; an ISO 8601 string gets a 500 from the on-demand view)"}
     with background(args, env, work / "feast-serve.log") as server:
         out["startup_seconds"] = server.wait_http(f"{url}/health", timeout=180)
