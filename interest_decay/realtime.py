@@ -237,10 +237,11 @@ class BatchResult:
 
 def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pseudonym_key: str,
                  received_at: dt.datetime | None = None, source: str = "api:/events") -> BatchResult:
-    """Check, store (one raw load) and fold one batch of events; see the module docstring."""
+    """Check, store (one raw load) and fold one batch of events; see the module docstring. The raw
+    tables must exist (``interest_decay.ingest.ensure_raw_schema``, once per process, not per batch)."""
     import pyarrow as pa
 
-    from interest_decay.ingest import ensure_raw_schema, load_table
+    from interest_decay.ingest import load_table
     from interest_decay.pseudonym import pseudonymise
 
     received_at = received_at or dt.datetime.now(dt.timezone.utc)
@@ -249,7 +250,6 @@ def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pse
     def as_text() -> tuple[pa.Table, list[str]]:
         return pa.table({c: pa.array([_text(e.get(c)) for e in events], pa.string()) for c in EVENT_COLUMNS}), []
 
-    ensure_raw_schema(conn)
     load = load_table(conn, as_text, source=source, sha=batch_sha256(events))
     updated = 0
     if not load.skipped and updater is not None:
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     import psycopg
 
     from interest_decay import config as settings
-    from interest_decay.ingest import read_events
+    from interest_decay.ingest import ensure_raw_schema, read_events
     from interest_decay.pseudonym import pseudonym_key
 
     parser = argparse.ArgumentParser(
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     records = table.to_pylist()
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
+        ensure_raw_schema(conn)
         updater = OnlineUpdater(store, KindParameters.from_database(conn, settings.dbt_schema()))
         result = accept_batch(conn, updater, records, pseudonym_key(), source=f"push:{args.path.name}")
     rejected = [r for r in result.reasons if r is not None]

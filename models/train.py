@@ -146,7 +146,6 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     }
     out = settings.reports_dir() / str(as_of)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     plot_training_curve(losses, out / "training_curve.png")
     # The served model must also know the popularity of the latest window for its fallback.
     if len(test_events):
@@ -154,7 +153,7 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
         summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

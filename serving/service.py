@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import bentoml
+import numpy as np
 from bentoml.exceptions import BadInput, ServiceUnavailable
 from pydantic import BaseModel, Field
 
@@ -39,7 +39,6 @@ CHURN_MODEL_TAG = os.environ.get("CHURN_MODEL_TAG") or "churn_model:latest"
 FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 MAX_EVENTS = 10_000
-log = logging.getLogger(__name__)
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
@@ -159,6 +158,7 @@ class InterestService:
         self.model = InterestRecommender.load(path)
         self.model.eval()
         self.vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
+        self.item_categories = np.array([self.vocab.item_category.get(i) for i in self.vocab.items], dtype=object)
         self.model_tag = str(self.bento_model.tag)
         from models.churn import ChurnModel
 
@@ -219,7 +219,6 @@ class InterestService:
         exclude_purchased: Annotated[bool, Field(description="Leave out items the user bought before.")] = False,
     ) -> Recommendation:
         """Top-k items for a user, ranked by the model from the user's interests decayed to now."""
-        import numpy as np
         import torch
 
         now = dt.datetime.now(dt.timezone.utc)
@@ -261,8 +260,6 @@ class InterestService:
 
     def _allowed_items(self, user_id: str, category_id: str | None, exclude_purchased: bool):
         """Boolean mask over the model's items, or None when every item may be shown."""
-        import numpy as np
-
         if category_id is None and not exclude_purchased:
             return None
         allowed = np.ones(len(self.vocab.items), dtype=bool)
@@ -270,7 +267,7 @@ class InterestService:
             if category_id not in self.vocab.category_index:
                 raise BadInput(f"unknown category_id {category_id!r}: the model knows "
                                f"{len(self.vocab.categories)} categories, e.g. {', '.join(self.vocab.categories[:5])}")
-            allowed &= np.array([self.vocab.item_category.get(i) == category_id for i in self.vocab.items])
+            allowed &= self.item_categories == category_id
         if exclude_purchased:
             with self._db() as conn:
                 bought = conn.execute(
