@@ -14,6 +14,9 @@ logistic and period families keep their as_of value until the next materializati
 
 import os
 from datetime import timedelta
+from pathlib import Path
+
+import yaml
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, RequestSource, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -21,6 +24,14 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 DBT_SCHEMA = os.environ.get("DBT_SCHEMA", "analytics")
+EVENT_TYPES = ("view", "cart", "fav", "purchase", "rating")  # interest_decay.schema.EVENT_TYPES
+# The half-lives of the churn mart's decayed counts (dbt var churn_half_lives_days) name its columns.
+CHURN_HALF_LIVES = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "dbt_project" / "dbt_project.yml").read_text())["vars"]["churn_half_lives_days"]
+CHURN_FEATURES = ["recency_days", "purchase_recency_days", "tenure_days", "event_count", "purchase_count",
+                  "purchase_occasions", "monetary", "distinct_items", "distinct_categories",
+                  "purchase_gap_mean_days", "purchase_gap_std_days",
+                  *(f"decayed_{kind}_h{h:g}" for h in CHURN_HALF_LIVES for kind in EVENT_TYPES)]
 
 # Entities
 user = Entity(
@@ -29,6 +40,9 @@ user = Entity(
     value_type=ValueType.STRING,
     description="A shopper, by the pseudonymised user_id of the staged events.",
 )
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalogue item.")
+category = Entity(name="category", join_keys=["category_id"], value_type=ValueType.STRING,
+                  description="A catalogue category.")
 
 # Sources
 user_interest_source = PostgreSQLSource(
@@ -42,6 +56,30 @@ user_interest_push = PushSource(
     name="user_interest_push",
     batch_source=user_interest_source,
     description="Rows recomputed from live events (interest_decay.realtime), written to the online store.",
+)
+
+churn_source = PostgreSQLSource(
+    name="churn_source",
+    query=f"select *, as_of as as_of_ts from {DBT_SCHEMA}.churn_features",
+    timestamp_field="as_of",
+    description="dbt mart churn_features: the churn model's inputs per user and day.",
+)
+
+item_popularity_source = PostgreSQLSource(
+    name="item_popularity_source",
+    query=f"select * from {DBT_SCHEMA}.item_popularity",
+    timestamp_field="as_of",
+    description="dbt mart item_popularity: decayed interest of all users in an item, per day.",
+)
+
+category_popularity_source = PostgreSQLSource(
+    name="category_popularity_source",
+    query=(f"select as_of, category_id, sum(popularity) as category_popularity, count(*) as category_item_count, "
+           f"sum(recent_event_count)::bigint as category_recent_event_count, "
+           f"max(last_event_ts) as category_last_event_ts "
+           f"from {DBT_SCHEMA}.item_popularity group by as_of, category_id"),
+    timestamp_field="as_of",
+    description="item_popularity summed per category and day.",
 )
 
 request_time = RequestSource(
@@ -71,6 +109,48 @@ user_interest_fv = FeatureView(
     source=user_interest_push,
     online=True,
     tags={"team": "interest-decay", "decay_family": "per-kind", "grain": "user, as_of"},
+)
+
+
+churn_features_fv = FeatureView(
+    name="churn_features_fv",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[Field(name="as_of_ts", dtype=UnixTimestamp, description="The instant the features hold at."),
+            *(Field(name=name, dtype=Float64) for name in CHURN_FEATURES)],
+    source=churn_source,
+    online=True,
+    tags={"team": "interest-decay", "model": "churn", "grain": "user, as_of"},
+)
+
+item_popularity_fv = FeatureView(
+    name="item_popularity_fv",
+    entities=[item],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="popularity", dtype=Float64, description="Decayed interest of all users in the item, as of as_of."),
+        Field(name="recent_event_count", dtype=Int64, description="Events in the activity window before as_of."),
+        Field(name="user_count", dtype=Int64, description="Users with an event on the item before as_of."),
+        Field(name="last_event_ts", dtype=UnixTimestamp, description="The item's latest event before as_of."),
+    ],
+    source=item_popularity_source,
+    online=True,
+    tags={"team": "interest-decay", "grain": "item, as_of"},
+)
+
+category_popularity_fv = FeatureView(
+    name="category_popularity_fv",
+    entities=[category],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="category_popularity", dtype=Float64, description="Decayed interest of all users in the category."),
+        Field(name="category_item_count", dtype=Int64, description="Items of the category with any event before as_of."),
+        Field(name="category_recent_event_count", dtype=Int64, description="Events in the activity window."),
+        Field(name="category_last_event_ts", dtype=UnixTimestamp, description="The category's latest event."),
+    ],
+    source=category_popularity_source,
+    online=True,
+    tags={"team": "interest-decay", "grain": "category, as_of"},
 )
 
 
@@ -116,6 +196,43 @@ def user_interest_now(inputs: dict) -> dict:
     return out
 
 
+@on_demand_feature_view(
+    sources=[churn_features_fv, request_time],
+    schema=[Field(name=f"{name}_now", dtype=Float64) for name in CHURN_FEATURES],
+    mode="python",
+    description="The churn model's inputs moved from as_of to the request time: ages grow by the elapsed "
+                "days, decayed counts decay by it (exact while the user has no newer event).",
+    tags={"team": "interest-decay", "model": "churn"},
+)
+def churn_features_now(inputs: dict) -> dict:
+    # Self-contained (stored in the registry). Ages grow by the elapsed days; a user with under two purchase
+    # occasions has the tenure as mean gap, so it grows too; decayed_<type>_h<h> is multiplied by 0.5^(elapsed/h).
+    import datetime as dt
+
+    def seconds(value):
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+        return None if value is None else float(value)
+
+    names = [key for key in inputs if key not in ("request_ts", "as_of_ts", "user_id")]
+    out = {f"{name}_now": [] for name in names}
+    for position, (request_ts, as_of) in enumerate(zip(inputs["request_ts"], inputs["as_of_ts"])):
+        elapsed = 0.0
+        if request_ts is not None and as_of is not None:
+            elapsed = max(seconds(request_ts) - seconds(as_of), 0.0) / 86400.0
+        few_occasions = (inputs["purchase_occasions"][position] or 0.0) < 2
+        for name in names:
+            value = inputs[name][position]
+            if value is not None:
+                if name in ("recency_days", "purchase_recency_days", "tenure_days") or (
+                        name == "purchase_gap_mean_days" and few_occasions):
+                    value = value + elapsed
+                elif name.startswith("decayed_"):
+                    value = value * 0.5 ** (elapsed / float(name.rsplit("_h", 1)[1]))
+            out[f"{name}_now"].append(value)
+    return out
+
+
 # Feature services: one per model version, so a model pins its inputs.
 recommender_v1 = FeatureService(
     name="recommender_v1",
@@ -128,4 +245,16 @@ interest_profile_v1 = FeatureService(
     features=[user_interest_now, user_interest_fv[["last_event_ts", "event_count", "scores_as_of",
                                                     "kind_category_ids", "kind_event_types", "kind_half_lives"]]],
     description="A user's interest profile at request time (the /interest endpoint and audience checks).",
+)
+
+churn_v1 = FeatureService(
+    name="churn_v1",
+    features=[churn_features_now],
+    description="Inputs of the churn-risk model, version 1, at request time (names: the model's + '_now').",
+)
+
+popularity_v1 = FeatureService(
+    name="popularity_v1",
+    features=[item_popularity_fv, category_popularity_fv],
+    description="Decayed popularity of items and categories (cold-start fallbacks, trend dashboards).",
 )

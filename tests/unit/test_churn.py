@@ -194,3 +194,24 @@ def test_cli_help_exits_cleanly(capsys):
         churn.main(["--help"])
     assert exit_info.value.code == 0
     assert "--horizon-days" in capsys.readouterr().out
+
+
+def test_the_feature_store_serves_every_input_the_churn_model_is_trained_on():
+    """churn_v1 (feature_repo) reads the mart churn_features, whose decayed counts use the dbt var
+    churn_half_lives_days: the model's half-lives (churn.yaml) must be those, and every feature the model
+    is trained on must be a column of the feature view."""
+    import importlib.util
+
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("features", PROJECT_ROOT / "feature_repo" / "features.py")
+    features = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(features)
+    dbt_vars = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+    half_lives = churn.load_config()["half_lives_days"]
+    assert dbt_vars["churn_half_lives_days"] == half_lives
+    trained_on = churn.user_features(events_frame([("a", "i1", "c1", "purchase", -2, 1.0)]), CUTOFF, half_lives)
+    assert sorted(trained_on.columns) == sorted(features.CHURN_FEATURES)
+    assert sorted(f.name for f in features.churn_features_fv.schema if f.name != "as_of_ts") == sorted(features.CHURN_FEATURES)
