@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from interest_decay import decay, reference
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, stack_env
+from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -134,3 +134,38 @@ def test_user_item_mart_equals_reference(db):
     want = reference.interest(events, parameters, WEIGHTS, [AS_OF], by=("user_id", "item_id"))
     want = want.set_index(["as_of", "user_id", "item_id"]).sort_index()
     compare(mart(db, "user_item_interest", "item_id"), want)
+
+
+@pytest.mark.parametrize("family", ["exponential", "logistic", "period"])
+def test_decay_family_var_puts_every_kind_on_one_family_with_its_half_life(tmp_path, family):
+    """var decay_family (the DAG's Param): every kind gets ``family`` and still halves at its half-life."""
+    name = f"test_decay_family_{family}"
+    conninfo = recreate_database(name)
+    env = stack_env(tmp_path, name)
+    dbt(env, "seed")
+    dbt(env, "run", "--select", "int_decay_parameters")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, "
+                     "half_life_days, logistic_k, logistic_l, period_days, period_weights) "
+                     "values ('3', '*', 'exponential', 2.5, null, null, null, null)")
+    dbt(env, "run", "--select", "int_decay_parameters", "--vars", f"{{decay_family: {family}, half_life_days: 4}}")
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("select category_id, event_type, family, half_life_days, logistic_k, logistic_l, "
+                            "period_days, period_weights from analytics.int_decay_parameters order by 1").fetchall()
+    assert [(r[0], r[2], r[3]) for r in rows] == [("*", family, 4.0), ("3", family, 2.5)]
+    for _, _, _, h, k, l, period_days, weights in rows:
+        if family == "logistic":
+            assert decay.logistic_half_life(k, l) == pytest.approx(h, rel=1e-12)
+        if family == "period":
+            assert decay.period_half_life(weights, period_days) == math.ceil(h) and weights[-1] == 0.0
+            assert decay.multiplier("period", 8 * h + 1, period_days=period_days, period_weights=weights) == 0.0
+        params = dict(half_life_days=h, logistic_k=k, logistic_l=l, period_days=period_days, period_weights=weights)
+        assert decay.multiplier(family, 0.0, **params) == 1.0
+
+
+def test_an_unknown_decay_family_is_a_clear_error(tmp_path):
+    recreate_database("test_decay_family_unknown")
+    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "compile", "--select", "int_decay_parameters",
+                          "--vars", "{decay_family: hyperbolic}"], cwd=PROJECT_ROOT / "dbt_project",
+                         env=stack_env(tmp_path, "test_decay_family_unknown"), capture_output=True, text=True)
+    assert run.returncode != 0 and "decay_family must be table, exponential, logistic or period" in run.stdout

@@ -1,5 +1,14 @@
 {{ config(materialized='table') }}
 
+{#- var decay_family (the DAG's Param of that name): null keeps each kind's family from the table; exponential,
+    logistic or period puts every kind on that family with the kind's half-life kept: logistic k = var
+    logistic_k and l = ln((1 + 2k) / k) / half-life; period: day buckets weighted 0.5^(day / half-life) for
+    8 half-lives, then 0 (a bounded window). -#}
+{%- set family_override = var('decay_family') %}
+{%- if family_override not in (none, '', 'table', 'exponential', 'logistic', 'period') %}
+    {{ exceptions.raise_compiler_error("var decay_family must be table, exponential, logistic or period, got " ~ family_override) }}
+{%- endif %}
+
 with defaults as (
     select * from {{ ref('decay_parameter_defaults') }}
 ),
@@ -25,7 +34,7 @@ ranked as (
     from combined
 ),
 
-final as (
+resolved as (
     select
         category_id,
         event_type,
@@ -38,6 +47,37 @@ final as (
         origin
     from ranked
     where preference = 1
+),
+
+final as (
+{%- if family_override in ('exponential', 'logistic', 'period') %}
+    select
+        category_id,
+        event_type,
+        '{{ family_override }}'::text as family,
+        half_life_days,
+        {%- if family_override == 'logistic' %}
+        {{ var('logistic_k') }}::float8 as logistic_k,
+        ln((1 + 2 * {{ var('logistic_k') }}::float8) / {{ var('logistic_k') }}::float8) / half_life_days as logistic_l,
+        {%- else %}
+        null::float8 as logistic_k,
+        null::float8 as logistic_l,
+        {%- endif %}
+        {%- if family_override == 'period' %}
+        1::float8 as period_days,
+        array(
+            select power(0.5::float8, day / half_life_days)
+            from generate_series(0, ceil(8 * half_life_days)::int - 1) as day
+        ) || array[0::float8] as period_weights,
+        {%- else %}
+        null::float8 as period_days,
+        null::float8[] as period_weights,
+        {%- endif %}
+        origin || ', family set by var decay_family' as origin
+    from resolved
+{%- else %}
+    select * from resolved
+{%- endif %}
 )
 
 select * from final
