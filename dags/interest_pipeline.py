@@ -6,8 +6,10 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash).
 2. **dbt**: staging (typed, deduplicated, rejects with reasons) and the decayed-interest marts for the
    training and test windows, each model followed by its dbt tests (astronomer-cosmos).
-3. **feast_materialize**: `feast apply`, then the latest interest row per user into the online store;
-   updates the Asset `interest_features` (the `drift_monitor` DAG runs on it).
+3. **feast_materialize**: `feast apply`, then the marts' rows of the run's data interval (`materialize_days`
+   up to as_of: interest, churn inputs, item and category popularity) into the online store, then the live
+   events pushed since as_of folded back in; updates the Asset `interest_features` (the `drift_monitor` DAG
+   runs on it).
 4. **drift_check**: Evidently data drift of today's features against the training window (report +
    a summary row in `monitoring.drift_runs`); **should_retrain**: with `retrain` = `on_drift` the run
    stops here (training and deploy skipped) unless the features drifted.
@@ -19,8 +21,12 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    recency-frequency logistic regression (`churn.json`, `churn.png`), registered as `churn_model`.
 7. **build_bento**: package the service with the champion (`bentoml build`, offline): a model that
    failed the gate is not deployed, and `evaluation.md` says why.
+8. **deploy**: a running server follows the registry's champion and swaps models without downtime
+   (`serving/deployment.py`); with `SERVE_URL` set this task waits until it serves the champion and fails
+   (the previous model still serving) when the server could not load it.
 
-Trigger with a config form (as_of, events_path, half_life_days, churn_horizon_days, retrain). Reports land in
+Trigger with a config form (as_of, events_path, half_life_days, decay_family, churn_horizon_days,
+materialize_days, retrain). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
 """
@@ -57,8 +63,16 @@ INTEREST_FEATURES = Asset("interest_features")  # the online interest features (
                              description="Event file or folder (CSV/Parquet in the event schema). Empty: $EVENTS_DIR."),
         "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
                                 description="Half-life of the exponential interest decay, in days."),
+        "decay_family": Param("table", type="string", enum=["table", "exponential", "logistic", "period"],
+                              description="table: each (category, event type) decays with the family of the "
+                                          "parameters table (fitted or default); exponential, logistic or "
+                                          "period: every kind with that family, its half-life kept."),
         "churn_horizon_days": Param(14, type="integer", minimum=1,
                                     description="A user churns when they buy nothing within this many days."),
+        "materialize_days": Param(1, type="integer", minimum=1, maximum=366,
+                                  description="Days of mart rows up to as_of written to the online store (1: the "
+                                              "run's own day; more to backfill, in chunks of "
+                                              "FEAST_MATERIALIZE_CHUNK_DAYS)."),
         "retrain": Param("always", type="string", enum=["always", "on_drift"],
                          description="always: train, gate and deploy every run; on_drift: only when today's "
                                      "features drifted from the training window."),
@@ -83,8 +97,10 @@ def interest_pipeline():
             "train_start": train_start.isoformat(),
             "test_start": test_start.isoformat(),
             "half_life_days": float(params["half_life_days"]),
+            "decay_family": params["decay_family"],
             "churn_horizon_days": int(params["churn_horizon_days"]),
             "retrain": params["retrain"],
+            "materialize_days": int(params["materialize_days"]),
             "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
         }
 
@@ -111,6 +127,7 @@ def interest_pipeline():
                 "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
                 "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
                 "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
+                "decay_family": "{{ ti.xcom_pull(task_ids='resolve_window')['decay_family'] }}",
                 "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
             },
             "install_deps": False,
@@ -120,29 +137,28 @@ def interest_pipeline():
 
     @task(outlets=[INTEREST_FEATURES])
     def feast_materialize(window: dict) -> dict:
-        """Register the feature definitions, then load each user's latest interest row into the online store."""
+        """Register the feature definitions, write the run's data interval of the marts into the online
+        store (in bounded chunks), then fold back the live events pushed since as_of."""
         import subprocess
 
+        import psycopg
         from feast import FeatureStore
 
         from interest_decay import config as settings
+        from interest_decay.pseudonym import pseudonym_key
+        from interest_decay.realtime import materialize_and_replay
 
         repo = settings.feast_repo_path()
         Path(os.environ.get("FEAST_REGISTRY_PATH", settings.state_dir() / "feast/registry.db")).parent.mkdir(
             parents=True, exist_ok=True)
         subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
         as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.timezone.utc)
-        store = FeatureStore(repo_path=str(repo))
-        ttl = store.get_feature_view("user_interest_fv").ttl
-        # In bounded chunks, oldest first (later rows overwrite earlier ones): memory stays flat however
-        # long the window; re-running writes the same rows (idempotent).
-        chunk = dt.timedelta(days=int(os.environ.get("FEAST_MATERIALIZE_CHUNK_DAYS", "7")))
-        start, end = as_of - ttl, as_of + dt.timedelta(seconds=1)
-        chunks = 0
-        while start < end:
-            store.materialize(start_date=start, end_date=min(start + chunk, end))
-            start, chunks = start + chunk, chunks + 1
-        return {"start": (as_of - ttl).isoformat(), "end": as_of.isoformat(), "chunks": chunks}
+        with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
+            result = materialize_and_replay(
+                FeatureStore(repo_path=str(repo)), conn, settings.dbt_schema(), as_of, pseudonym_key(),
+                days=window["materialize_days"], chunk_days=int(os.environ.get("FEAST_MATERIALIZE_CHUNK_DAYS", "7")))
+        return {"start": (as_of - dt.timedelta(days=window["materialize_days"])).isoformat(), "end": as_of.isoformat(),
+                **result}
 
     @task
     def train(window: dict) -> dict:
@@ -199,6 +215,25 @@ def interest_pipeline():
         )
         return result.stdout.strip().split("__tag__:")[-1]
 
+    @task
+    def deploy(evaluated: dict, bento: str) -> dict:
+        """Check that the running server (``SERVE_URL``) now serves the champion: it follows the registry
+        and swaps models without downtime; a model it cannot load fails this task and the previous one
+        keeps serving. Without SERVE_URL there is nothing running to check (``make serve`` starts the champion)."""
+        import logging
+
+        from serving.deployment import wait_until_serving
+
+        champion = evaluated["promotion"]["champion"] or evaluated["model_tag"]
+        url = os.environ.get("SERVE_URL")
+        if not url:
+            logging.getLogger(__name__).info("SERVE_URL not set: no running server to check; bento %s, champion %s",
+                                             bento, champion)
+            return {"bento": bento, "champion": champion, "checked": False}
+        state = wait_until_serving(url, champion, float(os.environ.get("DEPLOY_TIMEOUT_SECONDS", "120")),
+                                   os.environ.get("SERVE_API_TOKEN"))
+        return {"bento": bento, "champion": champion, "checked": True, "deployed_at": state["deployed_at"]}
+
     window = resolve_window()
     loads = ingest(window)
     materialized = feast_materialize(window)
@@ -210,7 +245,7 @@ def interest_pipeline():
     evaluated = evaluate(window, trained)
     churn = train_churn(window)
     dbt >> churn
-    build_bento(evaluated, churn)
+    deploy(evaluated, build_bento(evaluated, churn))
 
 
 interest_pipeline()

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
+from serving.deployment import ChampionFollower, LoadedRecommender
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware
 
 def _default_model_tag() -> str:
@@ -38,6 +39,7 @@ MODEL_TAG = os.environ.get("MODEL_TAG") or _default_model_tag()
 CHURN_MODEL_TAG = os.environ.get("CHURN_MODEL_TAG") or "churn_model:latest"
 FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
+CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
@@ -130,6 +132,13 @@ class EventsResult(BaseModel):
     events: list[EventOutcome] = Field(description="Outcome per event, in request order.")
 
 
+class DeploymentState(BaseModel):
+    model: str = Field(description="The recommender serving now.")
+    deployed_at: dt.datetime = Field(description="When it started serving in this process.")
+    champion: str | None = Field(description="The registry's champion; differs from model until it is deployed.")
+    last_error: str | None = Field(description="Why the latest champion was not deployed, if it was not.")
+
+
 def _ago(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
@@ -151,15 +160,12 @@ class InterestService:
     def __init__(self) -> None:
         from feast import FeatureStore
 
-        from models.data import Vocabulary
-        from models.recommender import InterestRecommender
+        from models.registry import champion
 
-        path = Path(self.bento_model.path)
-        self.model = InterestRecommender.load(path)
-        self.model.eval()
-        self.vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
-        self.item_categories = np.array([self.vocab.item_category.get(i) for i in self.vocab.items], dtype=object)
-        self.model_tag = str(self.bento_model.tag)
+        packaged = LoadedRecommender.from_directory(str(self.bento_model.tag), Path(self.bento_model.path))
+        self.follower = ChampionFollower(packaged, champion=champion)
+        self.follower.check()  # a champion promoted after the bento was built serves from the start
+        self.follower.start(float(os.environ.get("MODEL_RELOAD_SECONDS", "10")))
         from models.churn import ChurnModel
 
         self.churn_model = ChurnModel.load(Path(self.churn_bento_model.path)).eval()
@@ -168,6 +174,12 @@ class InterestService:
         self.store = FeatureStore(repo_path=str(settings.feast_repo_path()))
         self.features = self.store.get_feature_service(FEATURE_SERVICE)
         self.profile_features = self.store.get_feature_service(PROFILE_SERVICE)
+        self.churn_features = self.store.get_feature_service(CHURN_SERVICE)
+        served = {f"{f.name}" for projection in self.churn_features.feature_view_projections for f in projection.features}
+        missing = [n for n in self.churn_model.hparams["feature_names"] if f"{n}_now" not in served]
+        if missing:
+            raise RuntimeError(f"feature service {CHURN_SERVICE} lacks the churn model's inputs {missing}: "
+                               "retrain the churn model or update feature_repo/features.py")
         self.schema = settings.dbt_schema()
         self._pool = None
         self._updater = None
@@ -205,8 +217,9 @@ class InterestService:
         except Exception:  # noqa: BLE001
             return False
 
-    def _lookup(self, service, user_ids: list[str], now: dt.datetime) -> dict:
-        entities = [{"user_id": pseudonymise(u, self.pseudonym_key), "request_ts": now} for u in user_ids]
+    def _lookup(self, service, user_ids: list[str], now: dt.datetime, pseudonymised: bool = False) -> dict:
+        entities = [{"user_id": u if pseudonymised else pseudonymise(u, self.pseudonym_key), "request_ts": now}
+                    for u in user_ids]
         return self.store.get_online_features(features=service, entity_rows=entities).to_dict()
 
     # -- endpoints ----------------------------------------------------------------------------------
@@ -222,21 +235,23 @@ class InterestService:
         import torch
 
         now = dt.datetime.now(dt.timezone.utc)
-        allowed = self._allowed_items(user_id, category_id, exclude_purchased)
+        deployed = self.follower.current  # one model for the whole request, even if a deploy swaps it now
+        vocab = deployed.vocab
+        allowed = self._allowed_items(deployed, user_id, category_id, exclude_purchased)
         row = {key: values[0] for key, values in self._lookup(self.features, [user_id], now).items()}
         if row["total_interest_now"] is None:
-            items = [RecommendedItem(item_id=item, category_id=self.vocab.item_category.get(item), score=0.0,
+            items = [RecommendedItem(item_id=item, category_id=vocab.item_category.get(item), score=0.0,
                                      explanation="popular recently (no interest profile for this user)")
-                     for item in self.vocab.popular_items
-                     if allowed is None or (item in self.vocab.item_index and allowed[self.vocab.item_index[item]])]
+                     for item in vocab.popular_items
+                     if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])]
             return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
-                                  model=self.model_tag)
+                                  model=deployed.tag)
 
         categories, scores = row["category_ids_now"], row["interest_scores_now"]
         interest = dict(zip(categories, scores))
-        x = self.vocab.interest_shares(categories, scores)
+        x = vocab.interest_shares(categories, scores)
         with torch.no_grad():
-            logits = self.model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
+            logits = deployed.model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
         if allowed is not None:
             logits = np.where(allowed, logits, -np.inf)
         order = np.argsort(-logits, kind="stable")[:k]
@@ -247,27 +262,29 @@ class InterestService:
         for index in order:
             if not np.isfinite(logits[index]):
                 break
-            item = self.vocab.items[index]
-            category = self.vocab.item_category.get(item)
-            share = x[self.vocab.category_index[category]] if category in self.vocab.category_index else 0.0
+            item = vocab.items[index]
+            category = vocab.item_category.get(item)
+            share = x[vocab.category_index[category]] if category in vocab.category_index else 0.0
             half_life = half_lives.get(category)
             reason = (f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
                       + (f", half-life {half_life:g} days" if half_life else "") + seen)
             items.append(RecommendedItem(item_id=item, category_id=category, score=float(logits[index]),
                                          explanation=reason))
         return Recommendation(user_id=user_id, items=items, fallback=False,
-                              interest_as_of=_utc(row.get("scores_as_of")), model=self.model_tag)
+                              interest_as_of=_utc(row.get("scores_as_of")), model=deployed.tag)
 
-    def _allowed_items(self, user_id: str, category_id: str | None, exclude_purchased: bool):
+    def _allowed_items(self, deployed: LoadedRecommender, user_id: str, category_id: str | None,
+                       exclude_purchased: bool):
         """Boolean mask over the model's items, or None when every item may be shown."""
         if category_id is None and not exclude_purchased:
             return None
-        allowed = np.ones(len(self.vocab.items), dtype=bool)
+        vocab = deployed.vocab
+        allowed = np.ones(len(vocab.items), dtype=bool)
         if category_id is not None:
-            if category_id not in self.vocab.category_index:
+            if category_id not in vocab.category_index:
                 raise BadInput(f"unknown category_id {category_id!r}: the model knows "
-                               f"{len(self.vocab.categories)} categories, e.g. {', '.join(self.vocab.categories[:5])}")
-            allowed &= self.item_categories == category_id
+                               f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}")
+            allowed &= deployed.item_categories == category_id
         if exclude_purchased:
             with self._db() as conn:
                 bought = conn.execute(
@@ -275,8 +292,8 @@ class InterestService:
                     "where user_id = %s and event_type = 'purchase'",
                     (pseudonymise(user_id, self.pseudonym_key),)).fetchall()
             for (item,) in bought:
-                if item in self.vocab.item_index:
-                    allowed[self.vocab.item_index[item]] = False
+                if item in vocab.item_index:
+                    allowed[vocab.item_index[item]] = False
         return allowed
 
     @staticmethod
@@ -347,24 +364,22 @@ class InterestService:
         self,
         user_ids: Annotated[list[UserId], Field(min_length=1, max_length=1000, description="1 to 1,000 user ids.")],
     ) -> ChurnRisk:
-        """Probability per user of buying nothing within the model's horizon, from the user's staged
-        events up to now (the same features the model was trained on)."""
-        from models.churn import model_probabilities, user_features
-        from models.train import STAGED_EVENT_COLUMNS, staged_frame
+        """Probability per user of buying nothing within the model's horizon, from the features the
+        model was trained on (Feast feature service churn_v1: the mart churn_features moved to now)."""
+        import pandas as pd
+
+        from models.churn import model_probabilities
 
         now = dt.datetime.now(dt.timezone.utc)
         pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
-        with self._db() as conn:
-            rows = conn.execute(
-                f"select {', '.join(STAGED_EVENT_COLUMNS)} from {self.schema}.stg_behaviour__events "
-                "where user_id = any(%s) and event_ts < %s", (list(set(pseudonyms.values())), now)).fetchall()
-        import pandas as pd
-
-        events = staged_frame(rows)
+        keys = sorted(set(pseudonyms.values()))
+        response = self._lookup(self.churn_features, keys, now, pseudonymised=True)
+        names = self.churn_model.hparams["feature_names"]
+        features = pd.DataFrame({n: response[f"{n}_now"] for n in names}, index=keys)
+        features = features[features[names[0]].notna()]
         probabilities = {}
-        if len(events):
-            features = user_features(events, pd.Timestamp(now), self.churn_metadata["hyperparameters"]["half_lives_days"])
-            probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features)))
+        if len(features):
+            probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features.astype(float))))
         users = [UserChurnRisk(user_id=u, probability=probabilities.get(pseudonyms[u]),
                                known_user=pseudonyms[u] in probabilities) for u in user_ids]
         return ChurnRisk(horizon_days=int(self.churn_metadata["horizon_days"]), as_of=now,
@@ -387,6 +402,15 @@ class InterestService:
         accepted = sum(o.accepted for o in outcomes)
         return EventsResult(load_id=result.load_id, duplicate_batch=result.duplicate_batch, accepted=accepted,
                             rejected=len(outcomes) - accepted, users_updated=result.users_updated, events=outcomes)
+
+    @bentoml.api
+    def deployment(self) -> DeploymentState:
+        """Which recommender serves now; the process follows the registry's champion (see serving/deployment.py)."""
+        from models.registry import champion
+
+        current = self.follower.current
+        return DeploymentState(model=current.tag, deployed_at=current.deployed_at, champion=champion(),
+                               last_error=self.follower.last_error)
 
 
 InterestService.add_asgi_middleware(JsonBodyMiddleware)

@@ -61,6 +61,9 @@ def stack_env(state_dir: Path, database: str, airflow_database: str | None = Non
         password = f":{env['PGPASSWORD']}" if env.get("PGPASSWORD") else ""
         env.update({
             "AIRFLOW_HOME": str(state_dir / "airflow"),
+            # Tests trigger their runs; a scheduled run (from a DAG serialized with the daily schedule)
+            # would queue ahead of them (max_active_runs=1).
+            "INTEREST_PIPELINE_SCHEDULE": "none",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
                 f"postgresql+psycopg2://{user}{password}@{env.get('PGHOST', '127.0.0.1')}:"
                 f"{env.get('PGPORT', '55432')}/{airflow_database}",

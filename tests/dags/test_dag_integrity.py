@@ -28,7 +28,7 @@ def test_every_dag_is_documented_tagged_and_retried(dagbag):
 def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     dag = dagbag.dags["interest_pipeline"]
     ids = {t.task_id for t in dag.tasks}
-    assert {"resolve_window", "ingest", "feast_materialize", "train", "evaluate", "drift_check", "build_bento"} <= ids
+    assert {"resolve_window", "ingest", "feast_materialize", "train", "evaluate", "drift_check", "build_bento", "deploy"} <= ids
     assert {"dbt.stg_behaviour__events.run", "dbt.user_category_interest.run", "dbt.user_category_interest.test",
             "dbt.user_interest_features.run"} <= ids
 
@@ -45,6 +45,7 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     assert {"dbt.user_interest_features.run", "dbt.user_category_interest.test"} <= upstream("feast_materialize")
     assert {"feast_materialize", "drift_check", "should_retrain"} <= upstream("train")
     assert {"train", "evaluate", "should_retrain", "train_churn"} <= upstream("build_bento")
+    assert "build_bento" in upstream("deploy")
     assert "dbt.user_activity.run" in upstream("train_churn")
 
 

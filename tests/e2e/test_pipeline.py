@@ -87,7 +87,8 @@ def served(stack):
     port = free_port()
     with (state / "serve.log").open("w") as log:
         process = subprocess.Popen([str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1",
-                                    "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    "--port", str(port)], env={**env, "MODEL_RELOAD_SECONDS": "1"}, stdout=log,
+                                   stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -185,6 +186,75 @@ def call(url: str, endpoint: str, **body) -> dict:
     with bentoml.SyncHTTPClient(url) as client:
         result = getattr(client, endpoint)(**body)
     return result if isinstance(result, dict) else result.model_dump(mode="json")
+
+
+COPY_MODEL = """
+import shutil, sys
+from pathlib import Path
+import bentoml
+from models import registry
+source = bentoml.models.get(registry.champion())
+with bentoml.models.create(source.tag.name, labels=source.info.labels, metadata=source.info.metadata) as copy:
+    shutil.copytree(source.path, copy.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.yaml"))
+    if sys.argv[1] == "broken":
+        (Path(copy.path) / "model.pt").write_bytes(b"not a checkpoint")
+print(copy.tag)
+"""
+
+
+def in_stack(env, code: str, *args: str) -> str:
+    run = subprocess.run([str(BIN / "python"), "-c", code, *args], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=PROJECT_ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+
+
+def wait_for(url: str, condition, what: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = call(url, "deployment")
+        if condition(state):
+            return state
+        assert time.monotonic() < deadline, f"{what}: {state}"
+        time.sleep(0.5)
+
+
+def test_a_new_champion_serves_without_downtime_and_a_broken_one_never_does(stack, served):
+    """Promote a new model while requests run: the server switches to it with no failed request. Promote a
+    model that cannot load: the server keeps the current one and says why. Roll both back."""
+    import threading
+
+    env, _ = stack
+    original = call(served, "deployment")
+    assert original["model"] == original["champion"] and original["last_error"] is None
+    answers, errors, stop = [], [], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(recommend(served, user_id="probe_recent", k=3)["model"])
+            except Exception as error:  # noqa: BLE001 (every failure is a finding)
+                errors.append(repr(error))
+
+    client = threading.Thread(target=load)
+    client.start()
+    try:
+        fresh = in_stack(env, COPY_MODEL, "fresh")
+        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e deploy')", fresh)
+        wait_for(served, lambda s: s["model"] == fresh, "the new champion was not deployed")
+        broken = in_stack(env, COPY_MODEL, "broken")
+        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e broken')", broken)
+        state = wait_for(served, lambda s: s["last_error"] is not None, "the broken champion was not reported")
+        assert state["model"] == fresh and state["champion"] == broken and broken in state["last_error"]
+        time.sleep(1)
+    finally:
+        stop.set()
+        client.join(timeout=60)
+        for _ in range(2):  # back to the original champion for the tests that follow
+            in_stack(env, "from models.registry import rollback; rollback()")
+    wait_for(served, lambda s: s["model"] == original["model"] and s["last_error"] is None, "rollback not deployed")
+    assert errors == [] and len(answers) > 20
+    assert answers[0] == original["model"] and answers[-1] == fresh and broken not in answers
 
 
 def test_churn_risk_is_a_probability_per_user(stack, served):
@@ -314,11 +384,12 @@ def assert_same_tables(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_ui(stack):
-    """`airflow standalone` (UI, API, scheduler, LocalExecutor) over the same stack, started as `make airflow` does."""
+def airflow_ui(stack, served):
+    """`airflow standalone` (UI, API, scheduler, LocalExecutor) over the same stack, started as `make airflow` does;
+    its deploy task checks the running server."""
     env, _ = stack
     port = free_port()
-    env = {**env, "AIRFLOW__API__PORT": str(port), "INTEREST_PIPELINE_SCHEDULE": "none",
+    env = {**env, "AIRFLOW__API__PORT": str(port), "INTEREST_PIPELINE_SCHEDULE": "none", "SERVE_URL": served,
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin"}
     services = str(PROJECT_ROOT / "infra" / "services.sh")

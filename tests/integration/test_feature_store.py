@@ -39,7 +39,7 @@ def day(offset: int) -> str:
 
 
 def run_day(env, offset: int):
-    dbt(env, "run", "--select", "+user_interest_features", "--vars",
+    dbt(env, "run", "--select", "+user_interest_features", "+churn_features", "+item_popularity", "--vars",
         f'{{as_of: "{day(offset)}", as_of_start: "{day(offset)}"}}')
 
 
@@ -103,8 +103,10 @@ def stack(request, tmp_path_factory):
             patch.setenv(key, env[key])
         from feast import FeatureStore
 
+        from interest_decay.realtime import materialize
+
         store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
-        store.materialize(start_date=D0 - dt.timedelta(days=1), end_date=D0 + dt.timedelta(seconds=1))
+        assert materialize(store, D0, days=3, chunk_days=2) == 2  # a 3-day backfill in 2-day chunks
         users = sorted({u for u, _ in mart(conninfo, 0)})
         yield conninfo, env, store, users, tmp
 
@@ -115,6 +117,43 @@ def test_online_interest_is_decayed_exactly_to_the_request_time(stack):
     for offset in (1, 2):  # no new events: the mart recomputed at D0 + offset is pure decay of D0
         run_day(env, offset)
         assert_equal_maps(online(store, users, D0 + dt.timedelta(days=offset)), mart(conninfo, offset))
+
+
+def test_churn_inputs_online_equal_the_models_features_at_request_time(stack):
+    """churn_v1 at D0 + Δ (the mart as of D0 moved to the request time) equals models.churn.user_features
+    computed from the staged events at cutoff D0 + Δ: training and serving see the same numbers."""
+    from models.churn import user_features
+    from models.train import STAGED_EVENT_COLUMNS, staged_frame
+
+    conninfo, _, store, users, _ = stack
+    with psycopg.connect(conninfo) as conn:
+        events = staged_frame(conn.execute(f"select {', '.join(STAGED_EVENT_COLUMNS)} "
+                                           "from analytics.stg_behaviour__events").fetchall())
+    half_lives = [7, 30, 90]
+    for request_ts in (D0, D0 + dt.timedelta(days=1, hours=7)):
+        want = user_features(events, pd.Timestamp(request_ts), half_lives)
+        response = store.get_online_features(
+            features=store.get_feature_service("churn_v1"),
+            entity_rows=[{"user_id": u, "request_ts": request_ts} for u in want.index]).to_dict()
+        got = pd.DataFrame({c: response[f"{c}_now"] for c in want.columns}, index=want.index)
+        assert len(want) == len(users) > 50 and (want["purchase_occasions"] >= 3).sum() > 10
+        np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-9, atol=1e-12)
+
+
+def test_item_and_category_popularity_read_back_as_in_the_mart(stack):
+    conninfo, _, store, _, _ = stack
+    with psycopg.connect(conninfo) as conn:
+        items = dict(conn.execute("select item_id, popularity from analytics.item_popularity where as_of = %s",
+                                  (D0,)).fetchall())
+    response = store.get_online_features(features=store.get_feature_service("popularity_v1"),
+                                         entity_rows=[{"item_id": i, "category_id": "1"} for i in sorted(items)]
+                                         ).to_dict()
+    assert len(items) > 50
+    np.testing.assert_allclose(response["popularity"], [items[i] for i in sorted(items)], rtol=1e-12)
+    with psycopg.connect(conninfo) as conn:
+        category_1 = conn.execute("select sum(popularity) from analytics.item_popularity "
+                                  "where as_of = %s and category_id = '1'", (D0,)).fetchone()[0]
+    assert response["category_popularity"][0] == pytest.approx(category_1, rel=1e-12)
 
 
 def test_unknown_user_gets_nulls(stack):
@@ -156,6 +195,29 @@ def test_live_events_are_visible_at_once_and_match_the_mart(stack):
     assert staged_reasons == [r for r in result.reasons if r is not None]
 
 
+def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
+    """Events pushed after midnight D0+2 are not in the mart as of D0+2; materializing that mart must fold
+    them back in, so the online row at D0+3 equals the mart as of D0+3 (which counts them)."""
+    from interest_decay.config import dbt_schema
+    from interest_decay.realtime import KindParameters, OnlineUpdater, accept_batch, materialize_and_replay
+
+    conninfo, env, store, users, _ = stack
+    midnight, received = D0 + dt.timedelta(days=2), D0 + dt.timedelta(days=2, hours=20)
+    live = generate(400, n_users=60, n_categories=6, days=1, end=received, seed=9)
+    live = live[live["ts"] >= midnight]
+    records = [{**row, "ts": row["ts"].isoformat()} for row in live.to_dict("records")]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        updater = OnlineUpdater(store, KindParameters.from_database(conn, dbt_schema()))
+        accept_batch(conn, updater, records[:100], TEST_PSEUDONYM_KEY, received_at=received)
+        run_day(env, 2)  # the nightly run stages the first batch; the second arrives after it
+        accept_batch(conn, updater, records[100:], TEST_PSEUDONYM_KEY, received_at=received + dt.timedelta(minutes=1))
+        result = materialize_and_replay(store, conn, dbt_schema(), midnight, TEST_PSEUDONYM_KEY,
+                                        now=received + dt.timedelta(minutes=5))
+    assert result["replayed_events"] == len(records) > 150
+    run_day(env, 3)
+    assert_equal_maps(online(store, users, D0 + dt.timedelta(days=3)), mart(conninfo, 3))
+
+
 def test_training_rows_never_come_from_after_the_label(stack):
     _, env, store, users, _ = stack
     run_day(env, 1)
@@ -191,6 +253,6 @@ def test_registry_lives_where_the_setup_says(stack):
         in_postgres = conn.execute("select to_regclass('public.feature_views') is not null").fetchone()[0]
         views = [name for (name,) in conn.execute("select feature_view_name from feature_views")] if in_postgres else []
     if "FEAST_FS_YAML_FILE_PATH" in env:
-        assert views == ["user_interest_fv"]
+        assert sorted(views) == ["category_popularity_fv", "churn_features_fv", "item_popularity_fv", "user_interest_fv"]
     else:
         assert not in_postgres and Path(env["FEAST_REGISTRY_PATH"]).stat().st_size > 0
