@@ -6,6 +6,12 @@ Compares the latest day of `user_interest_features` with the `reference_days` be
 data drift), writes `drift.html` / `drift.json` under `$REPORTS_DIR/monitor/<day>/` and one summary
 row per day in PostgreSQL `monitoring.drift_runs` (check `monitor`; re-running a day replaces it).
 A drifted day is logged as a warning; `interest_pipeline` with `retrain` = `on_drift` retrains on it.
+
+**Prediction drift**: what the server answered (`monitoring.served_predictions`, written by the serving
+process) on the run's day against the `reference_days` before it, for `/recommend` (top and mean
+score, fallback share, top category) and `/churn_risk` (probabilities): `prediction_drift_<endpoint>.html`
+/ `.json` in the same folder, checks `predictions:<endpoint>` in `monitoring.drift_runs`. Days with too
+few served predictions are skipped, and the task says so.
 """
 
 from __future__ import annotations
@@ -59,7 +65,27 @@ def drift_monitor():
                                                 summary["drifted_columns"], summary["drifted_share"])
         return {key: value for key, value in summary.items() if key != "columns"}
 
+    @task
+    def predictions(params: dict | None = None, dag_run=None) -> dict:
+        """Prediction drift of the served scores: the run's day (UTC) against the days before it."""
+        import logging
+
+        from interest_decay.drift import prediction_drift
+
+        day = dag_run.run_after.date()
+        results = {}
+        for endpoint in ("recommend", "churn_risk"):
+            summary = prediction_drift(day, int(params["reference_days"]), endpoint)
+            results[endpoint] = {key: value for key, value in summary.items() if key != "columns"}
+            if summary.get("skipped"):
+                logging.getLogger(__name__).info("%s: %s", endpoint, summary["skipped"])
+            elif summary["dataset_drift"]:
+                logging.getLogger(__name__).warning("predictions of %s drifted on %s: %d columns (share %.2f)",
+                                                    endpoint, day, summary["drifted_columns"], summary["drifted_share"])
+        return results
+
     check(latest_day())
+    predictions()
 
 
 drift_monitor()

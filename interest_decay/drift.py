@@ -82,8 +82,9 @@ def feature_rows(conn, start: dt.datetime, end: dt.datetime, limit: int = 20_000
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float | None = None) -> dict:
-    """Run Evidently's data-drift preset, save HTML + JSON into ``out_dir``, return the summary."""
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float | None = None,
+                 name: str = "drift") -> dict:
+    """Run Evidently's data-drift preset, save ``<name>.html`` + ``<name>.json`` into ``out_dir``, return the summary."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -92,7 +93,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
         raise ValueError(f"drift needs rows on both sides: reference {len(reference)}, current {len(current)}")
     snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(current_data=current, reference_data=reference)
     out_dir.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(out_dir / "drift.html"))
+    snapshot.save_html(str(out_dir / f"{name}.html"))
     result = snapshot.dict()
     columns = {}
     for metric in result["metrics"]:
@@ -111,7 +112,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
         "drift_share_threshold": drift_share,
         "columns": columns,
     }
-    (out_dir / "drift.json").write_text(json.dumps({"summary": summary, "evidently": result}, indent=2, default=str))
+    (out_dir / f"{name}.json").write_text(json.dumps({"summary": summary, "evidently": result}, indent=2, default=str))
     return summary
 
 
@@ -130,6 +131,52 @@ def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_di
         current = feature_rows(conn, utc(as_of), utc(as_of) + dt.timedelta(days=1))
         summary = drift_report(reference, current, out_dir)
         record_summary(conn, summary, as_of, check_name, reference_start, reference_end, out_dir / "drift.html")
+    return summary
+
+
+PREDICTION_COLUMNS = {  # what is compared per endpoint (interest_decay.prediction_log)
+    "recommend": "top_score, mean_score, fallback::int as fallback, top_category",
+    "churn_risk": "top_score as probability",
+}
+
+
+def prediction_rows(conn, endpoint: str, start: dt.datetime, end: dt.datetime, limit: int = 20_000) -> pd.DataFrame:
+    """Served predictions of ``endpoint`` with ``start <= served_at < end`` (a stable sample of ``limit``)."""
+    with conn.cursor() as cur:
+        cur.execute(f"select {PREDICTION_COLUMNS[endpoint]} from monitoring.served_predictions "
+                    "where endpoint = %(endpoint)s and served_at >= %(start)s and served_at < %(end)s "
+                    "order by md5(user_id || served_at::text) limit %(limit)s",
+                    {"endpoint": endpoint, "start": start, "end": end, "limit": limit})
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "recommend", out_dir: Path | None = None,
+                     min_rows: int = 30) -> dict:
+    """Prediction drift: what ``endpoint`` served on ``day`` against the ``reference_days`` before it
+    (Evidently data drift of the served scores, fallback share and top category). Report
+    ``prediction_drift_<endpoint>.html/.json`` in ``out_dir`` (default ``$REPORTS_DIR/monitor/<day>``), summary
+    row (check ``predictions:<endpoint>``) in ``monitoring.drift_runs``. Under ``min_rows`` on either side
+    nothing is compared: the answer says so (``skipped``)."""
+    import psycopg
+
+    from interest_decay.prediction_log import DDL
+
+    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    reference_start = start - dt.timedelta(days=reference_days)
+    out_dir = out_dir or settings.reports_dir() / "monitor" / str(day)
+    with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
+            conn.execute(DDL)
+        reference = prediction_rows(conn, endpoint, reference_start, start)
+        current = prediction_rows(conn, endpoint, start, start + dt.timedelta(days=1))
+        if min(len(reference), len(current)) < min_rows:
+            return {"skipped": f"too few served predictions to compare: {len(reference)} in the reference days, "
+                               f"{len(current)} on {day} (at least {min_rows} each)",
+                    "reference_rows": len(reference), "current_rows": len(current)}
+        summary = drift_report(reference, current, out_dir, name=f"prediction_drift_{endpoint}")
+        record_summary(conn, summary, day, f"predictions:{endpoint}", reference_start.date(), day,
+                       out_dir / f"prediction_drift_{endpoint}.html")
     return summary
 
 

@@ -150,11 +150,33 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     # The served model must also know the popularity of the latest window for its fallback.
     if len(test_events):
         vocab.popular_items = most_popular(test_events)
+    summary["quality"] = recommendation_quality(
+        test["user_id"].tolist(), model_ranked, truth, labels[["user_id", "item_id"]], min(k, len(vocab.items)),
+        out) if len(test) else None
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
         summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
+        from interest_decay.recsys_quality import record_quality
+
+        if summary["quality"]:
+            with psycopg.connect(settings.pg_conninfo()) as conn:
+                record_quality(conn, as_of, summary["model_tag"], summary["quality"], out / "quality.html")
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def recommendation_quality(users: list[str], ranked: list[list[str]], truth: list[set], train_interactions:
+                           pd.DataFrame, k: int, out_dir: Path) -> dict:
+    """Evidently's recsys metrics of the model's top-k lists on the test window (``quality.html`` /
+    ``quality.json`` in ``out_dir``): accuracy and beyond-accuracy (personalization, novelty, popularity
+    bias, coverage, Gini), with the training window's interactions as the popularity reference."""
+    from interest_decay.recsys_quality import recsys_report
+
+    recommendations = pd.DataFrame([(user, item, rank + 1) for user, items in zip(users, ranked)
+                                    for rank, item in enumerate(items[:k])], columns=["user_id", "item_id", "rank"])
+    relevant = pd.DataFrame([(user, item) for user, items in zip(users, truth) for item in items],
+                            columns=["user_id", "item_id"])
+    return recsys_report(recommendations, relevant, train_interactions, k, out_dir)
 
 
 def decide_promotion(tag: str, metrics: dict, test: pd.DataFrame, truth: list[set], cfg: dict) -> dict:

@@ -25,6 +25,7 @@ from bentoml.exceptions import BadInput, ServiceUnavailable
 from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
+from interest_decay.prediction_log import PredictionLog, ServedPrediction
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
 from serving.deployment import ChampionFollower, LoadedRecommender
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware
@@ -166,6 +167,8 @@ class InterestService:
         self.follower = ChampionFollower(packaged, champion=champion)
         self.follower.check()  # a champion promoted after the bento was built serves from the start
         self.follower.start(float(os.environ.get("MODEL_RELOAD_SECONDS", "10")))
+        self.prediction_log = PredictionLog(self._db, int(os.environ.get("PREDICTION_LOG_MAX_ROWS", "100000")))
+        self.prediction_log.start(float(os.environ.get("PREDICTION_LOG_SECONDS", "5")))
         from models.churn import ChurnModel
 
         self.churn_model = ChurnModel.load(Path(self.churn_bento_model.path)).eval()
@@ -244,6 +247,7 @@ class InterestService:
                                      explanation="popular recently (no interest profile for this user)")
                      for item in vocab.popular_items
                      if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])]
+            self._log_recommendation(now, deployed.tag, user_id, True, items[:k])
             return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
                                   model=deployed.tag)
 
@@ -270,8 +274,19 @@ class InterestService:
                       + (f", half-life {half_life:g} days" if half_life else "") + seen)
             items.append(RecommendedItem(item_id=item, category_id=category, score=float(logits[index]),
                                          explanation=reason))
+        self._log_recommendation(now, deployed.tag, user_id, False, items)
         return Recommendation(user_id=user_id, items=items, fallback=False,
                               interest_as_of=_utc(row.get("scores_as_of")), model=deployed.tag)
+
+    def _log_recommendation(self, now: dt.datetime, model: str, user_id: str, fallback: bool,
+                            items: list[RecommendedItem]) -> None:
+        """One row for prediction-drift checks (interest_decay.prediction_log); no database work here."""
+        scores = [item.score for item in items]
+        self.prediction_log.add(ServedPrediction(
+            now, "recommend", model, pseudonymise(user_id, self.pseudonym_key), fallback,
+            scores[0] if scores and not fallback else None,
+            sum(scores) / len(scores) if scores and not fallback else None,
+            items[0].category_id if items else None, len(items)))
 
     def _allowed_items(self, deployed: LoadedRecommender, user_id: str, category_id: str | None,
                        exclude_purchased: bool):
@@ -380,10 +395,14 @@ class InterestService:
         probabilities = {}
         if len(features):
             probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features.astype(float))))
+        model = str(self.churn_bento_model.tag)
+        for user, probability in probabilities.items():
+            self.prediction_log.add(ServedPrediction(now, "churn_risk", model, user, False, float(probability),
+                                                     float(probability), None, 1))
         users = [UserChurnRisk(user_id=u, probability=probabilities.get(pseudonyms[u]),
                                known_user=pseudonyms[u] in probabilities) for u in user_ids]
         return ChurnRisk(horizon_days=int(self.churn_metadata["horizon_days"]), as_of=now,
-                         model=str(self.churn_bento_model.tag), users=users)
+                         model=model, users=users)
 
     @bentoml.api
     def events(

@@ -87,7 +87,7 @@ def served(stack):
     port = free_port()
     with (state / "serve.log").open("w") as log:
         process = subprocess.Popen([str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1",
-                                    "--port", str(port)], env={**env, "MODEL_RELOAD_SECONDS": "1"}, stdout=log,
+                                    "--port", str(port)], env={**env, "MODEL_RELOAD_SECONDS": "1", "PREDICTION_LOG_SECONDS": "1"}, stdout=log,
                                    stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -123,7 +123,8 @@ def recommend(url: str, **body) -> dict:
 def test_dag_run_leaves_reports_and_a_registered_model(stack):
     env, _ = stack
     reports = Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}"
-    for name in ("metrics.json", "evaluation.md", "training_curve.png", "drift.html", "drift.json", "churn.png"):
+    for name in ("metrics.json", "evaluation.md", "training_curve.png", "drift.html", "drift.json", "churn.png",
+                 "quality.html", "quality.json"):
         assert (reports / name).stat().st_size > 0, name
     metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["train_examples"] > 1_000
@@ -136,6 +137,16 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     assert f"Promotion gate against `most_popular`" in (reports / "evaluation.md").read_text()
     drift = json.loads((reports / "drift.json").read_text())["summary"]
     assert drift["current_rows"] > 0 and drift["reference_rows"] > 0
+    # Evidently's recsys metrics on the same test lists agree with the project's own (same definitions)
+    quality, model = metrics["quality"], metrics["metrics"]["model"]
+    assert quality["users"] == model["users"] and quality["k"] == 10
+    assert quality["ndcg"] == pytest.approx(model["ndcg@10"], rel=1e-9)
+    assert quality["hit_rate"] == pytest.approx(model["hr@10"], rel=1e-9)
+    assert 0.0 <= quality["personalization"] <= 1.0 and 0.0 < quality["coverage"] <= 1.0
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        row = conn.execute("select users, ndcg from monitoring.quality_runs where as_of = %s and model = %s",
+                           (AS_OF.date(), metrics["model_tag"])).fetchone()
+    assert row == (quality["users"], pytest.approx(quality["ndcg"], rel=1e-12))
 
 
 def test_drift_summaries_land_in_postgres_and_the_monitor_dag_runs(stack):
@@ -255,6 +266,25 @@ def test_a_new_champion_serves_without_downtime_and_a_broken_one_never_does(stac
     wait_for(served, lambda s: s["model"] == original["model"] and s["last_error"] is None, "rollback not deployed")
     assert errors == [] and len(answers) > 20
     assert answers[0] == original["model"] and answers[-1] == fresh and broken not in answers
+
+
+def test_what_the_server_answered_reaches_postgres_for_prediction_drift(stack, served):
+    """The serving process logs each answer (model, scores, fallback) to monitoring.served_predictions."""
+    env, _ = stack
+    before = recommend(served, user_id="nobody-we-know", k=2)
+    assert before["fallback"] is True
+    deadline, rows = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+            if conn.execute("select to_regclass('monitoring.served_predictions')").fetchone()[0]:
+                rows = conn.execute("select model, fallback, top_score, item_count from monitoring.served_predictions "
+                                    "where endpoint = 'recommend' order by served_at").fetchall()
+        if rows and rows[-1][1] is True:
+            break
+        time.sleep(1)
+    assert len(rows) > 20 and len({model for model, *_ in rows}) >= 2  # the deploy test switched models
+    assert rows[-1][1:] == (True, None, 2)  # the fallback just served: no model score, two items
+    assert all(score is not None for _, fallback, score, _ in rows if not fallback)
 
 
 def test_churn_risk_is_a_probability_per_user(stack, served):
