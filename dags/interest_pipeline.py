@@ -25,8 +25,8 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    (`serving/deployment.py`); with `SERVE_URL` set this task waits until it serves the champion and fails
    (the previous model still serving) when the server could not load it.
 
-Trigger with a config form (as_of, events_path, half_life_days, decay_family, churn_horizon_days,
-materialize_days, retrain). Reports land in
+Trigger with a config form (as_of, events_path, half_life_days, half_life_overrides, decay_family,
+churn_horizon_days, materialize_days, retrain). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
 """
@@ -34,6 +34,7 @@ manual runs only) changes that.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
 SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
 INTEREST_FEATURES = Asset("interest_features")  # the online interest features (feast_materialize updates them)
+
+
+def half_life_overrides(overrides: dict) -> dict:
+    """The trigger's half-life overrides, checked: keys "category_id:event_type", values days > 0."""
+    for key, days in overrides.items():
+        if len(str(key).split(":")) != 2 or isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
+            raise ValueError(f'half_life_overrides: each entry must be "category_id:event_type": days > 0 '
+                             f"('*' = any), got {key!r}: {days!r}")
+    return overrides
 
 
 @dag(
@@ -63,6 +73,10 @@ INTEREST_FEATURES = Asset("interest_features")  # the online interest features (
                              description="Event file or folder (CSV/Parquet in the event schema). Empty: $EVENTS_DIR."),
         "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
                                 description="Half-life of the exponential interest decay, in days."),
+        "half_life_overrides": Param({}, type="object", additionalProperties={"type": "number", "exclusiveMinimum": 0},
+                                     description='Half-lives (days) that replace the parameters table\'s, per '
+                                                 '"category_id:event_type" (\'*\' = any), e.g. '
+                                                 '{"3:*": 2.5, "*:purchase": 30}; exponential decay.'),
         "decay_family": Param("table", type="string", enum=["table", "exponential", "logistic", "period"],
                               description="table: each (category, event type) decays with the family of the "
                                           "parameters table (fitted or default); exponential, logistic or "
@@ -98,6 +112,7 @@ def interest_pipeline():
             "test_start": test_start.isoformat(),
             "half_life_days": float(params["half_life_days"]),
             "decay_family": params["decay_family"],
+            "half_life_overrides": json.dumps(half_life_overrides(params.get("half_life_overrides") or {})),
             "churn_horizon_days": int(params["churn_horizon_days"]),
             "retrain": params["retrain"],
             "materialize_days": int(params["materialize_days"]),
@@ -128,6 +143,7 @@ def interest_pipeline():
                 "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
                 "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
                 "decay_family": "{{ ti.xcom_pull(task_ids='resolve_window')['decay_family'] }}",
+                "half_life_overrides": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_overrides'] }}",
                 "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
             },
             "install_deps": False,

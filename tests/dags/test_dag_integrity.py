@@ -51,7 +51,8 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
 
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
-    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "churn_horizon_days", "retrain"}
+    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "half_life_overrides", "decay_family",
+                                  "churn_horizon_days", "materialize_days", "retrain"}
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0
@@ -62,3 +63,19 @@ def test_drift_monitor_runs_when_the_pipeline_updates_the_features(dagbag):
     outlets = {asset.name for asset in pipeline.get_task("feast_materialize").outlets}
     assert outlets == {"interest_features"}
     assert {asset.name for asset in monitor.timetable.asset_condition.objects} == outlets
+
+
+def test_half_life_overrides_are_checked_before_anything_runs(dagbag):
+    import pytest
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from dags.interest_pipeline import half_life_overrides
+
+    assert half_life_overrides({"3:*": 2.5, "*:purchase": 30}) == {"3:*": 2.5, "*:purchase": 30}
+    for bad in ({"3": 2.5}, {"3:*": 0}, {"3:*": "soon"}, {"a:b:c": 1}, {"3:*": True}):
+        with pytest.raises(ValueError, match="category_id:event_type"):
+            half_life_overrides(bad)
+    param = dagbag.dags["interest_pipeline"].params.get_param("half_life_overrides")
+    assert param.resolve({"3:*": 2.5}) == {"3:*": 2.5}
+    with pytest.raises(ParamValidationError):
+        param.resolve({"3:*": -1})

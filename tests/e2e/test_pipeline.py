@@ -444,7 +444,9 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_rebuilds_the_day_iden
         assert time.monotonic() < deadline, "the DAG processor did not register interest_pipeline"
         time.sleep(3)
     assert api.patch(f"{url}/api/v2/dags/interest_pipeline", json={"is_paused": False}, timeout=30).ok
-    conf = {"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": env["EVENTS_DIR"], "half_life_days": 7, "retrain": "on_drift"}
+    # half_life_overrides equal to the default half-life: the same tables, but the Param must reach dbt
+    conf = {"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": env["EVENTS_DIR"], "half_life_days": 7, "retrain": "on_drift",
+            "half_life_overrides": {"*:*": 7}, "decay_family": "table"}
     created = api.post(f"{url}/api/v2/dags/interest_pipeline/dagRuns", json={"logical_date": None, "conf": conf},
                        timeout=30)
     assert created.status_code == 200, created.text
@@ -456,6 +458,9 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_rebuilds_the_day_iden
         state = api.get(f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}", timeout=30).json()["state"]
     assert state == "success", f"run {run_id} ended {state}; see {env['DECAY_STATE_DIR']}/logs/airflow.log"
     assert_same_tables(interest_tables(env["PGDATABASE"]), before)
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        assert conn.execute("select category_id, event_type, half_life_days, origin from analytics.int_decay_parameters "
+                            "where origin = 'override'").fetchall() == [("*", "*", 7.0, "override")]
     # retrain = on_drift: training ran exactly when the drift check (same day, same tables) found drift
     with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
         drifted = conn.execute("select dataset_drift from monitoring.drift_runs where as_of = %s "

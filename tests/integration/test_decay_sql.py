@@ -2,6 +2,7 @@
 on random events with all three families in the parameters table; equal to 1e-9 relative."""
 
 import datetime as dt
+import json
 import math
 import subprocess
 import sys
@@ -169,3 +170,27 @@ def test_an_unknown_decay_family_is_a_clear_error(tmp_path):
                           "--vars", "{decay_family: hyperbolic}"], cwd=PROJECT_ROOT / "dbt_project",
                          env=stack_env(tmp_path, "test_decay_family_unknown"), capture_output=True, text=True)
     assert run.returncode != 0 and "decay_family must be table, exponential, logistic or period" in run.stdout
+
+
+def test_half_life_overrides_replace_the_rows_of_their_keys(tmp_path):
+    """var half_life_overrides (the DAG's Param, JSON text as Airflow renders it): exponential at that half-life."""
+    name = "test_half_life_overrides"
+    conninfo = recreate_database(name)
+    env = stack_env(tmp_path, name)
+    dbt(env, "seed")
+    dbt(env, "run", "--select", "int_decay_parameters")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, "
+                     "half_life_days, logistic_k, logistic_l, period_days, period_weights) "
+                     "values ('3', '*', 'logistic', null, 0.5, 0.2, null, null)")
+    overrides = json.dumps({"3:*": 2.5, "it's:purchase": 30})  # JSON text, as the DAG passes it
+    dbt(env, "run", "--select", "int_decay_parameters", "--vars", json.dumps({"half_life_overrides": overrides}))
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("select category_id, event_type, family, half_life_days, origin "
+                            "from analytics.int_decay_parameters order by 1, 2").fetchall()
+    assert rows == [("*", "*", "exponential", 7.0, "default"), ("3", "*", "exponential", 2.5, "override"),
+                    ("it's", "purchase", "exponential", 30.0, "override")]
+    bad = subprocess.run([str(Path(sys.executable).parent / "dbt"), "run", "--select", "int_decay_parameters",
+                          "--vars", "{half_life_overrides: {'3': 2}}"], cwd=PROJECT_ROOT / "dbt_project",
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and 'each entry must be "category_id:event_type"' in bad.stdout

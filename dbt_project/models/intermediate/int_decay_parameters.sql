@@ -9,6 +9,16 @@
     {{ exceptions.raise_compiler_error("var decay_family must be table, exponential, logistic or period, got " ~ family_override) }}
 {%- endif %}
 
+{#- var half_life_overrides (the DAG's Param): {"category_id:event_type": days} ('*' = any), JSON text or a
+    mapping; each entry replaces the row of that key with exponential decay at that half-life. -#}
+{%- set raw_overrides = var('half_life_overrides') %}
+{%- set overrides = fromjson(raw_overrides) if raw_overrides is string and raw_overrides else (raw_overrides or {}) %}
+{%- for key, days in overrides.items() %}
+    {%- if key.split(':') | length != 2 or days is not number or days <= 0 %}
+        {{ exceptions.raise_compiler_error("var half_life_overrides: each entry must be \"category_id:event_type\": days > 0 ('*' = any), got " ~ key ~ ": " ~ days) }}
+    {%- endif %}
+{%- endfor %}
+
 with defaults as (
     select * from {{ ref('decay_parameter_defaults') }}
 ),
@@ -18,6 +28,14 @@ fitted as (
 ),
 
 combined as (
+    {%- for key, days in overrides.items() %}
+    {%- set category_id, event_type = key.split(':') %}
+    select '{{ category_id | replace("'", "''") }}'::text as category_id,
+        '{{ event_type | replace("'", "''") }}'::text as event_type, 'exponential'::text as family,
+        {{ days }}::float8 as half_life_days, null::float8 as logistic_k, null::float8 as logistic_l,
+        null::float8 as period_days, null::text as period_weights, 0 as priority, 'override' as origin
+    union all
+    {%- endfor %}
     select category_id, event_type, family, half_life_days, logistic_k, logistic_l, period_days, period_weights,
         1 as priority, 'fitted' as origin
     from fitted
