@@ -42,6 +42,8 @@ FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
+# Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
+WORKERS = int(os.environ["SERVE_WORKERS"]) if os.environ.get("SERVE_WORKERS", "").isdigit() else "cpu_count"
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
@@ -153,7 +155,7 @@ def _utc(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
 
 
-@bentoml.service(traffic={"timeout": 30})
+@bentoml.service(traffic={"timeout": 30}, workers=WORKERS)
 class InterestService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)

@@ -86,9 +86,10 @@ def served(stack):
     env, state = stack
     port = free_port()
     with (state / "serve.log").open("w") as log:
+        # One worker, so that every call sees the same deploy state (each worker follows the champion alone).
+        serve_env = {**env, "MODEL_RELOAD_SECONDS": "1", "PREDICTION_LOG_SECONDS": "1", "SERVE_WORKERS": "1"}
         process = subprocess.Popen([str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1",
-                                    "--port", str(port)], env={**env, "MODEL_RELOAD_SECONDS": "1", "PREDICTION_LOG_SECONDS": "1"}, stdout=log,
-                                   stderr=subprocess.STDOUT,
+                                    "--port", str(port)], env=serve_env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
