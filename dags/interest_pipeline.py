@@ -3,7 +3,8 @@
 
 Runs the whole chain for one day (`as_of`, midnight UTC):
 
-1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash).
+1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash);
+   with `dataset` = online-retail or taobao they are converted to the event schema first.
 2. **dbt**: staging (typed, deduplicated, rejects with reasons) and the decayed-interest marts for the
    training and test windows, each model followed by its dbt tests (astronomer-cosmos).
 3. **feast_materialize**: `feast apply`, then the marts' rows of the run's data interval (`materialize_days`
@@ -25,7 +26,7 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    (`serving/deployment.py`); with `SERVE_URL` set this task waits until it serves the champion and fails
    (the previous model still serving) when the server could not load it.
 
-Trigger with a config form (as_of, events_path, half_life_days, half_life_overrides, decay_family,
+Trigger with a config form (as_of, events_path, dataset, half_life_days, half_life_overrides, decay_family,
 churn_horizon_days, materialize_days, retrain). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
@@ -40,7 +41,7 @@ import sys
 from pathlib import Path
 
 from airflow.sdk import Asset, Param, dag, task
-from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
@@ -70,7 +71,11 @@ def half_life_overrides(overrides: dict) -> dict:
         "as_of": Param(None, type=["null", "string"], format="date",
                        description="Day to compute interest for (YYYY-MM-DD, midnight UTC). Empty: the run's date."),
         "events_path": Param("", type="string",
-                             description="Event file or folder (CSV/Parquet in the event schema). Empty: $EVENTS_DIR."),
+                             description="Event file or folder (CSV/Parquet in the event schema, or files of "
+                                         "`dataset`). Empty: $EVENTS_DIR."),
+        "dataset": Param("events", type="string", enum=["events", "online-retail", "taobao"],
+                         description="Format of events_path: events (the project's schema), online-retail (UCI "
+                                     "Online Retail parquet) or taobao (UserBehavior CSV), converted on ingest."),
         "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
                                 description="Half-life of the exponential interest decay, in days."),
         "half_life_overrides": Param({}, type="object", additionalProperties={"type": "number", "exclusiveMinimum": 0},
@@ -117,6 +122,7 @@ def interest_pipeline():
             "retrain": params["retrain"],
             "materialize_days": int(params["materialize_days"]),
             "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
+            "dataset": params.get("dataset") or "events",
         }
 
     @task
@@ -126,7 +132,13 @@ def interest_pipeline():
 
         if not window["events_path"]:
             raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
-        results = load([Path(window["events_path"])])
+        paths = [Path(window["events_path"])]
+        if window["dataset"] != "events":  # a real dataset in its own format: convert it first
+            from interest_decay import config as settings
+            from interest_decay.adapters import convert_dataset
+
+            paths = convert_dataset(paths, window["dataset"], settings.state_dir() / "converted" / window["dataset"])
+        results = load(paths)
         if not results:
             raise ValueError(f"{window['events_path']}: no .csv or .parquet event files found")
         return [vars(r) for r in results]
@@ -137,6 +149,9 @@ def interest_pipeline():
         profile_config=ProfileConfig(profile_name="interest_decay", target_name="local",
                                      profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
         execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).parent / "dbt")),
+        # A test with two parents (a relationship between a model and a seed) gets its own task after both,
+        # instead of riding on one parent's test task and running before the other parent exists.
+        render_config=RenderConfig(should_detach_multiple_parents_tests=True),
         operator_args={
             "vars": {
                 "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",

@@ -68,6 +68,27 @@ def taobao(path: Path) -> pd.DataFrame:
 ADAPTERS = {"online-retail": online_retail, "taobao": taobao}
 
 
+def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path]:
+    """Convert every file of ``paths`` (files or folders) from ``dataset``'s own format into event-schema
+    Parquet files in ``out_dir`` (``<name>.<dataset>.parquet``); the same input gives the same bytes, so
+    ingesting a conversion twice loads it once (ingest is idempotent by file hash)."""
+    from interest_decay.synthetic import write_events
+
+    if dataset not in ADAPTERS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(ADAPTERS))}")
+    suffix = {"online-retail": ".parquet", "taobao": ".csv"}[dataset]
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob(f"*{suffix}")))
+    if not files:
+        raise FileNotFoundError(f"no {suffix} files of {dataset} under {', '.join(map(str, paths))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    converted = []
+    for source in files:
+        target = out_dir / f"{source.stem}.{dataset}.parquet"
+        write_events(ADAPTERS[dataset](source), target)
+        converted.append(target)
+    return converted
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m interest_decay.adapters",
                                      description="Convert a real dataset into the project's event schema.")

@@ -51,8 +51,8 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
 
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
-    assert set(params.keys()) >= {"as_of", "events_path", "half_life_days", "half_life_overrides", "decay_family",
-                                  "churn_horizon_days", "materialize_days", "retrain"}
+    assert set(params.keys()) >= {"as_of", "events_path", "dataset", "half_life_days", "half_life_overrides",
+                                  "decay_family", "churn_horizon_days", "materialize_days", "retrain"}
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0
