@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from interest_decay import config as settings
+from interest_decay.monitoring import create_table
 
 SUMMARY_DDL = """
 create schema if not exists monitoring;
@@ -49,8 +50,7 @@ def record_summary(conn, summary: dict, as_of: dt.date, check_name: str, referen
                    reference_end: dt.date, report_path: Path) -> None:
     """Upsert the summary row of one drift check (idempotent per as_of and check)."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
-        cur.execute(SUMMARY_DDL)
+        create_table(cur, SUMMARY_DDL)
         cur.execute("delete from monitoring.drift_runs where as_of = %s and check_name = %s", (as_of, check_name))
         cur.execute(
             "insert into monitoring.drift_runs (as_of, check_name, reference_start, reference_end, reference_rows, "
@@ -166,8 +166,7 @@ def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "rec
     out_dir = out_dir or settings.reports_dir() / "monitor" / str(day)
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
         with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
-            conn.execute(DDL)
+            create_table(conn, DDL)
         reference = prediction_rows(conn, endpoint, reference_start, start)
         current = prediction_rows(conn, endpoint, start, start + dt.timedelta(days=1))
         if min(len(reference), len(current)) < min_rows:

@@ -16,6 +16,8 @@ import logging
 import threading
 from dataclasses import astuple, dataclass
 
+from interest_decay.monitoring import create_table
+
 log = logging.getLogger(__name__)
 
 DDL = """
@@ -78,8 +80,7 @@ class PredictionLog:
             with self._connect() as conn:
                 if not self._ddl_done:
                     with conn.transaction():
-                        conn.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
-                        conn.execute(DDL)
+                        create_table(conn, DDL)
                     self._ddl_done = True
                 with conn.cursor() as cur, cur.copy(
                         f"copy monitoring.served_predictions ({', '.join(COLUMNS)}) from stdin") as copy:

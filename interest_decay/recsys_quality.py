@@ -53,6 +53,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from interest_decay.monitoring import create_table
+
 # Rank of a relevant item that is not in the top k: far beyond k (not k + 1), so that the HTML report's
 # curves (drawn up to max(k, 10)) never show these items as found.
 NOT_RECOMMENDED_RANK = 1_000_000_000
@@ -223,8 +225,7 @@ QUALITY_COLUMNS = ("k", "users", "ndcg", "hit_rate", "recall", "mrr", "map", "pe
 def record_quality(conn, as_of, model: str, summary: dict, report_path: Path) -> None:
     """Upsert the summary row of one quality check in ``monitoring.quality_runs`` (one per as_of and model)."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(hashtext('interest_decay.monitoring_ddl'))")
-        cur.execute(QUALITY_DDL)
+        create_table(cur, QUALITY_DDL)
         cur.execute("delete from monitoring.quality_runs where as_of = %s and model = %s", (as_of, model))
         cur.execute(f"insert into monitoring.quality_runs (as_of, model, {', '.join(QUALITY_COLUMNS)}, report_path) "
                     f"values (%s, %s, {', '.join(['%s'] * len(QUALITY_COLUMNS))}, %s)",

@@ -222,9 +222,8 @@ class InterestService:
         except Exception:  # noqa: BLE001
             return False
 
-    def _lookup(self, service, user_ids: list[str], now: dt.datetime, pseudonymised: bool = False) -> dict:
-        entities = [{"user_id": u if pseudonymised else pseudonymise(u, self.pseudonym_key), "request_ts": now}
-                    for u in user_ids]
+    def _lookup(self, service, pseudonyms: list[str], now: dt.datetime) -> dict:
+        entities = [{"user_id": u, "request_ts": now} for u in pseudonyms]
         return self.store.get_online_features(features=service, entity_rows=entities).to_dict()
 
     # -- endpoints ----------------------------------------------------------------------------------
@@ -242,14 +241,15 @@ class InterestService:
         now = dt.datetime.now(dt.timezone.utc)
         deployed = self.follower.current  # one model for the whole request, even if a deploy swaps it now
         vocab = deployed.vocab
-        allowed = self._allowed_items(deployed, user_id, category_id, exclude_purchased)
-        row = {key: values[0] for key, values in self._lookup(self.features, [user_id], now).items()}
+        pseudonym = pseudonymise(user_id, self.pseudonym_key)
+        allowed = self._allowed_items(deployed, pseudonym, category_id, exclude_purchased)
+        row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], now).items()}
         if row["total_interest_now"] is None:
             items = [RecommendedItem(item_id=item, category_id=vocab.item_category.get(item), score=0.0,
                                      explanation="popular recently (no interest profile for this user)")
                      for item in vocab.popular_items
                      if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])]
-            self._log_recommendation(now, deployed.tag, user_id, True, items[:k])
+            self._log_recommendation(now, deployed.tag, pseudonym, True, items[:k])
             return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
                                   model=deployed.tag)
 
@@ -276,21 +276,21 @@ class InterestService:
                       + (f", half-life {half_life:g} days" if half_life else "") + seen)
             items.append(RecommendedItem(item_id=item, category_id=category, score=float(logits[index]),
                                          explanation=reason))
-        self._log_recommendation(now, deployed.tag, user_id, False, items)
+        self._log_recommendation(now, deployed.tag, pseudonym, False, items)
         return Recommendation(user_id=user_id, items=items, fallback=False,
                               interest_as_of=_utc(row.get("scores_as_of")), model=deployed.tag)
 
-    def _log_recommendation(self, now: dt.datetime, model: str, user_id: str, fallback: bool,
+    def _log_recommendation(self, now: dt.datetime, model: str, pseudonym: str, fallback: bool,
                             items: list[RecommendedItem]) -> None:
         """One row for prediction-drift checks (interest_decay.prediction_log); no database work here."""
         scores = [item.score for item in items]
         self.prediction_log.add(ServedPrediction(
-            now, "recommend", model, pseudonymise(user_id, self.pseudonym_key), fallback,
+            now, "recommend", model, pseudonym, fallback,
             scores[0] if scores and not fallback else None,
             sum(scores) / len(scores) if scores and not fallback else None,
             items[0].category_id if items else None, len(items)))
 
-    def _allowed_items(self, deployed: LoadedRecommender, user_id: str, category_id: str | None,
+    def _allowed_items(self, deployed: LoadedRecommender, pseudonym: str, category_id: str | None,
                        exclude_purchased: bool):
         """Boolean mask over the model's items, or None when every item may be shown."""
         if category_id is None and not exclude_purchased:
@@ -307,7 +307,7 @@ class InterestService:
                 bought = conn.execute(
                     f"select distinct item_id from {self.schema}.stg_behaviour__events "
                     "where user_id = %s and event_type = 'purchase'",
-                    (pseudonymise(user_id, self.pseudonym_key),)).fetchall()
+                    (pseudonym,)).fetchall()
             for (item,) in bought:
                 if item in vocab.item_index:
                     allowed[vocab.item_index[item]] = False
@@ -327,7 +327,8 @@ class InterestService:
     def interest(self, user_id: UserId) -> InterestProfile:
         """The user's interest per category, decayed to now, with the half-lives behind it."""
         now = dt.datetime.now(dt.timezone.utc)
-        row = {key: values[0] for key, values in self._lookup(self.profile_features, [user_id], now).items()}
+        pseudonym = pseudonymise(user_id, self.pseudonym_key)
+        row = {key: values[0] for key, values in self._lookup(self.profile_features, [pseudonym], now).items()}
         kinds: dict[str, dict[str, float | None]] = {}
         for category, kind, half_life in zip(row.get("kind_category_ids") or [], row.get("kind_event_types") or [],
                                              row.get("kind_half_lives") or []):
@@ -390,7 +391,7 @@ class InterestService:
         now = dt.datetime.now(dt.timezone.utc)
         pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
         keys = sorted(set(pseudonyms.values()))
-        response = self._lookup(self.churn_features, keys, now, pseudonymised=True)
+        response = self._lookup(self.churn_features, keys, now)
         names = self.churn_model.hparams["feature_names"]
         features = pd.DataFrame({n: response[f"{n}_now"] for n in names}, index=keys)
         features = features[features[names[0]].notna()]

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from interest_decay.realtime import materialize
 from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, background, build_feature_stack, free_port, log,
                                     machine_info, ratio, summarize, time_calls, today_midnight, write_result)
 
@@ -279,7 +280,7 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
         os.environ.update(redis_env)
         try:
             store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
-            store.materialize(start_date=day - dt.timedelta(days=1), end_date=day + dt.timedelta(seconds=1))
+            materialize(store, day)
             return {"online_store": f"redis 127.0.0.1:{port}", "sdk": sdk_runs(store, batches, request_ts, calls)}
         finally:
             for key, value in saved.items():
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
         log("materialize")
         start = time.perf_counter()
-        store.materialize(start_date=day - dt.timedelta(days=1), end_date=day + dt.timedelta(seconds=1))
+        materialize(store, day)
         result["materialize_seconds"] = time.perf_counter() - start
         with psycopg.connect(conninfo) as conn:
             users = [u for (u,) in conn.execute("select distinct user_id from analytics.user_interest_features "

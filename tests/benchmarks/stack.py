@@ -100,10 +100,11 @@ def build_feature_stack(work: Path, database: str, *, events: int, users: int, e
     path = write_events(generate(events, n_users=users, end=end, seed=seed), work / "events.csv")
     log("ingest")
     ingest([path], conninfo)
-    log("dbt seed + run +user_interest_features")
+    log("dbt seed + run of the marts behind the feature views")
     dbt(env, "seed")
     day = f"{end:%Y-%m-%d}"
-    dbt(env, "run", "--select", "+user_interest_features", "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}')
+    dbt(env, "run", "--select", "+user_interest_features", "+churn_features", "+item_popularity",
+        "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}')
     log("feast apply")
     run = subprocess.run([str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"], env=env,
                          capture_output=True, text=True)
@@ -169,18 +170,13 @@ class Background:
         except ProcessLookupError:
             pass
         _, alive = psutil.wait_procs(tree, timeout=20)
-        for proc in alive:
-            try:
-                proc.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=10)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        for signal_name in ("terminate", "kill"):
+            for proc in alive:
+                try:
+                    getattr(proc, signal_name)()
+                except psutil.Error:
+                    pass
+            _, alive = psutil.wait_procs(alive, timeout=10)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

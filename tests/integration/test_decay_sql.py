@@ -137,18 +137,24 @@ def test_user_item_mart_equals_reference(db):
     compare(mart(db, "user_item_interest", "item_id"), want)
 
 
-@pytest.mark.parametrize("family", ["exponential", "logistic", "period"])
-def test_decay_family_var_puts_every_kind_on_one_family_with_its_half_life(tmp_path, family):
-    """var decay_family (the DAG's Param): every kind gets ``family`` and still halves at its half-life."""
-    name = f"test_decay_family_{family}"
+def parameters_with_one_fitted_row(tmp_path, name: str, row: tuple) -> tuple[str, dict]:
+    """A fresh database with the parameters table built and one fitted ``row`` (the FITTED layout) in it."""
     conninfo = recreate_database(name)
     env = stack_env(tmp_path, name)
     dbt(env, "seed")
     dbt(env, "run", "--select", "int_decay_parameters")
     with psycopg.connect(conninfo) as conn:
-        conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, "
-                     "half_life_days, logistic_k, logistic_l, period_days, period_weights) "
-                     "values ('3', '*', 'exponential', 2.5, null, null, null, null)")
+        conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days, "
+                     "logistic_k, logistic_l, period_days, period_weights) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                     row)
+    return conninfo, env
+
+
+@pytest.mark.parametrize("family", ["exponential", "logistic", "period"])
+def test_decay_family_var_puts_every_kind_on_one_family_with_its_half_life(tmp_path, family):
+    """var decay_family (the DAG's Param): every kind gets ``family`` and still halves at its half-life."""
+    conninfo, env = parameters_with_one_fitted_row(tmp_path, f"test_decay_family_{family}",
+                                                   ("3", "*", "exponential", 2.5, None, None, None, None))
     dbt(env, "run", "--select", "int_decay_parameters", "--vars", f"{{decay_family: {family}, half_life_days: 4}}")
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute("select category_id, event_type, family, half_life_days, logistic_k, logistic_l, "
@@ -174,15 +180,8 @@ def test_an_unknown_decay_family_is_a_clear_error(tmp_path):
 
 def test_half_life_overrides_replace_the_rows_of_their_keys(tmp_path):
     """var half_life_overrides (the DAG's Param, JSON text as Airflow renders it): exponential at that half-life."""
-    name = "test_half_life_overrides"
-    conninfo = recreate_database(name)
-    env = stack_env(tmp_path, name)
-    dbt(env, "seed")
-    dbt(env, "run", "--select", "int_decay_parameters")
-    with psycopg.connect(conninfo) as conn:
-        conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, "
-                     "half_life_days, logistic_k, logistic_l, period_days, period_weights) "
-                     "values ('3', '*', 'logistic', null, 0.5, 0.2, null, null)")
+    conninfo, env = parameters_with_one_fitted_row(tmp_path, "test_half_life_overrides",
+                                                   ("3", "*", "logistic", None, 0.5, 0.2, None, None))
     overrides = json.dumps({"3:*": 2.5, "it's:purchase": 30})  # JSON text, as the DAG passes it
     dbt(env, "run", "--select", "int_decay_parameters", "--vars", json.dumps({"half_life_overrides": overrides}))
     with psycopg.connect(conninfo) as conn:
