@@ -20,6 +20,9 @@ export PGDATABASE="${PGDATABASE:-interest}"
 # even when the checkout sits under a private home; one cluster per checkout.
 _checkout_id=$(printf '%s' "$PROJECT_ROOT" | cksum | cut -d' ' -f1)
 export PGDATA="${PGDATA:-/var/tmp/interest-decay-$_checkout_id/pgdata}"
+# Memory of one sort or hash in a query of the private cluster: the marts group millions of keys, which
+# PostgreSQL's default (4MB) spills to disk (see README "Data layer"). Takes effect when the cluster starts.
+export PG_WORK_MEM="${PG_WORK_MEM:-256MB}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
 # Key of the user-id pseudonyms (interest_decay/pseudonym.py): a random one per checkout, kept in the

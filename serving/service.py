@@ -350,22 +350,25 @@ class InterestService:
     ) -> Audience:
         """Users whose interest in a category, decayed to now, is at least ``min_interest`` (ad targeting).
 
-        Read from the latest batch snapshot (dbt ``interest_snapshots``) and decayed to now per kind
-        (exponential kinds exactly; logistic and period kinds at their snapshot value)."""
+        Read from the batch marts (dbt ``interest_snapshots``, see its docs) and decayed to now per kind:
+        exponential kinds exactly from each stored day; logistic and period kinds at their value of the
+        latest stored day."""
         now = dt.datetime.now(dt.timezone.utc)
         sql = f"""
             with latest as (select max(as_of) as as_of from {self.schema}.interest_snapshots),
             scored as (
-                select s.user_id, s.as_of, sum(case when k.family = 'exponential'
-                    then s.interest * power(0.5::float8, least(
-                        extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days, 1000))
-                    else s.interest end) as interest
+                select s.user_id, max(latest.as_of) as as_of, sum(case
+                    when k.family <> 'exponential' then s.interest
+                    when s.interest <= 0 or ln(s.interest) - 0.6931471805599453::float8
+                        * extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days < -690 then 0::float8
+                    else s.interest * power(0.5::float8,
+                        extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days) end) as interest
                 from {self.schema}.interest_snapshots as s
-                inner join latest on s.as_of = latest.as_of
+                cross join latest
                 inner join {self.schema}.int_event_kind_parameters as k
                     on k.category_id = s.category_id and k.event_type = s.event_type
-                where s.category_id = %(category)s
-                group by s.user_id, s.as_of
+                where s.category_id = %(category)s and (k.family = 'exponential' or s.as_of = latest.as_of)
+                group by s.user_id
             )
             select user_id, interest, as_of from scored
             where interest >= %(min_interest)s

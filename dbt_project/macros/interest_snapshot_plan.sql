@@ -1,40 +1,121 @@
-{#- The days interest_snapshots computes this run, and the snapshot it can start from.
+{#- The days an incremental, per-day model recomputes this run: the run's window (vars as_of_start .. as_of)
+    moved to start at the latest stored day when that lies inside it (re-running the latest day brings in
+    later loads), and stretched to end at the latest stored day when that lies beyond it (re-running an
+    older day recomputes the days after it, which built on it). Returns {first_day, last_day, latest_day}. -#}
+{% macro incremental_days(relation) %}
+    {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none} -%}
+    {%- if not execute -%}
+        {{ return(days) }}
+    {%- endif -%}
+    {%- set window = run_query("select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text").rows[0] -%}
+    {%- do days.update({'first_day': window[0], 'last_day': window[1]}) -%}
+    {%- if is_incremental() -%}
+        {%- set latest = run_query("select (max(as_of) at time zone 'UTC')::date::text from " ~ relation).rows[0][0] -%}
+        {%- do days.update({'latest_day': latest}) -%}
+        {%- if latest and days.first_day < latest <= days.last_day -%}
+            {%- do days.update({'first_day': latest}) -%}
+        {%- elif latest and latest > days.last_day -%}
+            {%- do days.update({'last_day': latest}) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(days) }}
+{% endmacro %}
 
-    window: the run's as_of days (vars as_of_start .. as_of; defaults from the data).
-    Full mode (first run, --full-refresh, or parameters changed since the base snapshot): every
-    window day is computed from all events.
-    Incremental mode: days from the latest stored day (or the window start, if later) to the window end
-    are computed from the latest stored snapshot before them (the base) plus the events that snapshot
-    did not count: those loaded after it (load_id > its watermark, late events included) or dated at
-    or after its day. Exponential kinds decay the base exactly (S(t2) = S(t1) * 0.5^((t2 - t1) / h));
-    other families have no exact incremental form and are recomputed from their events. -#}
+{#- What interest_snapshots computes this run.
+
+    interest_snapshots holds, per as_of day, only what that day's run added (see its .yml): for an
+    exponential kind the events the run counted, decayed to the day; the interest at a day T is the sum of
+    all rows up to T, each decayed from its day to T (S(T) = sum S_d * 0.5^((T - d) / h), exact), which
+    macro interest_read computes. A run therefore reads only the events no earlier run counted and writes
+    rows only for the (user, category, event type) keys they touch: O(new events), not O(state).
+    Logistic and period kinds have no exact incremental form: their keys are recomputed from all their
+    events for every day of the window (read at that day only).
+
+    Days: incremental_days(this). Base: the latest stored day before them; its events are the ones
+    loaded up to its watermark (load_id) and dated before it, so the uncounted events are those loaded
+    after it (late events included) or dated at or after it. Each uncounted exponential event goes to the
+    first window day after it.
+    Full mode (first run, --full-refresh, no stored day before the window): all events are uncounted.
+    Reset (parameters changed since the latest stored day, fingerprint differs): the pre-hook
+    interest_snapshots_reset deletes every stored day, the window is computed in full mode. -#}
 {% macro interest_snapshot_plan() %}
     {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none,
-                    'recomputed_kinds': 0} -%}
+                    'recomputed_kinds': 0, 'reset': false} -%}
     {%- if not execute -%}
         {{ return(plan) }}
     {%- endif -%}
-    {%- set window = run_query(
-        "select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text, "
-        ~ "(select md5(coalesce(string_agg(p::text, ',' order by p::text), '')) from " ~ ref('int_decay_parameters') ~ " p) || "
-        ~ "(select md5(coalesce(string_agg(w::text, ',' order by w::text), '')) from " ~ ref('event_type_weights') ~ " w)"
+    {%- set days = incremental_days(this) -%}
+    {%- set facts = run_query(
+        "select " ~ parameters_fingerprint() ~ ", "
+        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential')"
     ).rows[0] -%}
-    {%- do plan.update({'first_day': window[0], 'last_day': window[1], 'fingerprint': window[2]}) -%}
-    {%- if is_incremental() -%}
-        {%- do plan.update({'recomputed_kinds': run_query(
-            "select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential'").rows[0][0]}) -%}
-        {%- set latest = run_query("select max(as_of at time zone 'UTC')::date::text from " ~ this).rows[0][0] -%}
-        {%- if latest and plan.first_day < latest <= plan.last_day -%}
-            {%- do plan.update({'first_day': latest}) -%}
-        {%- endif -%}
-        {%- set base = run_query(
-            "select (as_of at time zone 'UTC')::date::text, max(watermark_load_id), max(parameters_fingerprint) from " ~ this
-            ~ " where as_of < (date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')"
-            ~ " group by as_of order by as_of desc limit 1"
-        ).rows -%}
-        {%- if base and base[0][2] == plan.fingerprint -%}
-            {%- do plan.update({'base_day': base[0][0], 'base_watermark': base[0][1]}) -%}
+    {%- do plan.update({'first_day': days.first_day, 'last_day': days.last_day, 'fingerprint': facts[0],
+                        'recomputed_kinds': facts[1]}) -%}
+    {%- if days.latest_day -%}
+        {#- Every row of a day carries the day's watermark and fingerprint: one row (LIMIT 1 on the as_of
+            index) tells them. -#}
+        {%- set stored = run_query(
+            "select parameters_fingerprint from " ~ this
+            ~ " where as_of = (date '" ~ days.latest_day ~ "'::timestamp at time zone 'UTC') limit 1").rows[0][0] -%}
+        {%- if stored != plan.fingerprint -%}
+            {%- set window = run_query("select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text").rows[0] -%}
+            {%- do plan.update({'reset': true, 'first_day': window[0], 'last_day': window[1]}) -%}
+        {%- else -%}
+            {%- set base = run_query(
+                "select (as_of at time zone 'UTC')::date::text, watermark_load_id from " ~ this
+                ~ " where as_of = (select max(as_of) from " ~ this
+                ~ " where as_of < (date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')) limit 1").rows -%}
+            {%- if base -%}
+                {%- do plan.update({'base_day': base[0][0], 'base_watermark': base[0][1]}) -%}
+            {%- endif -%}
         {%- endif -%}
     {%- endif -%}
     {{ return(plan) }}
 {% endmacro %}
+
+{#- The parameters interest_snapshots was computed with, as one md5 (an SQL expression). -#}
+{% macro parameters_fingerprint() -%}
+    md5((select md5(coalesce(string_agg(p::text, ',' order by p::text), '')) from {{ ref('int_decay_parameters') }} p)
+        || (select md5(coalesce(string_agg(w::text, ',' order by w::text), '')) from {{ ref('event_type_weights') }} w))
+{%- endmacro %}
+
+{#- Pre-hook of interest_snapshots: changed parameters invalidate every stored day (their rows were decayed
+    with the old ones), so they go before the window is recomputed in full (the plan's reset). -#}
+{% macro interest_snapshots_reset() %}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where (select parameters_fingerprint from {{ this }} order by as_of desc limit 1) <> {{ parameters_fingerprint() }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{% endmacro %}
+
+{#- Interest per (as_of, user_id, category_id, event_type) at each day of `days` (a query with one column
+    as_of), read from interest_snapshots: an exponential row of day d counts at T >= d as
+    interest * 0.5^((T - d) / h); a logistic or period row only at its own day. event_count and
+    last_event_ts cover the same rows. `where` filters the snapshot rows (alias s). -#}
+{% macro interest_read(days, where='true') -%}
+    select
+        days.as_of,
+        s.user_id,
+        s.category_id,
+        s.event_type,
+        sum(case
+            when kinds.family <> 'exponential' then s.interest
+            {#- below 1e-300 counts as 0 (a float8 product that small would underflow, an error) #}
+            when s.interest <= 0 or ln(s.interest) - 0.6931471805599453::float8
+                * extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds.half_life_days < -690 then 0::float8
+            else s.interest * power(
+                0.5::float8, extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds.half_life_days)
+        end) as interest,
+        sum(s.event_count)::bigint as event_count,
+        max(s.last_event_ts) as last_event_ts
+    from ({{ days }}) as days
+    inner join {{ ref('interest_snapshots') }} as s on s.as_of <= days.as_of
+    inner join {{ ref('int_event_kind_parameters') }} as kinds
+        on kinds.category_id = s.category_id
+        and kinds.event_type = s.event_type
+    where (kinds.family = 'exponential' or s.as_of = days.as_of)
+        and {{ where }}
+    group by days.as_of, s.user_id, s.category_id, s.event_type
+{%- endmacro %}

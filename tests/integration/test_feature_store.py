@@ -39,7 +39,7 @@ def day(offset: int) -> str:
 
 
 def run_day(env, offset: int):
-    dbt(env, "run", "--select", "+user_interest_features", "+churn_features", "+item_popularity", "--vars",
+    dbt(env, "run", "--select", "+user_interest_features", "user_category_interest", "+churn_features", "+item_popularity", "--vars",
         f'{{as_of: "{day(offset)}", as_of_start: "{day(offset)}"}}')
 
 

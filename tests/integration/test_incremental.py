@@ -1,6 +1,7 @@
 """Incremental maintenance of the interest snapshots is exact: eight daily runs, each loading that
-day's file (with late events of earlier days and re-sent duplicates), end in the same table as one
-full refresh over all files, to 1e-9 relative; re-running the last day changes nothing."""
+day's file (with late events of earlier days and re-sent duplicates), give the same interest as one
+full refresh over all files, to 1e-9 relative, while each daily run writes rows only for the keys its
+new events touch; re-running the last day changes nothing."""
 
 import datetime as dt
 import subprocess
@@ -22,8 +23,21 @@ DAYS = 8
 FITTED = [("2", "*", "logistic", None, 0.5, 0.3, None, None),
           ("3", "purchase", "exponential", 0.5, None, None, None, None),
           ("4", "*", "period", None, None, None, 1.0, "1;0.7;0.2")]
-SNAPSHOT_SQL = ("select as_of, user_id, category_id, event_type, interest, event_count, last_event_ts "
-                "from analytics.interest_snapshots where as_of = %s order by 2, 3, 4")
+# The interest of every (user, category, event type) at a day, written out here as the model's .yml states
+# it: exponential rows decayed from their day, logistic and period rows of that day only.
+SNAPSHOT_SQL = """
+select %(t)s::timestamptz as as_of, s.user_id, s.category_id, s.event_type,
+       sum(case when k.family <> 'exponential' then s.interest
+                else s.interest * power(0.5::float8, extract(epoch from %(t)s - s.as_of)::float8 / 86400 / k.half_life_days)
+           end) as interest,
+       sum(s.event_count)::bigint as event_count, max(s.last_event_ts) as last_event_ts
+from analytics.interest_snapshots s
+join analytics.int_event_kind_parameters k using (category_id, event_type)
+where s.as_of <= %(t)s and (k.family = 'exponential' or s.as_of = %(t)s)
+group by s.user_id, s.category_id, s.event_type
+order by 2, 3, 4"""
+CATEGORY_SQL = ("select as_of, user_id, category_id, event_count, last_event_ts, interest "
+                "from analytics.user_category_interest where as_of = %s order by 2, 3")
 
 
 def day(i: int) -> str:
@@ -66,7 +80,7 @@ def prepare(name, tmp_path):
 
 def snapshot(conninfo, as_of):
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(SNAPSHOT_SQL, (dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc),)).fetchall()
+        rows = conn.execute(SNAPSHOT_SQL, {"t": dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc)}).fetchall()
     return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_type", "interest", "event_count",
                                        "last_event_ts"])
 
@@ -89,32 +103,61 @@ def runs(tmp_path_factory):
     return incremental, inc_env, full, last_daily_sql
 
 
+def category_interest(conninfo, as_of):
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(CATEGORY_SQL, (dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc),)).fetchall()
+    return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"])
+
+
 def assert_same(got: pd.DataFrame, want: pd.DataFrame):
-    keys = ["as_of", "user_id", "category_id", "event_type", "event_count", "last_event_ts"]
+    keys = [c for c in got.columns if c != "interest"]
     assert len(got) == len(want) > 100
     assert got[keys].equals(want[keys])
     np.testing.assert_allclose(got.interest, want.interest, rtol=1e-9, atol=1e-280)
 
 
-def test_daily_runs_kept_one_snapshot_per_day_with_growing_watermarks(runs):
+def test_daily_runs_read_only_uncounted_events_and_write_only_touched_keys(runs):
     incremental, _, _, last_daily_sql = runs
-    # The last daily run started from the previous day's snapshot and read only uncounted events.
-    assert f"where base.as_of = (date '{day(DAYS - 1)}'" in last_daily_sql
+    # The last daily run started from the previous day's run and read only the events it did not count.
     assert "where load_id > 7" in last_daily_sql
+    assert f"event_ts >= (date '{day(DAYS - 1)}'" in last_daily_sql
     with psycopg.connect(incremental) as conn:
-        marks = conn.execute("select as_of::date, max(watermark_load_id) from analytics.interest_snapshots "
+        marks = conn.execute("select as_of::date, max(watermark_load_id), count(*) from analytics.interest_snapshots "
                              "group by 1 order by 1").fetchall()
-    assert [str(d) for d, _ in marks] == [day(i + 1) for i in range(DAYS)]
-    assert [w for _, w in marks] == list(range(1, DAYS + 1))
+        exponential_keys = conn.execute(
+            "select count(distinct (s.user_id, s.category_id, s.event_type)) from analytics.interest_snapshots s "
+            "join analytics.int_event_kind_parameters k using (category_id, event_type) "
+            "where k.family = 'exponential'").fetchone()[0]
+        last_day_exponential_rows = conn.execute(
+            "select count(*) from analytics.interest_snapshots s "
+            "join analytics.int_event_kind_parameters k using (category_id, event_type) "
+            "where k.family = 'exponential' and s.as_of = %s", (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.timezone.utc),)
+        ).fetchone()[0]
+        touched_keys = conn.execute(
+            "select count(distinct (e.user_id, e.category_id, e.event_type)) from analytics.stg_behaviour__events e "
+            "join analytics.int_event_kind_parameters k using (category_id, event_type) "
+            "where k.family = 'exponential' and (e.load_id > 7 or e.event_ts >= %s) and e.event_ts < %s",
+            tuple(dt.datetime.fromisoformat(day(i)).replace(tzinfo=dt.timezone.utc) for i in (DAYS - 1, DAYS))
+        ).fetchone()[0]
+    assert [str(d) for d, _, _ in marks] == [day(i + 1) for i in range(DAYS)]
+    assert [w for _, w, _ in marks] == list(range(1, DAYS + 1))
+    # The run wrote a row for each key its uncounted events touch, and none for the others.
+    assert last_day_exponential_rows == touched_keys < exponential_keys
 
 
 def test_incremental_equals_full_refresh(runs):
     incremental, _, full, _ = runs
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
+    assert_same(category_interest(incremental, day(DAYS)), category_interest(full, day(DAYS)))
 
 
 def test_rerunning_the_last_day_changes_nothing(runs):
     incremental, env, _, _ = runs
+    stored = "select * from analytics.interest_snapshots order by as_of, user_id, category_id, event_type"
+    with psycopg.connect(incremental) as conn:
+        rows_before = conn.execute(stored).fetchall()
     before = snapshot(incremental, day(DAYS))
     dbt(env, "run", "--select", "+user_category_interest", "--vars", f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}')
     assert_same(snapshot(incremental, day(DAYS)), before)
+    with psycopg.connect(incremental) as conn:
+        assert conn.execute(stored).fetchall() == rows_before

@@ -1,4 +1,4 @@
-{{ config(materialized='table') }}
+{{ config(materialized='table', post_hook='analyze {{ this }}') }}
 
 with events as (
     select * from {{ ref('stg_behaviour__events') }}

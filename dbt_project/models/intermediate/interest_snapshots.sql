@@ -1,9 +1,16 @@
 -- depends_on: {{ ref('int_event_kind_parameters') }}
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert', indexes=[{'columns': ['as_of']}]) }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert',
+          indexes=[{'columns': ['as_of']}],
+          pre_hook=["{{ interest_snapshots_reset() }}",
+                    "{{ 'set local jit = off' if is_incremental() else 'select 1' }}"]) }}
 
+{#- What each day's run added (see interest_snapshot_plan and the .yml); macro interest_read gives the
+    interest at a day. A daily run is small: JIT compilation (~60 ms) would cost more than it saves. -#}
 {%- set plan = interest_snapshot_plan() %}
+{%- set first_ts = "(date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')" %}
+{%- set end_ts = "(date '" ~ plan.last_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
 
 {#- The staged events are read by ref in each branch (not through one shared CTE, which PostgreSQL would
@@ -12,123 +19,117 @@ with kinds as (
     select * from {{ ref('int_event_kind_parameters') }}
 ),
 
-target_days as (
-    {#- One day (the daily case) as a constant: PostgreSQL would re-run generate_series for every event. #}
-    {%- if plan.first_day == plan.last_day %}
-    select (date '{{ plan.first_day }}'::timestamp at time zone 'UTC') as as_of
-    {%- else %}
-    select (day::date::timestamp at time zone 'UTC') as as_of
-    from generate_series(date '{{ plan.first_day }}', date '{{ plan.last_day }}', interval '1 day') as day
-    {%- endif %}
-),
-
-{% if plan.base_day %}
-carried as (
-    select
-        target_days.as_of,
-        base.user_id,
-        base.category_id,
-        base.event_type,
-        case
-            when base.interest < 1e-290
-                or extract(epoch from target_days.as_of - {{ base_ts }})::float8 / 86400.0 / kinds.half_life_days > 1000
-                then 0::float8
-            else base.interest * power(
-                0.5::float8, extract(epoch from target_days.as_of - {{ base_ts }})::float8 / 86400.0 / kinds.half_life_days)
-        end as interest,
-        base.event_count,
-        base.last_event_ts
-    from {{ this }} as base
-    inner join kinds
-        on kinds.category_id = base.category_id
-        and kinds.event_type = base.event_type
-        and kinds.family = 'exponential'
-    cross join target_days
-    where base.as_of = {{ base_ts }}
-),
-{% else %}
-carried as (
-    select
-        null::timestamptz as as_of, null::text as user_id, null::text as category_id, null::text as event_type,
-        null::float8 as interest, null::bigint as event_count, null::timestamptz as last_event_ts
-    where false
-),
-{% endif %}
-
-new_events as (
+uncounted_events as (
     {%- if plan.base_day %}
     select * from {{ ref('stg_behaviour__events') }} where load_id > {{ plan.base_watermark }}
     union all
+    {#- "+ 0": the event_ts index alone finds these; ANDed with the load_id index (which matches nearly every
+        row) the scan would read the whole load_id index. #}
     select * from {{ ref('stg_behaviour__events') }}
-    where load_id <= {{ plan.base_watermark }} and event_ts >= {{ base_ts }}
+    where load_id + 0 <= {{ plan.base_watermark }} and event_ts >= {{ base_ts }}
     {%- else %}
     select * from {{ ref('stg_behaviour__events') }}
     {%- endif %}
 ),
 
-uncounted_events as (
-    select new_events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
-        kinds.period_days, kinds.period_weights
-    from new_events
-    inner join kinds
-        on kinds.category_id = new_events.category_id
-        and kinds.event_type = new_events.event_type
-    {%- if plan.base_day %}
-    where kinds.family = 'exponential'
-    {%- if plan.recomputed_kinds %}
-    union all
-    select all_events.*, kinds.weight, kinds.family, kinds.half_life_days, kinds.logistic_k, kinds.logistic_l,
-        kinds.period_days, kinds.period_weights
-    from {{ ref('stg_behaviour__events') }} as all_events
-    inner join kinds
-        on kinds.category_id = all_events.category_id
-        and kinds.event_type = all_events.event_type
-    where kinds.family <> 'exponential'
-    {%- endif %}
-    {%- endif %}
-),
-
-aged as (
+{#- Each uncounted event of an exponential kind counts on the first window day after it (a one-day
+    window: that day), decayed to it. #}
+exponential_events as (
     select
-        target_days.as_of,
-        uncounted_events.*,
-        extract(epoch from target_days.as_of - uncounted_events.event_ts)::float8 / 86400.0 as age_days
-    from target_days
-    inner join uncounted_events on uncounted_events.event_ts < target_days.as_of
+        {%- if plan.first_day == plan.last_day %}
+        {{ first_ts }} as as_of,
+        {%- else %}
+        greatest({{ first_ts }}, date_trunc('day', uncounted_events.event_ts, 'UTC') + interval '1 day') as as_of,
+        {%- endif %}
+        uncounted_events.user_id,
+        uncounted_events.category_id,
+        uncounted_events.event_type,
+        uncounted_events.event_ts,
+        kinds.weight,
+        kinds.half_life_days
+    from uncounted_events
+    inner join kinds
+        on kinds.category_id = uncounted_events.category_id
+        and kinds.event_type = uncounted_events.event_type
+        {%- if plan.recomputed_kinds %}
+        and kinds.family = 'exponential'
+        {%- endif %}
+    where uncounted_events.event_ts < {{ end_ts }}
 ),
 
-fresh as (
+exponential_rows as (
     select
         as_of,
         user_id,
         category_id,
         event_type,
-        weight * {{ decay_expression('family', 'age_days', 'half_life_days', 'logistic_k', 'logistic_l',
-                                     'period_days', 'period_weights') }} as interest,
-        1::bigint as event_count,
-        event_ts as last_event_ts
-    from aged
+        sum(weight * case
+            when extract(epoch from as_of - event_ts)::float8 / 86400.0 / half_life_days > 1000 then 0::float8
+            else power(0.5::float8, extract(epoch from as_of - event_ts)::float8 / 86400.0 / half_life_days)
+        end) as interest,
+        count(*)::bigint as event_count,
+        max(event_ts) as last_event_ts
+    from exponential_events
+    group by as_of, user_id, category_id, event_type
 ),
 
-combined as (
-    select * from carried
-    union all
-    select * from fresh
+target_days as (
+    select (day::date::timestamp at time zone 'UTC') as as_of
+    from generate_series(date '{{ plan.first_day }}', date '{{ plan.last_day }}', interval '1 day') as day
 ),
+
+{#- One row per window day without a key: it records the day's run (watermark, parameters) even when no
+    event touched the day, so readers know the day (the joins on kinds leave it out of every sum). #}
+day_markers as (
+    select
+        as_of,
+        null::text as user_id,
+        null::text as category_id,
+        null::text as event_type,
+        0::float8 as interest,
+        0::bigint as event_count,
+        null::timestamptz as last_event_ts
+    from target_days
+),
+{%- if plan.recomputed_kinds %}
+
+{#- Logistic and period kinds: every window day from all their events. #}
+recomputed_rows as (
+    select
+        target_days.as_of,
+        events.user_id,
+        events.category_id,
+        events.event_type,
+        sum(kinds.weight * {{ decay_expression(
+            'kinds.family', 'extract(epoch from target_days.as_of - events.event_ts)::float8 / 86400.0',
+            'kinds.half_life_days', 'kinds.logistic_k', 'kinds.logistic_l', 'kinds.period_days',
+            'kinds.period_weights') }}) as interest,
+        count(*)::bigint as event_count,
+        max(events.event_ts) as last_event_ts
+    from target_days
+    inner join {{ ref('stg_behaviour__events') }} as events on events.event_ts < target_days.as_of
+    inner join kinds
+        on kinds.category_id = events.category_id
+        and kinds.event_type = events.event_type
+        and kinds.family <> 'exponential'
+    group by target_days.as_of, events.user_id, events.category_id, events.event_type
+),
+{%- endif %}
 
 final as (
     select
-        as_of,
-        user_id,
-        category_id,
-        event_type,
-        sum(interest) as interest,
-        sum(event_count)::bigint as event_count,
-        max(last_event_ts) as last_event_ts,
+        rows.*,
         (select coalesce(max(load_id), 0) from {{ ref('stg_behaviour__events') }}) as watermark_load_id,
         '{{ plan.fingerprint }}'::text as parameters_fingerprint
-    from combined
-    group by as_of, user_id, category_id, event_type
+    from (
+        select * from exponential_rows
+        union all
+        select * from day_markers
+        {%- if plan.recomputed_kinds %}
+        union all
+        select * from recomputed_rows
+        {%- endif %}
+    ) as rows
 )
 
 select * from final

@@ -1,9 +1,18 @@
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+{{ config(materialized='view') }}
 
-with snapshots as (
-    select * from {{ ref('interest_snapshots') }}
-    where as_of between {{ as_of_start_ts() }}
-        and {{ as_of_ts() }}
+{#- A view: interest at every day from the first to the last stored day of interest_snapshots, read at
+    query time (a filter on as_of reaches the day list, so one day costs one pass over the rows up to it). #}
+with stored as (
+    select min(as_of) as first_as_of, max(as_of) as last_as_of from {{ ref('interest_snapshots') }}
+),
+
+days as (
+    select day as as_of
+    from stored, generate_series(stored.first_as_of, stored.last_as_of, interval '1 day') as day
+),
+
+kind_interest as (
+    {{ interest_read('select as_of from days') }}
 ),
 
 final as (
@@ -14,7 +23,7 @@ final as (
         sum(interest) as interest,
         sum(event_count)::bigint as event_count,
         max(last_event_ts) as last_event_ts
-    from snapshots
+    from kind_interest
     group by as_of, user_id, category_id
 )
 

@@ -1,16 +1,35 @@
-{#- One feature row per (user, as_of) for Feast. Besides the top categories, the row carries the interest
-    per (category, event type) "kind" with the kind's exponential half-life: that is what lets the online
+-- depends_on: {{ ref('stg_behaviour__events') }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+
+{#- One feature row per (user, as_of) for Feast, for the days incremental_days gives (the run's window,
+    from the latest stored day on). Besides the top categories, the row carries the interest per
+    (category, event type) "kind" with the kind's exponential half-life: that is what lets the online
     store decay a stored score exactly to the request time (feature_repo: user_interest_now). #}
-with interest as (
-    select * from {{ ref('user_category_interest') }}
+{%- set days = incremental_days(this) %}
+
+with target_days as (
+    select (day::date::timestamp at time zone 'UTC') as as_of
+    from generate_series(date '{{ days.first_day }}', date '{{ days.last_day }}', interval '1 day') as day
 ),
 
-snapshots as (
-    select * from {{ ref('interest_snapshots') }}
+kind_interest as (
+    {{ interest_read('select as_of from target_days') }}
 ),
 
 kinds as (
     select * from {{ ref('int_event_kind_parameters') }}
+),
+
+interest as (
+    select
+        as_of,
+        user_id,
+        category_id,
+        sum(interest) as interest,
+        sum(event_count)::bigint as event_count,
+        max(last_event_ts) as last_event_ts
+    from kind_interest
+    group by as_of, user_id, category_id
 ),
 
 ranked as (
@@ -40,23 +59,23 @@ categories as (
     its score is held until the next materialization (no exact read-time form exists for it). #}
 kind_rows as (
     select
-        snapshots.user_id,
-        snapshots.as_of,
-        snapshots.category_id,
-        snapshots.event_type,
-        snapshots.interest,
+        kind_interest.user_id,
+        kind_interest.as_of,
+        kind_interest.category_id,
+        kind_interest.event_type,
+        kind_interest.interest,
         case when kinds.family = 'exponential' then kinds.half_life_days else 'NaN'::float8 end as half_life_days,
         ranked.category_rank
-    from snapshots
+    from kind_interest
     inner join ranked
-        on ranked.user_id = snapshots.user_id
-        and ranked.as_of = snapshots.as_of
-        and ranked.category_id = snapshots.category_id
+        on ranked.user_id = kind_interest.user_id
+        and ranked.as_of = kind_interest.as_of
+        and ranked.category_id = kind_interest.category_id
         and ranked.category_rank <= {{ var('max_categories_per_user') }}
     inner join kinds
-        on kinds.category_id = snapshots.category_id
-        and kinds.event_type = snapshots.event_type
-    where snapshots.interest > 0
+        on kinds.category_id = kind_interest.category_id
+        and kinds.event_type = kind_interest.event_type
+    where kind_interest.interest > 0
 ),
 
 kind_arrays as (

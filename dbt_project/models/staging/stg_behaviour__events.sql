@@ -1,4 +1,4 @@
-{{ config(materialized='table', indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}, {'columns': ['load_id']}]) }}
+{{ config(materialized='table', indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}, {'columns': ['load_id']}], post_hook='analyze {{ this }}') }}
 
 with checked as (
     select * from {{ ref('stg_behaviour__events_checked') }}
