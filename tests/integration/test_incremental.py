@@ -161,3 +161,35 @@ def test_rerunning_the_last_day_changes_nothing(runs):
     assert_same(snapshot(incremental, day(DAYS)), before)
     with psycopg.connect(incremental) as conn:
         assert conn.execute(stored).fetchall() == rows_before
+
+
+def test_rerunning_an_older_day_recomputes_the_days_after_it(runs):
+    incremental, env, full, _ = runs
+    dbt(env, "run", "--select", "+user_category_interest", "--vars", f'{{as_of: "{day(5)}", as_of_start: "{day(5)}"}}')
+    with psycopg.connect(incremental) as conn:
+        days = [str(d) for (d,) in conn.execute(
+            "select distinct as_of::date from analytics.interest_snapshots order by 1").fetchall()]
+    assert days == [day(i + 1) for i in range(DAYS)]  # days 5..8 recomputed, none lost
+    assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
+
+
+def test_changed_parameters_replace_the_stored_days(runs):
+    """A fitted half-life changes the parameters' fingerprint: the next run deletes every stored day
+    (decayed with the old parameters) and computes its window from all events; the result equals a full
+    refresh under the new parameters."""
+    incremental, env, full, _ = runs
+    full_env = stack_env(Path(env["DECAY_STATE_DIR"]).parent / "test_incremental_full", "test_incremental_full")  # as prepare()
+    for conninfo in (incremental, full):
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days) "
+                         "values ('5', '*', 'exponential', 0.5)")
+    dbt(env, "run", "--select", "+user_category_interest", "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS - 2)}"}}')
+    dbt(full_env, "run", "--full-refresh", "--select", "+user_category_interest", "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}')
+    with psycopg.connect(incremental) as conn:
+        days, fingerprints = conn.execute("select array_agg(distinct as_of::date::text), count(distinct parameters_fingerprint) "
+                                          "from analytics.interest_snapshots").fetchone()
+    assert sorted(days) == [day(DAYS - 2), day(DAYS - 1), day(DAYS)] and fingerprints == 1
+    assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
+    assert_same(category_interest(incremental, day(DAYS)), category_interest(full, day(DAYS)))
