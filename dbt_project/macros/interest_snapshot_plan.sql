@@ -1,14 +1,15 @@
 {#- The days an incremental, per-day model recomputes this run: the run's window (vars as_of_start .. as_of)
     moved to start at the latest stored day when that lies inside it (re-running the latest day brings in
     later loads), and stretched to end at the latest stored day when that lies beyond it (re-running an
-    older day recomputes the days after it, which built on it). Returns {first_day, last_day, latest_day}. -#}
+    older day recomputes the days after it, which built on it). Returns {first_day, last_day, latest_day,
+    window_first, window_last} (window_*: the vars' window as given). -#}
 {% macro incremental_days(relation) %}
-    {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none} -%}
+    {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none, 'window_first': none, 'window_last': none} -%}
     {%- if not execute -%}
         {{ return(days) }}
     {%- endif -%}
     {%- set window = run_query("select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text").rows[0] -%}
-    {%- do days.update({'first_day': window[0], 'last_day': window[1]}) -%}
+    {%- do days.update({'first_day': window[0], 'last_day': window[1], 'window_first': window[0], 'window_last': window[1]}) -%}
     {%- if is_incremental() -%}
         {%- set latest = run_query("select (max(as_of) at time zone 'UTC')::date::text from " ~ relation).rows[0][0] -%}
         {%- do days.update({'latest_day': latest}) -%}
@@ -58,8 +59,7 @@
             "select parameters_fingerprint from " ~ this
             ~ " where as_of = (date '" ~ days.latest_day ~ "'::timestamp at time zone 'UTC') limit 1").rows[0][0] -%}
         {%- if stored != plan.fingerprint -%}
-            {%- set window = run_query("select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text").rows[0] -%}
-            {%- do plan.update({'reset': true, 'first_day': window[0], 'last_day': window[1]}) -%}
+            {%- do plan.update({'reset': true, 'first_day': days.window_first, 'last_day': days.window_last}) -%}
         {%- else -%}
             {%- set base = run_query(
                 "select (as_of at time zone 'UTC')::date::text, watermark_load_id from " ~ this
@@ -118,4 +118,18 @@
     where (kinds.family = 'exponential' or s.as_of = days.as_of)
         and {{ where }}
     group by days.as_of, s.user_id, s.category_id, s.event_type
+{%- endmacro %}
+
+{#- interest_read's rows (the relation `kind_rows`) summed over event types: one row per (as_of, user_id,
+    category_id). -#}
+{% macro sum_over_event_types(kind_rows) -%}
+    select
+        as_of,
+        user_id,
+        category_id,
+        sum(interest) as interest,
+        sum(event_count)::bigint as event_count,
+        max(last_event_ts) as last_event_ts
+    from {{ kind_rows }}
+    group by as_of, user_id, category_id
 {%- endmacro %}

@@ -21,15 +21,7 @@ kinds as (
 ),
 
 interest as (
-    select
-        as_of,
-        user_id,
-        category_id,
-        sum(interest) as interest,
-        sum(event_count)::bigint as event_count,
-        max(last_event_ts) as last_event_ts
-    from kind_interest
-    group by as_of, user_id, category_id
+    {{ sum_over_event_types('kind_interest') }}
 ),
 
 ranked as (
