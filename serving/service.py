@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -155,6 +156,40 @@ def _utc(value) -> dt.datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
 
+
+
+def audience_sql(schema: str, event_types: list[str]) -> str:
+    """Users of category %(category)s whose interest decayed to %(now)s is at least %(min_interest)s, best
+    first (at most %(limit)s), from dbt's interest_snapshots (one column "interest_<type>" per event type
+    in ``event_types``, see its docs): an exponential row decays from its day with its (category, type)
+    half-life; a recomputed (logistic, period) row counts at the latest stored day only."""
+    age = "extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0"
+    per_type = [f"""coalesce(case
+                    when s.recomputed then s."interest_{t}"
+                    when s."interest_{t}" <= 0 or ln(s."interest_{t}") - 0.6931471805599453::float8 * {age}
+                        / k."half_life_{t}" < -690 then 0::float8
+                    else s."interest_{t}" * power(0.5::float8, {age} / k."half_life_{t}") end, 0::float8)"""
+                for t in event_types]
+    half_lives = "".join(f"""max(half_life_days) filter (where event_type = '{t}') as "half_life_{t}", """
+                         for t in event_types)
+    return f"""
+        with latest as (select max(as_of) as as_of from {schema}.interest_snapshots),
+        kinds as (
+            select category_id, {half_lives}count(*) as kinds
+            from {schema}.int_event_kind_parameters where category_id = %(category)s group by category_id
+        ),
+        scored as (
+            select s.user_id, max(latest.as_of) as as_of, sum({" + ".join(per_type) or "0::float8"}) as interest
+            from {schema}.interest_snapshots as s
+            cross join latest
+            inner join kinds as k on k.category_id = s.category_id
+            where s.category_id = %(category)s and (not s.recomputed or s.as_of = latest.as_of)
+            group by s.user_id
+        )
+        select user_id, interest, as_of from scored
+        where interest >= %(min_interest)s
+        order by interest desc, user_id
+        limit %(limit)s"""
 
 @bentoml.service(traffic={"timeout": 30}, workers=WORKERS)
 class InterestService:
@@ -331,8 +366,9 @@ class InterestService:
         return {category: half_life for category, (_, half_life) in best.items()}
 
     @bentoml.api
-    def interest(self, user_id: UserId) -> InterestProfile:
+    async def interest(self, user_id: UserId) -> InterestProfile:
         """The user's interest per category, decayed to now, with the half-lives behind it."""
+        # A coroutine like recommend: one short online-store read, run inline on the event loop.
         now = dt.datetime.now(dt.timezone.utc)
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         row = {key: values[0] for key, values in self._lookup(self.profile_features, [pseudonym], now).items()}
@@ -361,27 +397,11 @@ class InterestService:
         exponential kinds exactly from each stored day; logistic and period kinds at their value of the
         latest stored day."""
         now = dt.datetime.now(dt.timezone.utc)
-        sql = f"""
-            with latest as (select max(as_of) as as_of from {self.schema}.interest_snapshots),
-            scored as (
-                select s.user_id, max(latest.as_of) as as_of, sum(case
-                    when k.family <> 'exponential' then s.interest
-                    when s.interest <= 0 or ln(s.interest) - 0.6931471805599453::float8
-                        * extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days < -690 then 0::float8
-                    else s.interest * power(0.5::float8,
-                        extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0 / k.half_life_days) end) as interest
-                from {self.schema}.interest_snapshots as s
-                cross join latest
-                inner join {self.schema}.int_event_kind_parameters as k
-                    on k.category_id = s.category_id and k.event_type = s.event_type
-                where s.category_id = %(category)s and (k.family = 'exponential' or s.as_of = latest.as_of)
-                group by s.user_id
-            )
-            select user_id, interest, as_of from scored
-            where interest >= %(min_interest)s
-            order by interest desc, user_id
-            limit %(limit)s"""
         with self._db() as conn:
+            columns = [c.name for c in conn.execute(
+                f"select * from {self.schema}.interest_snapshots limit 0").description]
+            sql = audience_sql(self.schema, [c.removeprefix("interest_") for c in columns
+                                             if re.fullmatch(r"interest_[a-z][a-z0-9_]*", c)])
             rows = conn.execute(sql, {"now": now, "category": category_id, "min_interest": min_interest,
                                       "limit": limit}).fetchall()
         return Audience(category_id=category_id, as_of=now, computed_from=rows[0][2] if rows else None,

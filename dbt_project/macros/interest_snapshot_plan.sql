@@ -53,18 +53,20 @@
     {%- do plan.update({'first_day': days.first_day, 'last_day': days.last_day, 'fingerprint': facts[0],
                         'recomputed_kinds': facts[1]}) -%}
     {%- if days.latest_day -%}
-        {#- Every row of a day carries the day's watermark and fingerprint: one row (LIMIT 1 on the as_of
-            index) tells them. -#}
+        {#- A day's marker row (user_id null, found by the partial index) carries its watermark and
+            fingerprint. -#}
         {%- set stored = run_query(
             "select parameters_fingerprint from " ~ this
-            ~ " where as_of = (date '" ~ days.latest_day ~ "'::timestamp at time zone 'UTC') limit 1").rows[0][0] -%}
+            ~ " where as_of = (date '" ~ days.latest_day ~ "'::timestamp at time zone 'UTC') and user_id is null"
+            ~ " limit 1").rows[0][0] -%}
         {%- if stored != plan.fingerprint -%}
             {%- do plan.update({'reset': true, 'first_day': days.window_first, 'last_day': days.window_last}) -%}
         {%- else -%}
             {%- set base = run_query(
                 "select (as_of at time zone 'UTC')::date::text, watermark_load_id from " ~ this
-                ~ " where as_of = (select max(as_of) from " ~ this
-                ~ " where as_of < (date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')) limit 1").rows -%}
+                ~ " where user_id is null and as_of = (select max(as_of) from " ~ this
+                ~ " where as_of < (date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC') and user_id is null)"
+                ~ " limit 1").rows -%}
             {%- if base -%}
                 {%- do plan.update({'base_day': base[0][0], 'base_watermark': base[0][1]}) -%}
             {%- endif -%}
@@ -84,52 +86,85 @@
 {% macro interest_snapshots_reset() %}
     {%- if is_incremental() -%}
         delete from {{ this }}
-        where (select parameters_fingerprint from {{ this }} order by as_of desc limit 1) <> {{ parameters_fingerprint() }}
+        where (select parameters_fingerprint from {{ this }} where user_id is null order by as_of desc limit 1)
+            <> {{ parameters_fingerprint() }}
     {%- else -%}
         select 1
     {%- endif -%}
 {% endmacro %}
 
-{#- Interest per (as_of, user_id, category_id, event_type) at each day of `days` (a query with one column
-    as_of), read from interest_snapshots: an exponential row of day d counts at T >= d as
-    interest * 0.5^((T - d) / h); a logistic or period row only at its own day. event_count and
-    last_event_ts cover the same rows. `where` filters the snapshot rows (alias s). -#}
-{% macro interest_read(days, where='true') -%}
-    select
-        days.as_of,
-        s.user_id,
-        s.category_id,
-        s.event_type,
-        sum(case
-            when kinds.family <> 'exponential' then s.interest
-            {#- below 1e-300 counts as 0 (a float8 product that small would underflow, an error) #}
-            when s.interest <= 0 or ln(s.interest) - 0.6931471805599453::float8
-                * extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds.half_life_days < -690 then 0::float8
-            else s.interest * power(
-                0.5::float8, extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds.half_life_days)
-        end) as interest,
-        sum(s.event_count)::bigint as event_count,
-        max(s.last_event_ts) as last_event_ts
-    from ({{ days }}) as days
-    inner join {{ ref('interest_snapshots') }} as s on s.as_of <= days.as_of
-    inner join {{ ref('int_event_kind_parameters') }} as kinds
-        on kinds.category_id = s.category_id
-        and kinds.event_type = s.event_type
-    where (kinds.family = 'exponential' or s.as_of = days.as_of)
-        and {{ where }}
-    group by days.as_of, s.user_id, s.category_id, s.event_type
-{%- endmacro %}
+{#- The event types of the seed event_type_weights, sorted: interest_snapshots keeps one interest column
+    per type ("interest_<type>"). Read from the seed's table itself (not through ref: the readers would
+    otherwise need it as a unit-test input), so `dbt seed` must have run. A type must be a lowercase SQL
+    identifier (letters, digits, underscore). -#}
+{% macro event_types() %}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set seed = adapter.get_relation(database=target.database, schema=target.schema, identifier='event_type_weights') -%}
+    {%- if seed is none -%}
+        {{ exceptions.raise_compiler_error("table " ~ target.schema ~ ".event_type_weights is missing: run `dbt seed` first") }}
+    {%- endif -%}
+    {%- set types = run_query("select event_type from " ~ seed ~ " order by event_type").columns[0].values() | list -%}
+    {%- for t in types -%}
+        {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{0,50}', t) -%}
+            {{ exceptions.raise_compiler_error("event_type_weights: event type " ~ t ~ " must be a lowercase identifier ([a-z][a-z0-9_]*)") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(types) }}
+{% endmacro %}
 
-{#- interest_read's rows (the relation `kind_rows`) summed over event types: one row per (as_of, user_id,
-    category_id). -#}
-{% macro sum_over_event_types(kind_rows) -%}
+{#- Interest per (as_of, user_id, category_id) at each day of `days` (a query with one column as_of), read
+    from interest_snapshots: a row of day d that is not `recomputed` (exponential kinds) counts at T >= d,
+    each type's column decayed as interest * 0.5^((T - d) / h) with the half-life of (category, type); a
+    recomputed row (logistic and period kinds) only at its own day. Columns: interest (all types),
+    "interest_<type>" per event type, event_count and last_event_ts of the same rows. `where` filters the
+    snapshot rows (alias s). -#}
+{% macro interest_read(days, where='true') -%}
+    {%- set types = event_types() %}
     select
         as_of,
         user_id,
         category_id,
-        sum(interest) as interest,
-        sum(event_count)::bigint as event_count,
-        max(last_event_ts) as last_event_ts
-    from {{ kind_rows }}
-    group by as_of, user_id, category_id
+        {% for t in types %}coalesce("interest_{{ t }}", 0::float8){{ ' + ' if not loop.last }}{% endfor %}
+            {%- if not types %}0::float8{% endif %} as interest,
+        {%- for t in types %}
+        "interest_{{ t }}",
+        {%- endfor %}
+        event_count,
+        last_event_ts
+    from (
+        select
+            days.as_of,
+            s.user_id,
+            s.category_id,
+            {%- for t in types %}
+            sum(case
+                when s.recomputed then s."interest_{{ t }}"
+                {#- below 1e-300 counts as 0 (a float8 product that small would underflow, an error) #}
+                when s."interest_{{ t }}" <= 0 or ln(s."interest_{{ t }}") - 0.6931471805599453::float8
+                    * extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds."half_life_{{ t }}" < -690
+                    then 0::float8
+                else s."interest_{{ t }}" * power(
+                    0.5::float8, extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds."half_life_{{ t }}")
+            end) as "interest_{{ t }}",
+            {%- endfor %}
+            sum(s.event_count)::bigint as event_count,
+            max(s.last_event_ts) as last_event_ts
+        from ({{ days }}) as days
+        inner join {{ ref('interest_snapshots') }} as s on s.as_of <= days.as_of
+        inner join (
+            select
+                category_id,
+                {%- for t in types %}
+                max(half_life_days) filter (where event_type = '{{ t }}') as "half_life_{{ t }}",
+                {%- endfor %}
+                count(*) as kinds
+            from {{ ref('int_event_kind_parameters') }}
+            group by category_id
+        ) as kinds on kinds.category_id = s.category_id
+        where (not s.recomputed or s.as_of = days.as_of)
+            and {{ where }}
+        group by days.as_of, s.user_id, s.category_id
+    ) as per_type
 {%- endmacro %}

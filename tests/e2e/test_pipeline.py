@@ -311,7 +311,7 @@ def test_interest_profile_is_decayed_to_now_with_half_lives(served):
     assert call(served, "interest", user_id="nobody-we-know")["known_user"] is False
 
 
-def test_audience_lists_pseudonyms_of_interested_users(served):
+def test_audience_lists_pseudonyms_of_interested_users(stack, served):
     from interest_decay.pseudonym import pseudonymise
 
     audience = call(served, "audience", category_id=CATEGORY_A, min_interest=0.0, limit=10_000)
@@ -319,6 +319,23 @@ def test_audience_lists_pseudonyms_of_interested_users(served):
     assert pseudonymise("probe_recent") in users and "probe_recent" not in users
     interests = [member["interest"] for member in audience["users"]]
     assert interests == sorted(interests, reverse=True)
+    # Each user's interest is the mart's interest at the latest stored day, each event type's part decayed
+    # from that day to the request time with its half-life (the category's kinds are all exponential).
+    env, _ = stack
+    computed_from = dt.datetime.fromisoformat(audience["computed_from"])
+    age_days = (dt.datetime.fromisoformat(audience["as_of"]) - computed_from).total_seconds() / 86400
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        kinds = dict(conn.execute("select event_type, half_life_days from analytics.int_event_kind_parameters "
+                                  "where category_id = %s and family = 'exponential'", (CATEGORY_A,)).fetchall())
+        parts = [f"coalesce(interest_{t}, 0) * power(0.5, %(age)s / {h})" for t, h in kinds.items()]
+        want = dict(conn.execute(f"select user_id, {' + '.join(parts)} from analytics.user_category_interest "
+                                 "where category_id = %(category)s and as_of = %(as_of)s",
+                                 {"age": age_days, "category": CATEGORY_A, "as_of": computed_from}).fetchall())
+        assert len(kinds) == conn.execute("select count(*) from analytics.int_event_kind_parameters "
+                                          "where category_id = %s", (CATEGORY_A,)).fetchone()[0]
+    assert len(users) == len(want) > 0
+    for member in audience["users"]:
+        assert member["interest"] == pytest.approx(want[member["user_id"]], rel=1e-9)
     assert call(served, "audience", category_id="no-such-category")["users"] == []
 
 
@@ -388,10 +405,12 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
     assert "No issues found" in run.stdout and tested and int(tested.group(1)) >= 7, run.stdout[-3000:]
 
 
-INTEREST_TABLES = {
-    "interest_snapshots": "as_of, user_id, category_id, event_type, event_count, last_event_ts, interest",
-    "user_category_interest": "as_of, user_id, category_id, event_count, last_event_ts, interest",
-    "user_interest_features": "as_of, user_id, category_ids, event_count, total_interest",
+EVENT_TYPES = sorted(pd.read_csv(PROJECT_ROOT / "dbt_project/seeds/event_type_weights.csv").event_type)
+INTEREST_TABLES = {  # keys first, the float interest last
+    "interest_snapshots": ["as_of", "user_id", "category_id", "recomputed", "event_count", "last_event_ts",
+                           " + ".join(f"coalesce(interest_{t}, 0)" for t in EVENT_TYPES)],
+    "user_category_interest": ["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"],
+    "user_interest_features": ["as_of", "user_id", "category_ids", "event_count", "total_interest"],
 }
 
 
@@ -399,8 +418,8 @@ def interest_tables(database: str) -> dict[str, list[tuple]]:
     """The interest tables, sorted by key; the last column is the float interest."""
     with psycopg.connect(pg_conninfo(database)) as conn:
         return {table: conn.execute(
-            f"select {columns} from analytics.{table} order by "
-            + ", ".join(str(i) for i in range(1, columns.count(",") + 1))).fetchall()
+            f"select {', '.join(columns)} from analytics.{table} order by "
+            + ", ".join(str(i) for i in range(1, len(columns)))).fetchall()
             for table, columns in INTEREST_TABLES.items()}
 
 

@@ -97,7 +97,8 @@ def stack(request, tmp_path_factory):
     run_day(env, 0)
     feast = [str(PROJECT_ROOT / ".venv/bin/feast") if (PROJECT_ROOT / ".venv/bin/feast").exists()
              else os.path.join(os.path.dirname(sys.executable), "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"]
-    subprocess.run(feast, env=env, check=True, capture_output=True)
+    applied = subprocess.run(feast, env=env, capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
     with pytest.MonkeyPatch.context() as patch:
         for key in ("PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH", *store_env):
             patch.setenv(key, env[key])

@@ -23,18 +23,19 @@ DAYS = 8
 FITTED = [("2", "*", "logistic", None, 0.5, 0.3, None, None),
           ("3", "purchase", "exponential", 0.5, None, None, None, None),
           ("4", "*", "period", None, None, None, 1.0, "1;0.7;0.2")]
+EVENT_TYPES = sorted(pd.read_csv(PROJECT_ROOT / "dbt_project/seeds/event_type_weights.csv").event_type)
 # The interest of every (user, category, event type) at a day, written out here as the model's .yml states
-# it: exponential rows decayed from their day, logistic and period rows of that day only.
-SNAPSHOT_SQL = """
-select %(t)s::timestamptz as as_of, s.user_id, s.category_id, s.event_type,
-       sum(case when k.family <> 'exponential' then s.interest
-                else s.interest * power(0.5::float8, extract(epoch from %(t)s - s.as_of)::float8 / 86400 / k.half_life_days)
-           end) as interest,
-       sum(s.event_count)::bigint as event_count, max(s.last_event_ts) as last_event_ts
+# it: each type's column of an exponential row decayed from its day, recomputed rows of that day only.
+SNAPSHOT_SQL = f"""
+select %(t)s::timestamptz as as_of, s.user_id, s.category_id, v.event_type,
+       sum(case when s.recomputed then v.interest
+                else v.interest * power(0.5::float8, extract(epoch from %(t)s - s.as_of)::float8 / 86400 / k.half_life_days)
+           end) as interest
 from analytics.interest_snapshots s
-join analytics.int_event_kind_parameters k using (category_id, event_type)
-where s.as_of <= %(t)s and (k.family = 'exponential' or s.as_of = %(t)s)
-group by s.user_id, s.category_id, s.event_type
+cross join lateral (values {", ".join(f"('{t}', s.interest_{t})" for t in EVENT_TYPES)}) as v (event_type, interest)
+join analytics.int_event_kind_parameters k on k.category_id = s.category_id and k.event_type = v.event_type
+where s.as_of <= %(t)s and (not s.recomputed or s.as_of = %(t)s) and v.interest is not null
+group by s.user_id, s.category_id, v.event_type
 order by 2, 3, 4"""
 CATEGORY_SQL = ("select as_of, user_id, category_id, event_count, last_event_ts, interest "
                 "from analytics.user_category_interest where as_of = %s order by 2, 3")
@@ -81,8 +82,7 @@ def prepare(name, tmp_path):
 def snapshot(conninfo, as_of):
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(SNAPSHOT_SQL, {"t": dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc)}).fetchall()
-    return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_type", "interest", "event_count",
-                                       "last_event_ts"])
+    return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_type", "interest"])
 
 
 @pytest.fixture(scope="module")
@@ -125,23 +125,22 @@ def test_daily_runs_read_only_uncounted_events_and_write_only_touched_keys(runs)
         marks = conn.execute("select as_of::date, max(watermark_load_id), count(*) from analytics.interest_snapshots "
                              "group by 1 order by 1").fetchall()
         exponential_keys = conn.execute(
-            "select count(distinct (s.user_id, s.category_id, s.event_type)) from analytics.interest_snapshots s "
-            "join analytics.int_event_kind_parameters k using (category_id, event_type) "
-            "where k.family = 'exponential'").fetchone()[0]
+            "select count(distinct (user_id, category_id)) from analytics.interest_snapshots "
+            "where not recomputed and user_id is not null").fetchone()[0]
         last_day_exponential_rows = conn.execute(
-            "select count(*) from analytics.interest_snapshots s "
-            "join analytics.int_event_kind_parameters k using (category_id, event_type) "
-            "where k.family = 'exponential' and s.as_of = %s", (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.timezone.utc),)
+            "select count(*) from analytics.interest_snapshots "
+            "where not recomputed and user_id is not null and as_of = %s",
+            (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.timezone.utc),)
         ).fetchone()[0]
         touched_keys = conn.execute(
-            "select count(distinct (e.user_id, e.category_id, e.event_type)) from analytics.stg_behaviour__events e "
+            "select count(distinct (e.user_id, e.category_id)) from analytics.stg_behaviour__events e "
             "join analytics.int_event_kind_parameters k using (category_id, event_type) "
             "where k.family = 'exponential' and (e.load_id > 7 or e.event_ts >= %s) and e.event_ts < %s",
             tuple(dt.datetime.fromisoformat(day(i)).replace(tzinfo=dt.timezone.utc) for i in (DAYS - 1, DAYS))
         ).fetchone()[0]
     assert [str(d) for d, _, _ in marks] == [day(i + 1) for i in range(DAYS)]
     assert [w for _, w, _ in marks] == list(range(1, DAYS + 1))
-    # The run wrote a row for each key its uncounted events touch, and none for the others.
+    # The run wrote a row for each (user, category) its uncounted events touch, and none for the others.
     assert last_day_exponential_rows == touched_keys < exponential_keys
 
 
@@ -153,7 +152,7 @@ def test_incremental_equals_full_refresh(runs):
 
 def test_rerunning_the_last_day_changes_nothing(runs):
     incremental, env, _, _ = runs
-    stored = "select * from analytics.interest_snapshots order by as_of, user_id, category_id, event_type"
+    stored = "select * from analytics.interest_snapshots order by as_of, user_id, category_id, recomputed"
     with psycopg.connect(incremental) as conn:
         rows_before = conn.execute(stored).fetchall()
     before = snapshot(incremental, day(DAYS))

@@ -2,13 +2,15 @@
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
 {{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert',
-          indexes=[{'columns': ['as_of']}],
+          indexes=[{'columns': ['as_of']}], on_schema_change='append_new_columns',
           pre_hook=["{{ interest_snapshots_reset() }}",
-                    "{{ 'set local jit = off' if is_incremental() else 'select 1' }}"]) }}
+                    "{{ 'set local jit = off' if is_incremental() else 'select 1' }}"],
+          post_hook="{{ 'select 1' if is_incremental() else 'create index on ' ~ this ~ ' (as_of) where user_id is null' }}") }}
 
 {#- What each day's run added (see interest_snapshot_plan and the .yml); macro interest_read gives the
     interest at a day. A daily run is small: JIT compilation (~60 ms) would cost more than it saves. -#}
 {%- set plan = interest_snapshot_plan() %}
+{%- set types = event_types() %}
 {%- set first_ts = "(date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set end_ts = "(date '" ~ plan.last_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
@@ -57,21 +59,31 @@ exponential_events as (
     where uncounted_events.event_ts < {{ end_ts }}
 ),
 
+{#- One row per (day, user, category), a column per event type: the state exact composition needs is one
+    sum per (category, event type) rate, and a row per (user, category) aggregates 2.7x fewer groups than a
+    row per event type (bench-results/data_layer.json). #}
 exponential_rows as (
     select
         as_of,
         user_id,
         category_id,
-        event_type,
-        {#- An age over 1000 half-lives counts as 1000 (2^-1000 ~ 1e-301): PostgreSQL raises an error where
-            power() would underflow to 0, and least() costs less than a CASE that computes the age twice. #}
-        sum(weight * power(
-            0.5::float8, least(extract(epoch from as_of - event_ts)::float8 / 86400.0 / half_life_days, 1000::float8)
-        )) as interest,
+        false as recomputed,
+        {%- for t in types %}
+        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
+        {%- endfor %}
         count(*)::bigint as event_count,
         max(event_ts) as last_event_ts
-    from exponential_events
-    group by as_of, user_id, category_id, event_type
+    from (
+        select
+            *,
+            {#- An age over 1000 half-lives counts as 1000 (2^-1000 ~ 1e-301): PostgreSQL raises an error where
+                power() would underflow to 0, and least() costs less than a CASE that computes the age twice. #}
+            weight * power(
+                0.5::float8, least(extract(epoch from as_of - event_ts)::float8 / 86400.0 / half_life_days, 1000::float8)
+            ) as interest
+        from exponential_events
+    ) as decayed
+    group by as_of, user_id, category_id
 ),
 
 target_days as (
@@ -79,17 +91,22 @@ target_days as (
     from generate_series(date '{{ plan.first_day }}', date '{{ plan.last_day }}', interval '1 day') as day
 ),
 
-{#- One row per window day without a key: it records the day's run (watermark, parameters) even when no
-    event touched the day, so readers know the day (the joins on kinds leave it out of every sum). #}
+{#- One row per window day without a key: it alone carries the day's run (watermark, parameters), so a
+    day no event touched is known too (the joins on kinds leave it out of every sum). A partial index
+    (post-hook) finds it. #}
 day_markers as (
     select
         as_of,
         null::text as user_id,
         null::text as category_id,
-        null::text as event_type,
-        0::float8 as interest,
+        false as recomputed,
+        {%- for t in types %}
+        null::float8 as "interest_{{ t }}",
+        {%- endfor %}
         0::bigint as event_count,
-        null::timestamptz as last_event_ts
+        null::timestamptz as last_event_ts,
+        (select coalesce(max(load_id), 0) from {{ ref('stg_behaviour__events') }}) as watermark_load_id,
+        '{{ plan.fingerprint }}'::text as parameters_fingerprint
     from target_days
 ),
 {%- if plan.recomputed_kinds %}
@@ -97,40 +114,45 @@ day_markers as (
 {#- Logistic and period kinds: every window day from all their events. #}
 recomputed_rows as (
     select
-        target_days.as_of,
-        events.user_id,
-        events.category_id,
-        events.event_type,
-        sum(kinds.weight * {{ decay_expression(
-            'kinds.family', 'extract(epoch from target_days.as_of - events.event_ts)::float8 / 86400.0',
-            'kinds.half_life_days', 'kinds.logistic_k', 'kinds.logistic_l', 'kinds.period_days',
-            'kinds.period_weights') }}) as interest,
+        as_of,
+        user_id,
+        category_id,
+        true as recomputed,
+        {%- for t in types %}
+        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
+        {%- endfor %}
         count(*)::bigint as event_count,
-        max(events.event_ts) as last_event_ts
-    from target_days
-    inner join {{ ref('stg_behaviour__events') }} as events on events.event_ts < target_days.as_of
-    inner join kinds
-        on kinds.category_id = events.category_id
-        and kinds.event_type = events.event_type
-        and kinds.family <> 'exponential'
-    group by target_days.as_of, events.user_id, events.category_id, events.event_type
+        max(event_ts) as last_event_ts
+    from (
+        select
+            target_days.as_of,
+            events.user_id,
+            events.category_id,
+            events.event_type,
+            events.event_ts,
+            kinds.weight * {{ decay_expression(
+                'kinds.family', 'extract(epoch from target_days.as_of - events.event_ts)::float8 / 86400.0',
+                'kinds.half_life_days', 'kinds.logistic_k', 'kinds.logistic_l', 'kinds.period_days',
+                'kinds.period_weights') }} as interest
+        from target_days
+        inner join {{ ref('stg_behaviour__events') }} as events on events.event_ts < target_days.as_of
+        inner join kinds
+            on kinds.category_id = events.category_id
+            and kinds.event_type = events.event_type
+            and kinds.family <> 'exponential'
+    ) as decayed
+    group by as_of, user_id, category_id
 ),
 {%- endif %}
 
 final as (
-    select
-        rows.*,
-        (select coalesce(max(load_id), 0) from {{ ref('stg_behaviour__events') }}) as watermark_load_id,
-        '{{ plan.fingerprint }}'::text as parameters_fingerprint
-    from (
-        select * from exponential_rows
-        union all
-        select * from day_markers
-        {%- if plan.recomputed_kinds %}
-        union all
-        select * from recomputed_rows
-        {%- endif %}
-    ) as rows
+    select * from day_markers
+    union all
+    select *, null::bigint as watermark_load_id, null::text as parameters_fingerprint from exponential_rows
+    {%- if plan.recomputed_kinds %}
+    union all
+    select *, null::bigint as watermark_load_id, null::text as parameters_fingerprint from recomputed_rows
+    {%- endif %}
 )
 
 select * from final

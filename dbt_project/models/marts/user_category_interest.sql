@@ -11,12 +11,8 @@ days as (
     from stored, generate_series(stored.first_as_of, stored.last_as_of, interval '1 day') as day
 ),
 
-kind_interest as (
-    {{ interest_read('select as_of from days') }}
-),
-
 final as (
-    {{ sum_over_event_types('kind_interest') }}
+    {{ interest_read('select as_of from days') }}
 )
 
 select * from final

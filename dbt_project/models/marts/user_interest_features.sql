@@ -12,16 +12,12 @@ with target_days as (
     from generate_series(date '{{ days.first_day }}', date '{{ days.last_day }}', interval '1 day') as day
 ),
 
-kind_interest as (
+interest as (
     {{ interest_read('select as_of from target_days') }}
 ),
 
 kinds as (
     select * from {{ ref('int_event_kind_parameters') }}
-),
-
-interest as (
-    {{ sum_over_event_types('kind_interest') }}
 ),
 
 ranked as (
@@ -47,27 +43,27 @@ categories as (
     group by user_id, as_of
 ),
 
-{#- Kinds of the kept top categories. A kind of another family than exponential gets half-life NaN:
-    its score is held until the next materialization (no exact read-time form exists for it). #}
+{#- Kinds (category, event type) of the kept top categories, from the row's column per event type. A kind
+    of another family than exponential gets half-life NaN: its score is held until the next
+    materialization (no exact read-time form exists for it). #}
 kind_rows as (
     select
-        kind_interest.user_id,
-        kind_interest.as_of,
-        kind_interest.category_id,
-        kind_interest.event_type,
-        kind_interest.interest,
+        ranked.user_id,
+        ranked.as_of,
+        ranked.category_id,
+        per_type.event_type,
+        per_type.interest,
         case when kinds.family = 'exponential' then kinds.half_life_days else 'NaN'::float8 end as half_life_days,
         ranked.category_rank
-    from kind_interest
-    inner join ranked
-        on ranked.user_id = kind_interest.user_id
-        and ranked.as_of = kind_interest.as_of
-        and ranked.category_id = kind_interest.category_id
-        and ranked.category_rank <= {{ var('max_categories_per_user') }}
+    from ranked
+    cross join lateral (
+        values {% for t in event_types() %}('{{ t }}', ranked."interest_{{ t }}"){{ ', ' if not loop.last }}{% endfor %}
+    ) as per_type (event_type, interest)
     inner join kinds
-        on kinds.category_id = kind_interest.category_id
-        and kinds.event_type = kind_interest.event_type
-    where kind_interest.interest > 0
+        on kinds.category_id = ranked.category_id
+        and kinds.event_type = per_type.event_type
+    where ranked.category_rank <= {{ var('max_categories_per_user') }}
+        and per_type.interest > 0
 ),
 
 kind_arrays as (
