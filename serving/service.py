@@ -173,7 +173,7 @@ def audience_sql(schema: str, event_types: list[str]) -> str:
     half_lives = "".join(f"""max(half_life_days) filter (where event_type = '{t}') as "half_life_{t}", """
                          for t in event_types)
     return f"""
-        with latest as (select max(as_of) as as_of from {schema}.interest_snapshots),
+        with latest as (select max(as_of) as as_of from {schema}.interest_snapshots where user_id is null),
         kinds as (
             select category_id, {half_lives}count(*) as kinds
             from {schema}.int_event_kind_parameters where category_id = %(category)s group by category_id

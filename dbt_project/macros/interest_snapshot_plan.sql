@@ -2,8 +2,9 @@
     moved to start at the latest stored day when that lies inside it (re-running the latest day brings in
     later loads), and stretched to end at the latest stored day when that lies beyond it (re-running an
     older day recomputes the days after it, which built on it). Returns {first_day, last_day, latest_day,
-    window_first, window_last} (window_*: the vars' window as given). -#}
-{% macro incremental_days(relation) %}
+    window_first, window_last} (window_*: the vars' window as given). `stored_where` picks the rows whose
+    as_of days count as stored (an indexed subset is enough). -#}
+{% macro incremental_days(relation, stored_where='true') %}
     {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none, 'window_first': none, 'window_last': none} -%}
     {%- if not execute -%}
         {{ return(days) }}
@@ -11,7 +12,8 @@
     {%- set window = run_query("select (" ~ as_of_start_date() ~ ")::text, (" ~ as_of_date() ~ ")::text").rows[0] -%}
     {%- do days.update({'first_day': window[0], 'last_day': window[1], 'window_first': window[0], 'window_last': window[1]}) -%}
     {%- if is_incremental() -%}
-        {%- set latest = run_query("select (max(as_of) at time zone 'UTC')::date::text from " ~ relation).rows[0][0] -%}
+        {%- set latest = run_query("select (max(as_of) at time zone 'UTC')::date::text from " ~ relation
+                                ~ " where " ~ stored_where).rows[0][0] -%}
         {%- do days.update({'latest_day': latest}) -%}
         {%- if latest and days.first_day < latest <= days.last_day -%}
             {%- do days.update({'first_day': latest}) -%}
@@ -32,7 +34,7 @@
     Logistic and period kinds have no exact incremental form: their keys are recomputed from all their
     events for every day of the window (read at that day only).
 
-    Days: incremental_days(this). Base: the latest stored day before them; its events are the ones
+    Days: incremental_days(this) over the days' marker rows. Base: the latest stored day before them; its events are the ones
     loaded up to its watermark (load_id) and dated before it, so the uncounted events are those loaded
     after it (late events included) or dated at or after it. Each uncounted exponential event goes to the
     first window day after it.
@@ -45,7 +47,7 @@
     {%- if not execute -%}
         {{ return(plan) }}
     {%- endif -%}
-    {%- set days = incremental_days(this) -%}
+    {%- set days = incremental_days(this, 'user_id is null') -%}
     {%- set facts = run_query(
         "select " ~ parameters_fingerprint() ~ ", "
         ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential')"

@@ -2,7 +2,7 @@
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
 {{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert',
-          indexes=[{'columns': ['as_of']}], on_schema_change='append_new_columns',
+          indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns',
           pre_hook=["{{ interest_snapshots_reset() }}",
                     "{{ 'set local jit = off' if is_incremental() else 'select 1' }}"],
           post_hook="{{ 'select 1' if is_incremental() else 'create index on ' ~ this ~ ' (as_of) where user_id is null' }}") }}
@@ -62,9 +62,11 @@ exponential_events as (
 {#- One row per (day, user, category), a column per event type: the state exact composition needs is one
     sum per (category, event type) rate, and a row per (user, category) aggregates 2.7x fewer groups than a
     row per event type (bench-results/data_layer.json). #}
+{%- set one_day = plan.first_day == plan.last_day %}
 exponential_rows as (
     select
-        as_of,
+        {#- a one-day window (the daily run, a full refresh) groups by (user, category) alone #}
+        {{ first_ts ~ ' as as_of' if one_day else 'as_of' }},
         user_id,
         category_id,
         false as recomputed,
@@ -83,7 +85,7 @@ exponential_rows as (
             ) as interest
         from exponential_events
     ) as decayed
-    group by as_of, user_id, category_id
+    group by {{ '' if one_day else 'as_of, ' }}user_id, category_id
 ),
 
 target_days as (

@@ -4,6 +4,7 @@
     query time (a filter on as_of reaches the day list, so one day costs one pass over the rows up to it). #}
 with stored as (
     select min(as_of) as first_as_of, max(as_of) as last_as_of from {{ ref('interest_snapshots') }}
+    where user_id is null  {#- the days' marker rows (partial index) #}
 ),
 
 days as (
