@@ -4,6 +4,7 @@
   ``Authorization: Bearer <token>``; health, readiness, metrics and the API docs stay open.
 - ``JsonBodyMiddleware``: a request body must be JSON; anything else gets a 415 with a message
   (BentoML answers a malformed ``multipart/form-data`` with a 500 otherwise).
+- ``tracing_config``: keeps BentoML's tracing middleware off the request path unless traces are wanted.
 """
 
 from __future__ import annotations
@@ -52,3 +53,19 @@ class BearerTokenMiddleware:
         await _answer(send, 401, "missing or wrong bearer token: send the header "
                                  "'Authorization: Bearer <token>' (the token is SERVE_API_TOKEN)",
                       [(b"www-authenticate", b"Bearer")])
+
+
+def tracing_config(sample_rate: str | None) -> dict:
+    """BentoML's tracing settings for SERVE_TRACING_SAMPLE_RATE (0..1, default 0).
+
+    At BentoML's default sample rate 0 no trace is kept, yet its OpenTelemetry middleware still makes
+    non-recording spans for every request: ~0.25 ms of the ~1.1 ms /recommend spends in process (README
+    "Serving"). So unless a rate above 0 asks for traces (exported as BentoML's configuration says), every
+    path is excluded from that middleware; the one thing lost is the X-BentoML-Request-ID header."""
+    try:
+        rate = float(sample_rate or 0)
+    except ValueError:
+        raise ValueError(f"SERVE_TRACING_SAMPLE_RATE must be a number from 0 to 1, got {sample_rate!r}") from None
+    if not 0 <= rate <= 1:
+        raise ValueError(f"SERVE_TRACING_SAMPLE_RATE must be a number from 0 to 1, got {sample_rate!r}")
+    return {"sample_rate": rate} if rate > 0 else {"excluded_urls": [".*"]}

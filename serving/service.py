@@ -30,7 +30,7 @@ from interest_decay import config as settings
 from interest_decay.prediction_log import PredictionLog, ServedPrediction
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
 from serving.deployment import ChampionFollower, LoadedRecommender
-from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware
+from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, tracing_config
 
 def _default_model_tag() -> str:
     from models.registry import champion
@@ -46,6 +46,7 @@ CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = int(os.environ["SERVE_WORKERS"]) if os.environ.get("SERVE_WORKERS", "").isdigit() else "cpu_count"
+
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
@@ -191,7 +192,8 @@ def audience_sql(schema: str, event_types: list[str]) -> str:
         order by interest desc, user_id
         limit %(limit)s"""
 
-@bentoml.service(traffic={"timeout": 30}, workers=WORKERS)
+@bentoml.service(traffic={"timeout": 30}, workers=WORKERS,
+                 tracing=tracing_config(os.environ.get("SERVE_TRACING_SAMPLE_RATE")))
 class InterestService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)

@@ -176,6 +176,14 @@ def test_old_interest_fades_behind_recent_interest(served):
     assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) >= 3, categories
 
 
+def test_requests_skip_the_tracing_middleware_unless_traces_are_wanted(served):
+    """SERVE_TRACING_SAMPLE_RATE is unset: BentoML's OpenTelemetry middleware (which sets the request-id
+    header) is skipped for every path (serving.middleware.tracing_config)."""
+    response = requests.post(f"{served}/recommend", json={"user_id": "probe_recent", "k": 3}, timeout=10)
+    assert response.status_code == 200 and len(response.json()["items"]) == 3
+    assert "x-bentoml-request-id" not in {name.lower() for name in response.headers}
+
+
 def test_unknown_user_gets_the_popularity_fallback(served):
     answer = recommend(served, user_id="nobody-we-know", k=3)
     assert answer["fallback"] is True

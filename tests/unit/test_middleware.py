@@ -1,12 +1,12 @@
 """The service's middleware: the bearer token lets the right token and open paths through, nothing
-else; request bodies must be JSON."""
+else; request bodies must be JSON; BentoML's tracing middleware is skipped unless traces are wanted."""
 
 import asyncio
 import json
 
 import pytest
 
-from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware
+from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, tracing_config
 
 
 def call(path: str, headers: list[tuple[bytes, bytes]], middleware=None):
@@ -45,3 +45,23 @@ def test_only_json_bodies_reach_the_service(content_type, passes):
     assert (reached == ["/recommend"]) is passes
     if not passes:
         assert sent[0]["status"] == 415 and "application/json" in json.loads(sent[1]["body"])["error"]
+
+
+@pytest.mark.parametrize("rate", [None, "", "0"])
+def test_without_a_sample_rate_every_path_skips_the_tracing_middleware(rate):
+    from opentelemetry.util.http import ExcludeList  # what BentoML builds from excluded_urls
+
+    config = tracing_config(rate)
+    assert "sample_rate" not in config
+    excluded = ExcludeList(config["excluded_urls"])
+    assert all(excluded.url_disabled(f"http://127.0.0.1:3000{path}") for path in ("/recommend", "/interest", "/readyz"))
+
+
+def test_a_sample_rate_keeps_tracing_on():
+    assert tracing_config("0.25") == {"sample_rate": 0.25}
+
+
+@pytest.mark.parametrize("rate", ["often", "1.5", "-0.1"])
+def test_a_bad_sample_rate_is_a_clear_error(rate):
+    with pytest.raises(ValueError, match="SERVE_TRACING_SAMPLE_RATE must be a number from 0 to 1"):
+        tracing_config(rate)
