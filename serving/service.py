@@ -176,7 +176,7 @@ def audience_sql(schema: str, event_types: list[str]) -> str:
     return f"""
         with latest as (select max(as_of) as as_of from {schema}.interest_snapshots where user_id is null),
         kinds as (
-            select category_id, {half_lives}count(*) as kinds
+            select {half_lives}category_id
             from {schema}.int_event_kind_parameters where category_id = %(category)s group by category_id
         ),
         scored as (

@@ -6,6 +6,7 @@ module gets its own freshly created database, so no state leaks between modules 
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_PSEUDONYM_KEY = "test-pseudonym-key"
 os.environ["PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY  # tests pseudonymise with a known key
+# The event types of the dbt seed: interest_snapshots has an "interest_<type>" column for each.
+EVENT_TYPES = sorted(row["event_type"] for row in csv.DictReader(
+    (PROJECT_ROOT / "dbt_project" / "seeds" / "event_type_weights.csv").read_text().splitlines()))
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
 
 

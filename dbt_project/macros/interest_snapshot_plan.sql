@@ -116,6 +116,16 @@
     {{ return(types) }}
 {% endmacro %}
 
+{#- The aggregate columns of an interest_snapshots row over decayed events (columns event_type, interest,
+    event_ts): "interest_<type>" per event type of `types`, event_count, last_event_ts. -#}
+{% macro snapshot_row_aggregates(types) -%}
+    {%- for t in types %}
+        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
+    {%- endfor %}
+        count(*)::bigint as event_count,
+        max(event_ts) as last_event_ts
+{%- endmacro %}
+
 {#- Interest per (as_of, user_id, category_id) at each day of `days` (a query with one column as_of), read
     from interest_snapshots: a row of day d that is not `recomputed` (exponential kinds) counts at T >= d,
     each type's column decayed as interest * 0.5^((T - d) / h) with the half-life of (category, type); a
@@ -157,11 +167,10 @@
         inner join {{ ref('interest_snapshots') }} as s on s.as_of <= days.as_of
         inner join (
             select
-                category_id,
                 {%- for t in types %}
                 max(half_life_days) filter (where event_type = '{{ t }}') as "half_life_{{ t }}",
                 {%- endfor %}
-                count(*) as kinds
+                category_id
             from {{ ref('int_event_kind_parameters') }}
             group by category_id
         ) as kinds on kinds.category_id = s.category_id

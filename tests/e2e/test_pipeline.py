@@ -26,7 +26,7 @@ import requests
 
 from interest_decay.config import pg_conninfo
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
+from tests.conftest import EVENT_TYPES, PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -413,7 +413,6 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
     assert "No issues found" in run.stdout and tested and int(tested.group(1)) >= 7, run.stdout[-3000:]
 
 
-EVENT_TYPES = sorted(pd.read_csv(PROJECT_ROOT / "dbt_project/seeds/event_type_weights.csv").event_type)
 INTEREST_TABLES = {  # keys first, the float interest last
     "interest_snapshots": ["as_of", "user_id", "category_id", "recomputed", "event_count", "last_event_ts",
                            " + ".join(f"coalesce(interest_{t}, 0)" for t in EVENT_TYPES)],

@@ -15,7 +15,7 @@ import pytest
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
+from tests.conftest import EVENT_TYPES, PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres
 START = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
@@ -23,7 +23,6 @@ DAYS = 8
 FITTED = [("2", "*", "logistic", None, 0.5, 0.3, None, None),
           ("3", "purchase", "exponential", 0.5, None, None, None, None),
           ("4", "*", "period", None, None, None, 1.0, "1;0.7;0.2")]
-EVENT_TYPES = sorted(pd.read_csv(PROJECT_ROOT / "dbt_project/seeds/event_type_weights.csv").event_type)
 # The interest of every (user, category, event type) at a day, written out here as the model's .yml states
 # it: each type's column of an exponential row decayed from its day, recomputed rows of that day only.
 SNAPSHOT_SQL = f"""

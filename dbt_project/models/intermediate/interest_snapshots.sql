@@ -70,11 +70,7 @@ exponential_rows as (
         user_id,
         category_id,
         false as recomputed,
-        {%- for t in types %}
-        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
-        {%- endfor %}
-        count(*)::bigint as event_count,
-        max(event_ts) as last_event_ts
+        {{ snapshot_row_aggregates(types) }}
     from (
         select
             *,
@@ -120,11 +116,7 @@ recomputed_rows as (
         user_id,
         category_id,
         true as recomputed,
-        {%- for t in types %}
-        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
-        {%- endfor %}
-        count(*)::bigint as event_count,
-        max(event_ts) as last_event_ts
+        {{ snapshot_row_aggregates(types) }}
     from (
         select
             target_days.as_of,
