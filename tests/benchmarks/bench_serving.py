@@ -5,7 +5,7 @@ Stack: the Airflow DAG ``interest_pipeline`` under ``airflow dags test`` on a sm
 (as the e2e test's stack fixture does; databases ``bench_serving`` / ``bench_serving_airflow``, temp
 state dir), then ``bentoml serve interest_service:latest`` on a free port.
 
-- load: an asyncio + aiohttp generator on loopback, ``--seconds`` (60) at each concurrency (1, 16, 64),
+- load: a lean asyncio HTTP/1.1 keep-alive generator on loopback (like wrk; see ``_load``), ``--seconds`` (60) at each concurrency (1, 16, 64),
   random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
   plus CPU seconds used by the server's processes and by the load generator;
 - floor: in-process, the service's own work for one request: pseudonymise, ``get_online_features``
@@ -148,46 +148,87 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: float, warmup: float) -> dict:
-    import aiohttp
+def _requests(host: str, port: int, path: str, users: list[str], k: int) -> list[bytes]:
+    """One pre-encoded HTTP/1.1 keep-alive POST per user (JSON body {user_id, k})."""
+    out = []
+    for user in users:
+        body = json.dumps({"user_id": user, "k": k}).encode()
+        out.append(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (path.encode(), host.encode(), port, len(body), body))
+    return out
 
+
+async def _exchange(reader, writer, request: bytes) -> int | str:
+    """Send one request and read its response; returns the HTTP status, or what was wrong with the answer."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    at = head.lower().find(b"\r\ncontent-length:")
+    if at < 0:
+        return "no Content-Length"
+    body = await reader.readexactly(int(head[at + 17:head.index(b"\r\n", at + 2)]))
+    if status == 200 and b'"items":[' not in body:
+        return "200 without items"
+    return status
+
+
+async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: float, warmup: float) -> dict:
+    """``concurrency`` keep-alive connections, each sending its next request when the last one is answered.
+
+    A lean HTTP/1.1 client (like wrk): requests are encoded once and a response is read by its
+    Content-Length, so the generator's own time per request (it shares the cores and, at concurrency 1,
+    adds to every latency) stays small. A response counts as an error unless it is a 200 with items."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    requests_ = _requests(parts.hostname, parts.port, parts.path, users, k)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     record = False
     stop_at = 0.0
 
-    async def worker(session, seed):
+    async def worker(seed):
         rng = random.Random(seed)
         clock = time.perf_counter
-        while clock() < stop_at:
-            body = {"user_id": rng.choice(users), "k": k}
-            start = clock()
-            try:
-                async with session.post(url, json=body) as response:
-                    await response.read()
-                    status = response.status
-            except Exception as error:  # noqa: BLE001 (counted, the run goes on)
-                status = type(error).__name__
-            if record:
-                if status == 200:
-                    latencies.append(clock() - start)
-                else:
-                    errors[str(status)] = errors.get(str(status), 0) + 1
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            while clock() < stop_at:
+                request = rng.choice(requests_)
+                start = clock()
+                try:
+                    status = await _exchange(reader, writer, request)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
+                    status = type(error).__name__
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+                if record:
+                    if status == 200:
+                        latencies.append(clock() - start)
+                    else:
+                        errors[str(status)] = errors.get(str(status), 0) + 1
+        finally:
+            writer.close()
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        stop_at = time.perf_counter() + warmup
-        await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
-        record = True
-        start = time.perf_counter()
-        stop_at = start + seconds
-        await asyncio.gather(*(worker(session, 1000 + i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    stop_at = time.perf_counter() + warmup
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    record = True
+    start = time.perf_counter()
+    stop_at = start + seconds
+    await asyncio.gather(*(worker(1000 + i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - start
     out = summarize(latencies) if latencies else {"calls": 0}
     out.update({"concurrency": concurrency, "seconds": elapsed, "rps": len(latencies) / elapsed,
                 "errors": sum(errors.values()), "errors_by_status": errors})
     return out
+
+
+def _event_loop():
+    """uvloop's event loop where installed (as the server's), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def load_level(server: Background, url: str, users: list[str], k: int, concurrency: int, seconds: float,
@@ -202,7 +243,8 @@ def load_level(server: Background, url: str, users: list[str], k: int, concurren
     pids = server.group_pids()
     server_before, client_before, wall_before = cpu_seconds(pids), time.process_time(), time.perf_counter()
     machine_before = machine_busy()
-    out = asyncio.run(_load(url, users, k, concurrency, seconds, warmup))
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        out = runner.run(_load(url, users, k, concurrency, seconds, warmup))
     wall = time.perf_counter() - wall_before
     out["server_processes"] = len(pids)
     out["server_cpu_cores_busy"] = (cpu_seconds(pids) - server_before) / wall
@@ -284,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
                        "as_of": f"{as_of:%Y-%m-%d}", "endpoint": "POST /recommend {user_id: random u0..uN, k}",
                        "bentoml": importlib.metadata.version("bentoml"), "feast": importlib.metadata.version("feast")},
         "goals": GOALS,
-        "notes": [f"The load generator (asyncio + aiohttp, one process) runs on the same {os.cpu_count()} cores as "
+        "notes": [f"The load generator (a lean asyncio HTTP/1.1 client on uvloop, one process) runs on the same {os.cpu_count()} cores as "
                   "the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
                   "and is taken from the server. Other work may be running on the machine (load average at start "
                   "in machine).",

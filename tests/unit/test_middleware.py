@@ -1,12 +1,13 @@
 """The service's middleware: the bearer token lets the right token and open paths through, nothing
-else; request bodies must be JSON; BentoML's tracing middleware is skipped unless traces are wanted."""
+else; request bodies must be JSON; BentoML's tracing middleware is skipped unless traces are wanted; its access
+log is off unless SERVE_ACCESS_LOG turns it on."""
 
 import asyncio
 import json
 
 import pytest
 
-from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, tracing_config
+from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
 
 
 def call(path: str, headers: list[tuple[bytes, bytes]], middleware=None):
@@ -65,3 +66,19 @@ def test_a_sample_rate_keeps_tracing_on():
 def test_a_bad_sample_rate_is_a_clear_error(rate):
     with pytest.raises(ValueError, match="SERVE_TRACING_SAMPLE_RATE must be a number from 0 to 1"):
         tracing_config(rate)
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "false", "No", " off "])
+def test_the_access_log_is_off_unless_asked_for(value):
+    assert access_log_config(value) == {"enabled": False}
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_serve_access_log_turns_the_access_log_on(value):
+    assert access_log_config(value) == {"enabled": True}
+
+
+@pytest.mark.parametrize("value", ["sometimes", "2", "enabled"])
+def test_a_bad_access_log_setting_is_a_clear_error(value):
+    with pytest.raises(ValueError, match="SERVE_ACCESS_LOG must be 1/true/yes/on or 0/false/no/off"):
+        access_log_config(value)
