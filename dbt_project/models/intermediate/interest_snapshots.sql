@@ -1,7 +1,7 @@
 -- depends_on: {{ ref('int_event_kind_parameters') }}
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert',
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
           indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns',
           pre_hook=["{{ interest_snapshots_reset() }}",
                     "{{ 'set local jit = off' if is_incremental() else 'select 1' }}"],

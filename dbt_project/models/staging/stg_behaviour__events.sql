@@ -1,8 +1,28 @@
-{{ config(materialized='table', indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}, {'columns': ['load_id']}], post_hook='analyze {{ this }}') }}
+{#- Incremental: a run stages the accepted rows of the loads after the latest staged one; a row whose
+    event is already staged (an earlier load holds the first copy) is a duplicate, so the table is the
+    one a full build makes. `dbt run --full-refresh` stages every load again (needed after PSEUDONYM_KEY
+    changes: the run stops with that advice when the staged pseudonyms were made with another key). #}
+{{ config(materialized='incremental', incremental_strategy='append',
+          indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}, {'columns': ['load_id']}],
+          post_hook='analyze {{ this }}') }}
+{%- if is_incremental() and execute %}
+    {%- set same_key = run_query(
+        "select s.user_id = " ~ pseudonymise('c.user_id') ~ " from (select load_id, row_number, user_id from "
+        ~ this ~ " limit 1) as s join " ~ ref('stg_behaviour__events_checked')
+        ~ " as c on c.load_id = s.load_id and c.row_number = s.row_number").rows %}
+    {%- if same_key and not same_key[0][0] %}
+        {{ exceptions.raise_compiler_error(
+            "the staged events were pseudonymised with another PSEUDONYM_KEY: run `dbt run --full-refresh` "
+            ~ "(every mart that keeps user ids must be rebuilt with the new key)") }}
+    {%- endif %}
+{%- endif %}
 
 with checked as (
     select * from {{ ref('stg_behaviour__events_checked') }}
     where reject_reason is null
+    {%- if is_incremental() %}
+        and load_id > (select coalesce(max(load_id), 0) from {{ this }})
+    {%- endif %}
 ),
 
 numbered as (
@@ -27,10 +47,25 @@ final as (
         value
     from numbered
     where copy_number = 1
+),
+
+new_events as (
+    select * from final
+    {%- if is_incremental() %}
+    where not exists (
+        select 1 from {{ this }} as staged
+        where staged.user_id = final.user_id
+            and staged.item_id = final.item_id
+            and staged.category_id = final.category_id
+            and staged.event_type = final.event_type
+            and staged.event_ts = final.event_ts
+            and staged.value is not distinct from final.value
+    )
+    {%- endif %}
 )
 
 {#- Stored in load order, each load by user: an incremental run reads the loads after its watermark from
     a few contiguous pages (scattered, 1% new events touched a page per event), and a full aggregate still
     finds each user's events of a load together. #}
-select * from final
+select * from new_events
 order by load_id, user_id

@@ -1,0 +1,92 @@
+"""Staging is incremental: a run checks and stages only the loads after the latest one, and the staged
+events (duplicates across loads included) are those a full build gives; a changed PSEUDONYM_KEY stops
+the run with advice instead of mixing pseudonyms."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from interest_decay.ingest import ingest
+from tests.conftest import PROJECT_ROOT, stack_env
+
+pytestmark = pytest.mark.postgres
+
+HEADER = "user_id,item_id,category_id,event_type,ts,value\n"
+FIRST = HEADER + """u1,i1,c1,view,2026-01-08T00:00:00Z,
+u1,i2,c1,purchase,2026-01-01T00:00:00Z,2
+u1,i2,c1,purchase,2026-01-01T00:00:00Z,2
+u2,i1,c1,teleport,2026-01-01T00:00:00Z,
+"""
+# a copy of a first-load event (value written differently: the same number), a new event sent twice,
+# a new event of another user, a rejected row
+SECOND = HEADER + """u1,i2,c1,purchase,2026-01-01T00:00:00Z,2.0
+u2,i3,c2,cart,2026-01-09T10:00:00+02:00,
+u2,i3,c2,cart,2026-01-09T08:00:00Z,
+u3,i1,c1,view,2026-01-10T00:00:00Z,
+u3,,c1,view,2026-01-10T00:00:00Z,
+"""
+STAGING = ("stg_behaviour__events_checked", "stg_behaviour__events", "load_reconciliation")
+STAGED_SQL = ("select load_id, row_number, user_id, item_id, category_id, event_type, event_ts, value "
+              "from analytics.stg_behaviour__events order by load_id, row_number")
+RECONCILIATION_SQL = ("select load_id, raw_rows, staged_rows, duplicate_rows, rejected_rows "
+                      "from analytics.load_reconciliation order by load_id")
+
+
+def dbt(env, *args):
+    return subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
+                          env=env, capture_output=True, text=True)
+
+
+def rows(conninfo, sql):
+    with psycopg.connect(conninfo) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def staged_twice(fresh_db, tmp_path_factory):
+    name, conninfo = fresh_db
+    folder = tmp_path_factory.mktemp("events")
+    env = stack_env(tmp_path_factory.mktemp("state"), name)
+    assert dbt(env, "seed").returncode == 0
+    for i, text in enumerate((FIRST, SECOND)):
+        (folder / f"load{i}.csv").write_text(text)
+        ingest([folder / f"load{i}.csv"], conninfo)
+        run = dbt(env, "run", "--select", *STAGING)
+        assert run.returncode == 0, run.stdout[-4000:]
+    return conninfo, env
+
+
+def test_a_run_checks_only_the_new_load(staged_twice):
+    conninfo, _ = staged_twice
+    [(raw,)] = rows(conninfo, "select count(*) from raw.events")
+    [(checked, distinct)] = rows(conninfo, "select count(*), count(distinct (load_id, row_number)) "
+                                           "from analytics.stg_behaviour__events_checked")
+    assert raw == checked == distinct == 9
+
+
+def test_duplicates_across_loads_stay_out_and_counts_reconcile(staged_twice):
+    conninfo, _ = staged_twice
+    assert rows(conninfo, RECONCILIATION_SQL) == [(1, 4, 2, 1, 1), (2, 5, 2, 2, 1)]
+    staged = rows(conninfo, STAGED_SQL)
+    assert [(r[0], r[1]) for r in staged] == [(1, 1), (1, 2), (2, 2), (2, 4)]
+
+
+def test_incremental_staging_equals_a_full_build(staged_twice):
+    conninfo, env = staged_twice
+    incremental = rows(conninfo, STAGED_SQL)
+    run = dbt(env, "run", "--full-refresh", "--select", *STAGING)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert rows(conninfo, STAGED_SQL) == incremental
+    assert rows(conninfo, RECONCILIATION_SQL) == [(1, 4, 2, 1, 1), (2, 5, 2, 2, 1)]
+
+
+def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):
+    conninfo, env = staged_twice
+    before = rows(conninfo, STAGED_SQL)
+    run = dbt({**env, "PSEUDONYM_KEY": "another-key"}, "run", "--select", "stg_behaviour__events")
+    assert run.returncode != 0
+    assert "pseudonymised with another PSEUDONYM_KEY" in run.stdout and "--full-refresh" in run.stdout
+    assert rows(conninfo, STAGED_SQL) == before
