@@ -60,6 +60,20 @@ class LoadResult:
     skipped: bool  # True when this exact file had been loaded before
 
 
+# Loads commit in the order of their load_id. Staging and the interest mart take the loads above a
+# watermark (the latest load they have seen), so a load still being written while one with a higher
+# load_id is staged would be skipped for good. A loader holds this lock, shared (loaders run side by side),
+# from before its load_id is drawn until it commits; the staging run takes it exclusively while it reads
+# the raw loads (pre-hook of dbt_project/models/staging/stg_behaviour__events_checked.sql, same key), so
+# it waits for the loads in flight and the loads after it wait for its commit.
+LOAD_ORDER_LOCK = "interest_decay.raw_loads"
+
+
+def hold_load_order_lock(cur) -> None:
+    """Take the load-order lock (shared) until the current transaction ends."""
+    cur.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (LOAD_ORDER_LOCK,))
+
+
 def ensure_raw_schema(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(hashtext('interest_decay.raw_ddl'))")
@@ -143,6 +157,7 @@ def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str
     """Store one batch of events (``read()``: the contract columns as text, plus unsplittable rows) as
     one load, unless a load with the same content hash ``sha`` exists (then nothing is read or added)."""
     with conn.transaction(), conn.cursor() as cur:
+        hold_load_order_lock(cur)
         cur.execute("select load_id, row_count from raw.loads where file_sha256 = %s", (sha,))
         seen = cur.fetchone()
         if seen:

@@ -1,15 +1,17 @@
 """Staging is incremental: a run checks and stages only the loads after the latest one, and the staged
 events (duplicates across loads included) are those a full build gives; a changed PSEUDONYM_KEY stops
-the run with advice instead of mixing pseudonyms."""
+the run with advice instead of mixing pseudonyms; a load still being written when a later one is
+staged is not skipped (the load-order lock)."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
+from interest_decay.ingest import hold_load_order_lock, ingest
 from tests.conftest import PROJECT_ROOT, stack_env
 
 pytestmark = pytest.mark.postgres
@@ -56,11 +58,11 @@ def staged_twice(fresh_db, tmp_path_factory):
         ingest([folder / f"load{i}.csv"], conninfo)
         run = dbt(env, "run", "--select", *STAGING)
         assert run.returncode == 0, run.stdout[-4000:]
-    return conninfo, env
+    return conninfo, env, folder
 
 
 def test_a_run_checks_only_the_new_load(staged_twice):
-    conninfo, _ = staged_twice
+    conninfo, *_ = staged_twice
     [(raw,)] = rows(conninfo, "select count(*) from raw.events")
     [(checked, distinct)] = rows(conninfo, "select count(*), count(distinct (load_id, row_number)) "
                                            "from analytics.stg_behaviour__events_checked")
@@ -68,14 +70,14 @@ def test_a_run_checks_only_the_new_load(staged_twice):
 
 
 def test_duplicates_across_loads_stay_out_and_counts_reconcile(staged_twice):
-    conninfo, _ = staged_twice
+    conninfo, *_ = staged_twice
     assert rows(conninfo, RECONCILIATION_SQL) == [(1, 4, 2, 1, 1), (2, 5, 2, 2, 1)]
     staged = rows(conninfo, STAGED_SQL)
     assert [(r[0], r[1]) for r in staged] == [(1, 1), (1, 2), (2, 2), (2, 4)]
 
 
 def test_incremental_staging_equals_a_full_build(staged_twice):
-    conninfo, env = staged_twice
+    conninfo, env, _ = staged_twice
     incremental = rows(conninfo, STAGED_SQL)
     run = dbt(env, "run", "--full-refresh", "--select", *STAGING)
     assert run.returncode == 0, run.stdout[-4000:]
@@ -84,9 +86,37 @@ def test_incremental_staging_equals_a_full_build(staged_twice):
 
 
 def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):
-    conninfo, env = staged_twice
+    conninfo, env, _ = staged_twice
     before = rows(conninfo, STAGED_SQL)
     run = dbt({**env, "PSEUDONYM_KEY": "another-key"}, "run", "--select", "stg_behaviour__events")
     assert run.returncode != 0
     assert "pseudonymised with another PSEUDONYM_KEY" in run.stdout and "--full-refresh" in run.stdout
     assert rows(conninfo, STAGED_SQL) == before
+
+
+def test_a_load_in_flight_is_waited_for_not_skipped(staged_twice):
+    """Load A draws its load_id, then load B is stored and committed while A is still being written.
+    Staging must not take B and leave A below its watermark: it waits until A commits, then stages both.
+    (Runs last: it adds loads 3 and 4.)"""
+    conninfo, env, folder = staged_twice
+    with psycopg.connect(conninfo) as slow:
+        with slow.cursor() as cur:  # what load_table does, stopped before its commit
+            hold_load_order_lock(cur)
+            cur.execute("insert into raw.loads (file_sha256, source, row_count) "
+                        "values ('in-flight', 'test', 1) returning load_id")
+            slow_load = cur.fetchone()[0]
+            cur.execute("insert into raw.events (load_id, row_number, user_id, item_id, category_id, event_type, ts) "
+                        "values (%s, 1, 'u9', 'i9', 'c9', 'view', '2026-01-11T00:00:00Z')", (slow_load,))
+        (folder / "later.csv").write_text(HEADER + "u8,i8,c8,view,2026-01-11T00:00:00Z,\n")
+        [later] = ingest([folder / "later.csv"], conninfo)
+        assert later.load_id > slow_load
+        run = subprocess.Popen([str(Path(sys.executable).parent / "dbt"), "run", "--select", *STAGING],
+                               cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
+        time.sleep(5)
+        waited = run.poll() is None
+        slow.commit()
+        output, _ = run.communicate(timeout=300)
+    assert waited, "staging did not wait for the load in flight:\n" + output[-3000:]
+    assert run.returncode == 0, output[-4000:]
+    staged = {load for (load,) in rows(conninfo, "select distinct load_id from analytics.stg_behaviour__events")}
+    assert {slow_load, later.load_id} <= staged
