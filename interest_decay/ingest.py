@@ -69,9 +69,15 @@ class LoadResult:
 LOAD_ORDER_LOCK = "interest_decay.raw_loads"
 
 
-def hold_load_order_lock(cur) -> None:
-    """Take the load-order lock (shared) until the current transaction ends."""
+def hold_load_order_lock(cur, timeout_s: float | None = None) -> None:
+    """Take the load-order lock (shared) until the current transaction ends. With ``timeout_s``, wait at
+    most that long (psycopg.errors.LockNotAvailable after it): a staging run holds the lock exclusively
+    while it reads the raw loads, and one waiting for a long batch load holds back every new load."""
+    if timeout_s is not None:
+        cur.execute(f"set local lock_timeout = {int(timeout_s * 1000)}")
     cur.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (LOAD_ORDER_LOCK,))
+    if timeout_s is not None:
+        cur.execute("set local lock_timeout = 0")
 
 
 def ensure_raw_schema(conn) -> None:
@@ -153,11 +159,13 @@ def load_file(conn, path: Path) -> LoadResult:
     return load_table(conn, lambda: read_events(path), source=path.name, sha=file_sha256(path))
 
 
-def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str, sha: str) -> LoadResult:
+def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str, sha: str,
+               lock_timeout_s: float | None = None) -> LoadResult:
     """Store one batch of events (``read()``: the contract columns as text, plus unsplittable rows) as
-    one load, unless a load with the same content hash ``sha`` exists (then nothing is read or added)."""
+    one load, unless a load with the same content hash ``sha`` exists (then nothing is read or added).
+    ``lock_timeout_s``: see hold_load_order_lock (the service sets it; batch ingest waits)."""
     with conn.transaction(), conn.cursor() as cur:
-        hold_load_order_lock(cur)
+        hold_load_order_lock(cur, lock_timeout_s)
         cur.execute("select load_id, row_count from raw.loads where file_sha256 = %s", (sha,))
         seen = cur.fetchone()
         if seen:

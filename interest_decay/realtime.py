@@ -244,7 +244,8 @@ def materialize(store, as_of: dt.datetime, days: int = 1, chunk_days: int = 7) -
 
 def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str) -> pd.DataFrame:
     """Accepted events at or after ``as_of`` (the mart as of ``as_of`` does not hold them): the staged
-    ones, plus the rows of raw loads that staging has not seen yet, checked with the staging rules.
+    ones, plus the rows of raw loads after the latest staged one, checked with the staging rules (a load
+    checked but not staged, when the staging run stopped between its two models, counts too).
     Columns user_id (pseudonymised), category_id, event_type, ts; one row per distinct event."""
     from interest_decay.pseudonym import pseudonymise
 
@@ -255,7 +256,7 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
     unstaged = conn.execute(
         f"select {', '.join('e.' + c for c in EVENT_COLUMNS)}, l.loaded_at from raw.events e "
         f"join raw.loads l using (load_id) where e.parse_error is null and e.load_id > "
-        f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events_checked)").fetchall()
+        f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)").fetchall()
     rows = list(staged)
     for *values, loaded_at in unstaged:
         event = dict(zip(EVENT_COLUMNS, values))
@@ -295,7 +296,8 @@ class BatchResult:
 
 
 def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pseudonym_key: str,
-                 received_at: dt.datetime | None = None, source: str = "api:/events") -> BatchResult:
+                 received_at: dt.datetime | None = None, source: str = "api:/events",
+                 lock_timeout_s: float | None = None) -> BatchResult:
     """Check, store (one raw load) and fold one batch of events; see the module docstring. The raw
     tables must exist (``interest_decay.ingest.ensure_raw_schema``, once per process, not per batch)."""
     import pyarrow as pa
@@ -309,7 +311,7 @@ def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pse
     def as_text() -> tuple[pa.Table, list[str]]:
         return pa.table({c: pa.array([_text(e.get(c)) for e in events], pa.string()) for c in EVENT_COLUMNS}), []
 
-    load = load_table(conn, as_text, source=source, sha=batch_sha256(events))
+    load = load_table(conn, as_text, source=source, sha=batch_sha256(events), lock_timeout_s=lock_timeout_s)
     updated = 0
     if not load.skipped and updater is not None:
         accepted = [e for e, reason in zip(events, reasons) if reason is None]

@@ -47,6 +47,8 @@ PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
+# How long /events waits for the load-order lock (interest_decay.ingest.hold_load_order_lock) before a 503.
+EVENTS_LOCK_TIMEOUT_S = 5.0
 WORKERS = int(os.environ["SERVE_WORKERS"]) if os.environ.get("SERVE_WORKERS", "").isdigit() else "cpu_count"
 
 
@@ -467,9 +469,16 @@ class InterestService:
         users' online interest at once; answers accepted / rejected per event with the reason."""
         from interest_decay.realtime import accept_batch
 
+        from psycopg.errors import LockNotAvailable
+
         records = [e.model_dump() for e in events]
         with self._db() as conn:
-            result = accept_batch(conn, self._online_updater(conn), records, self.pseudonym_key)
+            try:
+                result = accept_batch(conn, self._online_updater(conn), records, self.pseudonym_key,
+                                      lock_timeout_s=EVENTS_LOCK_TIMEOUT_S)
+            except LockNotAvailable:  # staging holds new loads back while it waits for a long batch load
+                raise ServiceUnavailable(f"staging is reading the raw events (waited {EVENTS_LOCK_TIMEOUT_S:g} s): "
+                                         "nothing was stored, send the batch again shortly") from None
         outcomes = [EventOutcome(index=i, accepted=r is None, reason=r) for i, r in enumerate(result.reasons)]
         accepted = sum(o.accepted for o in outcomes)
         return EventsResult(load_id=result.load_id, duplicate_batch=result.duplicate_batch, accepted=accepted,

@@ -1,5 +1,6 @@
-{#- Incremental strategy 'replace_days' (interest_snapshots): the run's rows replace the stored rows of the
-    same days (unique_key: the day column). dbt's delete+insert deletes `where day in (select day from the
+{#- Incremental strategy 'replace_days' of the per-day models (interest_snapshots and the marts kept per
+    as_of day, each with a BRIN index on the day): the run's rows replace the stored rows of the same
+    days (unique_key: the day column). dbt's delete+insert deletes `where day in (select day from the
     new rows)`, which PostgreSQL plans as a scan of the whole table: O(stored rows), not O(new rows)
     (0.13 s at 1.1M rows, growing by a day's rows every day). Bounding the day by the new rows' first and
     last day first lets the day index find the rows (a BRIN bitmap scan over the window's pages). -#}

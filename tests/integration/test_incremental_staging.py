@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interest_decay.ingest import hold_load_order_lock, ingest
+from interest_decay.ingest import LOAD_ORDER_LOCK, hold_load_order_lock, ingest
+from interest_decay.realtime import accept_batch
 from tests.conftest import PROJECT_ROOT, stack_env
 
 pytestmark = pytest.mark.postgres
@@ -94,6 +95,32 @@ def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):
     assert rows(conninfo, STAGED_SQL) == before
 
 
+def wait_for_a_blocked_advisory_lock(conninfo, run, timeout_s: float = 120) -> bool:
+    """True once a session waits for an advisory lock (the staging run's pre-hook), False if ``run`` ends first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and run.poll() is None:
+        if rows(conninfo, "select count(*) from pg_locks where locktype = 'advisory' and not granted")[0][0]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_loader_with_a_lock_timeout_gives_up_and_stores_nothing(staged_twice):
+    """/events waits at most its lock timeout while staging holds new loads back, then stores nothing."""
+    conninfo, *_ = staged_twice
+    before = rows(conninfo, "select count(*) from raw.loads")
+    event = {"user_id": "u7", "item_id": "i7", "category_id": "c7", "event_type": "view",
+             "ts": "2026-01-12T00:00:00Z", "value": None}
+    with psycopg.connect(conninfo) as staging:  # what the staging pre-hook holds
+        staging.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOAD_ORDER_LOCK,))
+        with psycopg.connect(conninfo, autocommit=True) as api:
+            start = time.monotonic()
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                accept_batch(api, None, [event], "key", lock_timeout_s=0.5)
+            assert time.monotonic() - start < 5
+    assert rows(conninfo, "select count(*) from raw.loads") == before
+
+
 def test_a_load_in_flight_is_waited_for_not_skipped(staged_twice):
     """Load A draws its load_id, then load B is stored and committed while A is still being written.
     Staging must not take B and leave A below its watermark: it waits until A commits, then stages both.
@@ -112,8 +139,7 @@ def test_a_load_in_flight_is_waited_for_not_skipped(staged_twice):
         assert later.load_id > slow_load
         run = subprocess.Popen([str(Path(sys.executable).parent / "dbt"), "run", "--select", *STAGING],
                                cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
-        time.sleep(5)
-        waited = run.poll() is None
+        waited = wait_for_a_blocked_advisory_lock(conninfo, run)
         slow.commit()
         output, _ = run.communicate(timeout=300)
     assert waited, "staging did not wait for the load in flight:\n" + output[-3000:]

@@ -39,6 +39,8 @@ final as (
     from loads
     left join checked_counts on checked_counts.load_id = loads.load_id
     left join staged_counts on staged_counts.load_id = loads.load_id
+    {#- a load stored after staging read the raw loads is reconciled by the next run #}
+    where loads.load_id <= (select coalesce(max(load_id), 0) from checked)
 )
 
 select * from final

@@ -1,5 +1,6 @@
 -- depends_on: {{ ref('stg_behaviour__events') }}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
+          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 {#- One feature row per (user, as_of) for Feast, for the days incremental_days gives (the run's window,
     from the latest stored day on). Besides the top categories, the row carries the interest per

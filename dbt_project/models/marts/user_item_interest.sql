@@ -1,4 +1,5 @@
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='delete+insert') }}
+{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
+          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 with contributions as (
     select * from {{ ref('int_event_interest_contributions') }}

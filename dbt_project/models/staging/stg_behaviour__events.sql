@@ -2,8 +2,10 @@
     event is already staged (an earlier load holds the first copy) is a duplicate, so the table is the
     one a full build makes. `dbt run --full-refresh` stages every load again (needed after PSEUDONYM_KEY
     changes: the run stops with that advice when the staged pseudonyms were made with another key). #}
+{#- The pre-hook keeps two runs from staging the same loads at once (each would append them). #}
 {{ config(materialized='incremental', incremental_strategy='append',
           indexes=[{'columns': ['event_ts']}, {'columns': ['user_id']}, {'columns': ['load_id']}],
+          pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.stg_events'))",
           post_hook='analyze {{ this }}') }}
 {%- if is_incremental() and execute %}
     {%- set same_key = run_query(
