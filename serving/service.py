@@ -46,11 +46,10 @@ FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
-# Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 # How long /events waits for the load-order lock (interest_decay.ingest.hold_load_order_lock) before a 503.
 EVENTS_LOCK_TIMEOUT_S = 5.0
+# Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = int(os.environ["SERVE_WORKERS"]) if os.environ.get("SERVE_WORKERS", "").isdigit() else "cpu_count"
-
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
@@ -162,7 +161,6 @@ def _utc(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
 
 
-
 def audience_sql(schema: str, event_types: list[str]) -> str:
     """Users of category %(category)s whose interest decayed to %(now)s is at least %(min_interest)s, best
     first (at most %(limit)s), from dbt's interest_snapshots (one column "interest_<type>" per event type
@@ -195,6 +193,7 @@ def audience_sql(schema: str, event_types: list[str]) -> str:
         where interest >= %(min_interest)s
         order by interest desc, user_id
         limit %(limit)s"""
+
 
 def _signature_once(method):
     """BentoML runs ``inspect.signature`` on an API method for every call (~10 us of a ~1 ms /recommend);
@@ -467,9 +466,9 @@ class InterestService:
     ) -> EventsResult:
         """Store live events (the same raw tables as batch ingest) and fold the accepted ones into the
         users' online interest at once; answers accepted / rejected per event with the reason."""
-        from interest_decay.realtime import accept_batch
-
         from psycopg.errors import LockNotAvailable
+
+        from interest_decay.realtime import accept_batch
 
         records = [e.model_dump() for e in events]
         with self._db() as conn:

@@ -79,6 +79,15 @@ def dbt(env: dict, *args: str) -> dict[str, float]:
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
 
 
+def run_marts(env: dict, day: str, *flags: str) -> dict[str, float]:
+    """dbt run of the interest mart (MART_MODELS) for the one day ``day``; returns dbt's seconds per model."""
+    return dbt(env, "run", *flags, "--select", *MART_MODELS, "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}')
+
+
+def mart_seconds(models: dict[str, float]) -> float:
+    return sum(models[m] for m in MART_MODELS)
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     value = fn(*args)
@@ -143,11 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     fulls, floors, same_grains = [], [], []
     for i in range(REPEATS):
         log(f"full refresh of the interest mart and its floors ({i + 1}/{REPEATS})")
-        fulls.append(dbt(env, "run", "--full-refresh", "--select", *MART_MODELS,
-                         "--vars", f'{{as_of: "{as_of}", as_of_start: "{as_of}"}}'))
+        fulls.append(run_marts(env, as_of, "--full-refresh"))
         floors.append(timed(floor_aggregate, conninfo, END)[0])
         same_grains.append(timed(floor_aggregate, conninfo, END, same_grain_sql)[0])
-    full_runs = [sum(run[m] for m in MART_MODELS) for run in fulls]
+    full_runs = [mart_seconds(run) for run in fulls]
     full = fulls[full_runs.index(statistics.median(full_runs))]
     floor_s, same_grain_s = statistics.median(floors), statistics.median(same_grains)
 
@@ -160,15 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     if staged_new < new * 0.99:
         raise RuntimeError(f"only {staged_new} of the {new} new events reached staging")
     next_day = f"{END + dt.timedelta(days=1):%Y-%m-%d}"
-    incremental = dbt(env, "run", "--select", *MART_MODELS, "--vars", f'{{as_of: "{next_day}", as_of_start: "{next_day}"}}')
+    incremental = run_marts(env, next_day)
 
-    full_s, incremental_s = statistics.median(full_runs), sum(incremental[m] for m in MART_MODELS)
+    full_s, incremental_s = statistics.median(full_runs), mart_seconds(incremental)
     rows_sql = "select count(*) from analytics.interest_snapshots where as_of = '{}'::timestamptz and user_id is not null"
     full_rows, incremental_rows = count(conninfo, rows_sql.format(as_of)), count(conninfo, rows_sql.format(next_day))
     log("re-running the same day twice (replaces its rows)")
-    reruns = [sum(dbt(env, "run", "--select", *MART_MODELS,
-                      "--vars", f'{{as_of: "{next_day}", as_of_start: "{next_day}"}}')[m] for m in MART_MODELS)
-              for _ in range(2)]
+    reruns = [mart_seconds(run_marts(env, next_day)) for _ in range(2)]
     if count(conninfo, rows_sql.format(next_day)) != incremental_rows:
         raise RuntimeError("re-running the day changed its row count")
     result = {

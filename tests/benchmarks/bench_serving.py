@@ -5,8 +5,8 @@ Stack: the Airflow DAG ``interest_pipeline`` under ``airflow dags test`` on a sm
 (as the e2e test's stack fixture does; databases ``bench_serving`` / ``bench_serving_airflow``, temp
 state dir), then ``bentoml serve interest_service:latest`` on a free port.
 
-- load: a lean asyncio HTTP/1.1 keep-alive generator on loopback (like wrk; see ``_load``), ``--seconds`` (60) at each concurrency (1, 16, 64),
-  random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
+- load: a lean asyncio HTTP/1.1 keep-alive generator on loopback (like wrk; see ``_load``), ``--seconds``
+  (60) at each concurrency (1, 16, 64), random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
   plus CPU seconds used by the server's processes and by the load generator;
 - floor: in-process, the service's own work for one request: pseudonymise, ``get_online_features``
   with ``recommender_v1`` at request time, ``interest_shares``, ``full_sort_predict`` and top-k, on
@@ -326,8 +326,8 @@ def main(argv: list[str] | None = None) -> None:
                        "as_of": f"{as_of:%Y-%m-%d}", "endpoint": "POST /recommend {user_id: random u0..uN, k}",
                        "bentoml": importlib.metadata.version("bentoml"), "feast": importlib.metadata.version("feast")},
         "goals": GOALS,
-        "notes": [f"The load generator (a lean asyncio HTTP/1.1 client on uvloop, one process) runs on the same {os.cpu_count()} cores as "
-                  "the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
+        "notes": [f"The load generator (a lean asyncio HTTP/1.1 client on uvloop, one process) runs on the same "
+                  f"{os.cpu_count()} cores as the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
                   "and is taken from the server. Other work may be running on the machine (load average at start "
                   "in machine).",
                   "Floor: the same feature read + model forward + top-k in-process (no HTTP, no pydantic, no "
