@@ -48,10 +48,18 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- set days = incremental_days(this, 'user_id is null') -%}
+    {%- set types = event_types() -%}
     {%- set facts = run_query(
         "select " ~ parameters_fingerprint() ~ ", "
-        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential')"
+        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential'), "
+        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where type_position is distinct from "
+        ~ "array_position(array['" ~ types | join("', '") ~ "']::text[], event_type))"
     ).rows[0] -%}
+    {%- if facts[2] -%}
+        {{ exceptions.raise_compiler_error("int_event_kind_parameters was built before event_type_weights changed "
+            ~ "(its type positions do not match the event types " ~ types | join(', ') ~ "): run it first, "
+            ~ "e.g. dbt run --select int_event_kind_parameters+") }}
+    {%- endif -%}
     {%- do plan.update({'first_day': days.first_day, 'last_day': days.last_day, 'fingerprint': facts[0],
                         'recomputed_kinds': facts[1]}) -%}
     {%- if days.latest_day -%}
@@ -90,8 +98,19 @@
         delete from {{ this }}
         where (select parameters_fingerprint from {{ this }} where user_id is null order by as_of desc limit 1)
             <> {{ parameters_fingerprint() }}
-    {%- else -%}
-        select 1
+    {%- endif -%}
+{% endmacro %}
+
+{#- Pre-hook of interest_snapshots after interest_snapshots_reset: the stored rows of the days the run
+    recomputes (its window: incremental_days over the day markers, as in the plan) go; the run then appends
+    the window's rows, so re-running a day replaces it. The days are known before the run (dbt's
+    delete+insert takes them from the new rows, which PostgreSQL cannot plan an index scan for). -#}
+{% macro interest_snapshots_clear_window() %}
+    {%- set days = incremental_days(this, 'user_id is null') if is_incremental() else {} -%}
+    {%- if days.latest_day and days.latest_day >= days.first_day -%}  {#- else no stored day is in the window #}
+        delete from {{ this }}
+        where as_of >= (date '{{ days.first_day }}'::timestamp at time zone 'UTC')
+            and as_of <= (date '{{ days.last_day }}'::timestamp at time zone 'UTC')
     {%- endif -%}
 {% endmacro %}
 
@@ -116,11 +135,12 @@
     {{ return(types) }}
 {% endmacro %}
 
-{#- The aggregate columns of an interest_snapshots row over decayed events (columns event_type, interest,
-    event_ts): "interest_<type>" per event type of `types`, event_count, last_event_ts. -#}
+{#- The aggregate columns of an interest_snapshots row over decayed events (columns type_position: the
+    event type's place in `types` from 1, interest, event_ts): "interest_<type>" per event type of `types`,
+    event_count, last_event_ts. -#}
 {% macro snapshot_row_aggregates(types) -%}
     {%- for t in types %}
-        sum(interest) filter (where event_type = '{{ t }}') as "interest_{{ t }}",
+        sum(interest) filter (where type_position = {{ loop.index }}) as "interest_{{ t }}",
     {%- endfor %}
         count(*)::bigint as event_count,
         max(event_ts) as last_event_ts
@@ -155,10 +175,10 @@
                 when s.recomputed then s."interest_{{ t }}"
                 {#- below 1e-300 counts as 0 (a float8 product that small would underflow, an error) #}
                 when s."interest_{{ t }}" <= 0 or ln(s."interest_{{ t }}") - 0.6931471805599453::float8
-                    * extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds."half_life_{{ t }}" < -690
+                    * {{ age_days('days.as_of', 's.as_of') }} / kinds."half_life_{{ t }}" < -690
                     then 0::float8
                 else s."interest_{{ t }}" * power(
-                    0.5::float8, extract(epoch from days.as_of - s.as_of)::float8 / 86400.0 / kinds."half_life_{{ t }}")
+                    0.5::float8, {{ age_days('days.as_of', 's.as_of') }} / kinds."half_life_{{ t }}")
             end) as "interest_{{ t }}",
             {%- endfor %}
             sum(s.event_count)::bigint as event_count,

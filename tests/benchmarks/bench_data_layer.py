@@ -38,7 +38,7 @@ MART_MODELS = ("interest_snapshots", "user_category_interest")
 FLOOR_SQL = """
 create table bench_floor as
 select e.user_id, e.category_id,
-       sum(w.weight * power(0.5::float8, extract(epoch from %(as_of)s::timestamptz - e.event_ts)::float8 / 604800.0))
+       sum(w.weight * power(0.5::float8, date_part('epoch', %(as_of)s::timestamptz - e.event_ts) / 604800.0))
            as interest
 from analytics.stg_behaviour__events e
 join analytics.event_type_weights w on w.event_type = e.event_type
@@ -54,7 +54,7 @@ create table bench_floor_kinds as
 select user_id, category_id, {per_type}, count(*) as event_count, max(event_ts) as last_event_ts
 from (
     select e.user_id, e.category_id, e.event_type, e.event_ts,
-           k.weight * power(0.5::float8, extract(epoch from %(as_of)s::timestamptz - e.event_ts)::float8 / 86400.0
+           k.weight * power(0.5::float8, date_part('epoch', %(as_of)s::timestamptz - e.event_ts) / 86400.0
                                          / k.half_life_days) as interest
     from analytics.stg_behaviour__events e
     join analytics.int_event_kind_parameters k on k.category_id = e.category_id and k.event_type = e.event_type

@@ -25,7 +25,7 @@ aged as (
         kinds.logistic_l,
         kinds.period_days,
         kinds.period_weights,
-        extract(epoch from as_of_days.as_of - events.event_ts)::float8 / 86400.0 as age_days
+        {{ age_days('as_of_days.as_of', 'events.event_ts') }} as age_days
     from as_of_days
     inner join events on events.event_ts < as_of_days.as_of
     inner join kinds

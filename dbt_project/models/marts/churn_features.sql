@@ -24,7 +24,7 @@ past as (
         events.event_type,
         events.event_ts,
         events.value,
-        extract(epoch from as_of_days.as_of - events.event_ts)::float8 / 86400.0 as age_days
+        {{ age_days('as_of_days.as_of', 'events.event_ts') }} as age_days
     from as_of_days
     inner join events on events.event_ts < as_of_days.as_of
 ),

@@ -47,7 +47,7 @@ final as (
     select
         history.as_of,
         history.user_id,
-        extract(epoch from history.as_of - history.last_event_ts)::float8 / 86400 as recency_days,
+        {{ age_days('history.as_of', 'history.last_event_ts') }} as recency_days,
         history.recent_event_count as frequency,
         history.recent_purchase_value as monetary,
         history.event_count,
