@@ -75,6 +75,20 @@ def stack_env(state_dir: Path, database: str, airflow_database: str | None = Non
     return env
 
 
+def wait_for_a_blocked_advisory_lock(conninfo: str, run, timeout_s: float = 120) -> bool:
+    """True once a session waits for an advisory lock (a dbt run's pre-hook), False if the subprocess ``run``
+    ends first."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and run.poll() is None:
+        with psycopg.connect(conninfo) as conn:
+            if conn.execute("select count(*) from pg_locks where locktype = 'advisory' and not granted").fetchone()[0]:
+                return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="module")
 def fresh_db(request):
     """A new, empty database for this test module; yields (name, conninfo)."""

@@ -52,8 +52,8 @@
     {%- set facts = run_query(
         "select " ~ parameters_fingerprint() ~ ", "
         ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential'), "
-        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where type_position is distinct from "
-        ~ "array_position(array['" ~ types | join("', '") ~ "']::text[], event_type))"
+        ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " as k where (to_jsonb(k) ->> 'type_position')::int"
+        ~ " is distinct from array_position(array['" ~ types | join("', '") ~ "']::text[], event_type))"
     ).rows[0] -%}
     {%- if facts[2] -%}
         {{ exceptions.raise_compiler_error("int_event_kind_parameters was built before event_type_weights changed "
@@ -82,8 +82,23 @@
             {%- endif -%}
         {%- endif -%}
     {%- endif -%}
+    {#- For the pre-hook interest_snapshots_clear_window, in this session (dbt compiles and runs a model on one
+        connection): the stored days to replace, and the state of the stored days this plan was made from. -#}
+    {%- if is_incremental() -%}
+        {%- set clear = days.latest_day and days.latest_day >= plan.first_day -%}
+        {%- do run_query("select set_config('interest_decay.snapshot_window', '"
+            ~ (plan.first_day ~ '|' ~ plan.last_day if clear else '') ~ "', false), "
+            ~ "set_config('interest_decay.snapshot_state', " ~ snapshot_state(this) ~ ", false)") -%}
+    {%- endif -%}
     {{ return(plan) }}
 {% endmacro %}
+
+{#- The state of interest_snapshots' stored days, as text (an SQL expression): every run rewrites the marker
+    row of each day it computes, so any run committed in between changes it. -#}
+{% macro snapshot_state(relation) -%}
+    (select coalesce(md5(string_agg(xmin::text || '@' || as_of::text, ',' order by as_of)), '')
+     from {{ relation }} where user_id is null)
+{%- endmacro %}
 
 {#- The parameters interest_snapshots was computed with, as one md5 (an SQL expression). -#}
 {% macro parameters_fingerprint() -%}
@@ -101,18 +116,33 @@
     {%- endif -%}
 {% endmacro %}
 
-{#- Pre-hook of interest_snapshots after interest_snapshots_reset: the stored rows of the days the run
-    recomputes (its window: incremental_days over the day markers, as in the plan) go; the run then appends
-    the window's rows, so re-running a day replaces it. The days are known before the run (dbt's
-    delete+insert takes them from the new rows, which PostgreSQL cannot plan an index scan for). -#}
+{#- Pre-hook of interest_snapshots, after the run's lock (interest_snapshots_lock): the stored rows of the days
+    the plan recomputes go (none when no stored day is in its window); the run then appends the window's
+    rows, so re-running a day replaces it. The days are the plan's, known before the run (dbt's delete+insert
+    takes them from the new rows, which PostgreSQL cannot plan an index scan for). The plan was made when the
+    model compiled, before the lock: if another run committed since, its base and window may no longer hold,
+    and the run stops with nothing written. -#}
 {% macro interest_snapshots_clear_window() %}
-    {%- set days = incremental_days(this, 'user_id is null') if is_incremental() else {} -%}
-    {%- if days.latest_day and days.latest_day >= days.first_day -%}  {#- else no stored day is in the window #}
+    {%- if is_incremental() -%}
+        {%- set seen = run_query("select current_setting('interest_decay.snapshot_state', true) = "
+            ~ snapshot_state(this) ~ ", current_setting('interest_decay.snapshot_window', true)").rows[0] -%}
+        {%- if not seen[0] -%}
+            {{ exceptions.raise_compiler_error("interest_snapshots changed after this run planned its days (another "
+                ~ "run committed meanwhile): nothing was written; run it again") }}
+        {%- endif -%}
+        {%- if seen[1] -%}
+            {%- set first_day, last_day = seen[1].split('|') -%}
         delete from {{ this }}
-        where as_of >= (date '{{ days.first_day }}'::timestamp at time zone 'UTC')
-            and as_of <= (date '{{ days.last_day }}'::timestamp at time zone 'UTC')
+        where as_of >= (date '{{ first_day }}'::timestamp at time zone 'UTC')
+            and as_of <= (date '{{ last_day }}'::timestamp at time zone 'UTC')
+        {%- endif -%}
     {%- endif -%}
 {% endmacro %}
+
+{#- First pre-hook of interest_snapshots: one run at a time writes it (held until the run commits). -#}
+{% macro interest_snapshots_lock() -%}
+    select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))
+{%- endmacro %}
 
 {#- The event types of the seed event_type_weights, sorted: interest_snapshots keeps one interest column
     per type ("interest_<type>"). Read from the seed's table itself (not through ref: the readers would

@@ -13,7 +13,7 @@ import pytest
 
 from interest_decay.ingest import LOAD_ORDER_LOCK, hold_load_order_lock, ingest
 from interest_decay.realtime import accept_batch
-from tests.conftest import PROJECT_ROOT, stack_env
+from tests.conftest import PROJECT_ROOT, stack_env, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
 
@@ -93,16 +93,6 @@ def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):
     assert run.returncode != 0
     assert "pseudonymised with another PSEUDONYM_KEY" in run.stdout and "--full-refresh" in run.stdout
     assert rows(conninfo, STAGED_SQL) == before
-
-
-def wait_for_a_blocked_advisory_lock(conninfo, run, timeout_s: float = 120) -> bool:
-    """True once a session waits for an advisory lock (the staging run's pre-hook), False if ``run`` ends first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and run.poll() is None:
-        if rows(conninfo, "select count(*) from pg_locks where locktype = 'advisory' and not granted")[0][0]:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_loader_with_a_lock_timeout_gives_up_and_stores_nothing(staged_twice):

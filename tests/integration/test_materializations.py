@@ -1,6 +1,8 @@
 """The project's dbt materializations on PostgreSQL (dbt_project/macros/materializations.sql): an
 incremental `append` run inserts straight from the model's query (no temp table) while the columns match
-and leaves schema changes to dbt's own materialization; a view whose SQL is unchanged is left as it is."""
+and leaves schema changes to dbt's own materialization; a view whose SQL is unchanged is left as it is.
+And interest_snapshots, which plans its days when it compiles: a run that another run overtook between its
+plan and its lock stops with nothing written."""
 
 import datetime as dt
 import json
@@ -13,7 +15,7 @@ import pytest
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, stack_env
+from tests.conftest import PROJECT_ROOT, stack_env, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
 END = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
@@ -96,6 +98,28 @@ def test_view_whose_sql_changed_is_recreated(stack):
     run_day(env, NEXT_DAY, "--full-refresh", select="user_category_interest")
     refreshed_oid, refreshed_stamp = one(conninfo, VIEW_SQL)
     assert refreshed_oid != new_oid and refreshed_stamp == stamp  # re-created, and stamped for the next run
+
+
+def test_a_run_overtaken_after_its_plan_stops_and_writes_nothing(stack):
+    """The run compiles (plans its base day and window from the stored days), then waits for the lock; another
+    writer commits meanwhile (here: a marker row rewritten, as any run does). The run must not write rows
+    planned from the old state."""
+    conninfo, env = stack
+    stored = "select count(*), sum(event_count) from analytics.interest_snapshots"
+    before = one(conninfo, stored)
+    with psycopg.connect(conninfo) as other:  # what another interest_snapshots run holds until it commits
+        other.execute("select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))")
+        run = subprocess.Popen([str(Path(sys.executable).parent / "dbt"), "run", "--select", "interest_snapshots",
+                                "--vars", f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}'],
+                               cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
+        assert wait_for_a_blocked_advisory_lock(conninfo, run), run.communicate()[0][-4000:]
+        other.execute("update analytics.interest_snapshots set watermark_load_id = watermark_load_id "
+                      "where user_id is null and as_of = (select max(as_of) from analytics.interest_snapshots)")
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode != 0 and "changed after this run planned its days" in output
+    assert one(conninfo, stored) == before
+    run_day(env, NEXT_DAY, select="interest_snapshots")  # planned again, it runs
+    assert one(conninfo, stored) == before  # the same day again: replaced, not added
 
 
 def test_new_event_type_adds_its_column_through_dbts_materialization(stack):

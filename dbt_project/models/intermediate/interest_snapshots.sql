@@ -3,8 +3,8 @@
 -- depends_on: {{ ref('event_type_weights') }}
 {{ config(materialized='incremental', incremental_strategy='append',
           indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns',
-          pre_hook=["{{ interest_snapshots_reset() }}", "{{ interest_snapshots_clear_window() }}",
-                    "set local jit = off"],
+          pre_hook=["{{ interest_snapshots_lock() }}", "{{ interest_snapshots_clear_window() }}",
+                    "{{ interest_snapshots_reset() }}", "set local jit = off"],
           post_hook="{{ '' if is_incremental() else 'create index on ' ~ this ~ ' (as_of) where user_id is null' }}") }}
 
 {#- What each day's run added (see interest_snapshot_plan and the .yml); macro interest_read gives the
