@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +75,15 @@ def stack_env(state_dir: Path, database: str, airflow_database: str | None = Non
                 f"{env.get('PGPORT', '55432')}/{airflow_database}",
         })
     return env
+
+
+def dbt(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``dbt *args`` in dbt_project/ with environment ``env``; with ``check`` the test fails (showing dbt's
+    output) unless dbt succeeds."""
+    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0 or not check, run.stdout[-4000:]
+    return run
 
 
 def wait_for_a_blocked_advisory_lock(conninfo: str, run, timeout_s: float = 120) -> bool:

@@ -43,7 +43,7 @@
     interest_snapshots_reset deletes every stored day, the window is computed in full mode. -#}
 {% macro interest_snapshot_plan() %}
     {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none,
-                    'recomputed_kinds': 0, 'reset': false} -%}
+                    'recomputed_kinds': 0, 'reset': false, 'types': []} -%}
     {%- if not execute -%}
         {{ return(plan) }}
     {%- endif -%}
@@ -53,7 +53,7 @@
         "select " ~ parameters_fingerprint() ~ ", "
         ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " where family <> 'exponential'), "
         ~ "(select count(*) from " ~ ref('int_event_kind_parameters') ~ " as k where (to_jsonb(k) ->> 'type_position')::int"
-        ~ " is distinct from array_position(array['" ~ types | join("', '") ~ "']::text[], event_type))"
+        ~ " is distinct from " ~ type_position(types, 'event_type') ~ ")"
     ).rows[0] -%}
     {%- if facts[2] -%}
         {{ exceptions.raise_compiler_error("int_event_kind_parameters was built before event_type_weights changed "
@@ -61,7 +61,7 @@
             ~ "e.g. dbt run --select int_event_kind_parameters+") }}
     {%- endif -%}
     {%- do plan.update({'first_day': days.first_day, 'last_day': days.last_day, 'fingerprint': facts[0],
-                        'recomputed_kinds': facts[1]}) -%}
+                        'recomputed_kinds': facts[1], 'types': types}) -%}
     {%- if days.latest_day -%}
         {#- A day's marker row (user_id null, found by the partial index) carries its watermark and
             fingerprint. -#}
@@ -164,6 +164,12 @@
     {%- endfor -%}
     {{ return(types) }}
 {% endmacro %}
+
+{#- The place (from 1) of the event type in `column` among `types` (an SQL expression): int_event_kind_parameters'
+    type_position, which snapshot_row_aggregates filters on. -#}
+{% macro type_position(types, column) -%}
+    array_position(array[{% for t in types %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor %}]::text[], {{ column }})
+{%- endmacro %}
 
 {#- The aggregate columns of an interest_snapshots row over decayed events (columns type_position: the
     event type's place in `types` from 1, interest, event_ts): "interest_<type>" per event type of `types`,

@@ -4,9 +4,6 @@ on random events with all three families in the parameters table; equal to 1e-9 
 import datetime as dt
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +15,7 @@ from hypothesis import strategies as st
 from interest_decay import decay, reference
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
+from tests.conftest import dbt, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -30,12 +27,6 @@ FITTED = [  # category_id, event_type, family, half_life_days, k, l, period_days
     ("4", "purchase", "period", None, None, None, 1.0, "1;0.5"),
     ("*", "cart", "logistic", None, 5.0, 0.05, None, None),
 ]
-
-
-def dbt(env, *args):
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -172,9 +163,8 @@ def test_decay_family_var_puts_every_kind_on_one_family_with_its_half_life(tmp_p
 
 def test_an_unknown_decay_family_is_a_clear_error(tmp_path):
     recreate_database("test_decay_family_unknown")
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "compile", "--select", "int_decay_parameters",
-                          "--vars", "{decay_family: hyperbolic}"], cwd=PROJECT_ROOT / "dbt_project",
-                         env=stack_env(tmp_path, "test_decay_family_unknown"), capture_output=True, text=True)
+    run = dbt(stack_env(tmp_path, "test_decay_family_unknown"), "compile", "--select", "int_decay_parameters",
+              "--vars", "{decay_family: hyperbolic}", check=False)
     assert run.returncode != 0 and "decay_family must be table, exponential, logistic or period" in run.stdout
 
 
@@ -189,7 +179,5 @@ def test_half_life_overrides_replace_the_rows_of_their_keys(tmp_path):
                             "from analytics.int_decay_parameters order by 1, 2").fetchall()
     assert rows == [("*", "*", "exponential", 7.0, "default"), ("3", "*", "exponential", 2.5, "override"),
                     ("it's", "purchase", "exponential", 30.0, "override")]
-    bad = subprocess.run([str(Path(sys.executable).parent / "dbt"), "run", "--select", "int_decay_parameters",
-                          "--vars", "{half_life_overrides: {'3': 2}}"], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
+    bad = dbt(env, "run", "--select", "int_decay_parameters", "--vars", "{half_life_overrides: {'3': 2}}", check=False)
     assert bad.returncode != 0 and 'each entry must be "category_id:event_type"' in bad.stdout

@@ -4,8 +4,6 @@ full refresh over all files, to 1e-9 relative, while each daily run writes rows 
 new events touch; re-running the last day changes nothing."""
 
 import datetime as dt
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import EVENT_TYPES, PROJECT_ROOT, recreate_database, stack_env
+from tests.conftest import EVENT_TYPES, dbt, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres
 START = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
@@ -58,12 +56,6 @@ def daily_files(folder: Path) -> list[Path]:
             batch = pd.concat([batch, events[arrival < i].sample(20, random_state=i)])
         files.append(write_events(batch, folder / f"day{i}.csv"))
     return files
-
-
-def dbt(env, *args):
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-4000:]
 
 
 def prepare(name, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, stack_env, wait_for_a_blocked_advisory_lock
+from tests.conftest import PROJECT_ROOT, dbt, stack_env, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
 END = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
@@ -23,13 +23,6 @@ DAY, NEXT_DAY = f"{END:%Y-%m-%d}", f"{END + dt.timedelta(days=1):%Y-%m-%d}"
 VIEW_SQL = ("select c.oid, obj_description(c.oid, 'pg_class') from pg_class c "
             "where c.oid = to_regclass('analytics.user_category_interest')")
 INTEREST_SQL = "select user_id, category_id, interest from analytics.user_category_interest where as_of = %s order by 1, 2"
-
-
-def dbt(env, *args, check=True):
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
-    assert run.returncode == 0 or not check, run.stdout[-4000:]
-    return run
 
 
 def run_day(env, day, *flags, select="+user_category_interest", check=True):

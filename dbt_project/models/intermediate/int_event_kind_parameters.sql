@@ -8,8 +8,6 @@
           pre_hook="{{ 'lock table ' ~ this ~ ' in exclusive mode; delete from ' ~ this if is_incremental() else '' }}",
           post_hook='analyze {{ this }}') }}
 
-{%- set types = event_types() %}
-
 with events as (
     select * from {{ ref('stg_behaviour__events') }}
 ),
@@ -41,8 +39,7 @@ final as (
             and the event type's place in event_types() (an integer to filter on rather than a text). #}
         case when parameters.half_life_days > 0 and parameters.half_life_days < 'infinity'::float8
             then ln(0.5::float8) / parameters.half_life_days end as ln_decay_per_day,
-        array_position(array[{% for t in types %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor %}]::text[],
-                       event_kinds.event_type) as type_position
+        {{ type_position(event_types(), 'event_kinds.event_type') }} as type_position
     from event_kinds
     inner join weights on weights.event_type = event_kinds.event_type
     inner join parameters

@@ -12,7 +12,7 @@
     run appends their rows. JIT is off: compiling cost more than it saved, ~60 ms of a daily run and ~0.1 s
     of a full refresh on the 10M-event benchmark. -#}
 {%- set plan = interest_snapshot_plan() %}
-{%- set types = event_types() %}
+{%- set types = plan.types %}
 {%- set first_ts = "(date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set end_ts = "(date '" ~ plan.last_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
