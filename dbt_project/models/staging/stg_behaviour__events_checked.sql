@@ -16,7 +16,9 @@ loads as (
     select * from {{ source('behaviour', 'loads') }}
 ),
 
-typed as (
+{#- Materialized: `final` names event_ts and value four times each; PostgreSQL would otherwise put the
+    casts in every place that names them and run them up to four times per row. #}
+typed as materialized (
     select
         source.load_id,
         source.row_number,
