@@ -1,7 +1,7 @@
 """Staging is incremental: a run checks and stages only the loads after the latest one, and the staged
 events (duplicates across loads included) are those a full build gives; a changed PSEUDONYM_KEY stops
 the run with advice instead of mixing pseudonyms; a load still being written when a later one is
-staged is not skipped (the load-order lock)."""
+staged is not skipped (the load-order lock); the list of event kinds is kept from the new loads too."""
 
 import subprocess
 import sys
@@ -31,9 +31,10 @@ u2,i3,c2,cart,2026-01-09T08:00:00Z,
 u3,i1,c1,view,2026-01-10T00:00:00Z,
 u3,,c1,view,2026-01-10T00:00:00Z,
 """
-STAGING = ("stg_behaviour__events_checked", "stg_behaviour__events", "load_reconciliation")
+STAGING = ("stg_behaviour__events_checked", "stg_behaviour__events", "load_reconciliation", "int_event_kinds")
 STAGED_SQL = ("select load_id, row_number, user_id, item_id, category_id, event_type, event_ts, value "
               "from analytics.stg_behaviour__events order by load_id, row_number")
+KINDS_SQL = "select category_id, event_type, staged_through_load_id from analytics.int_event_kinds order by 1, 2"
 RECONCILIATION_SQL = ("select load_id, raw_rows, staged_rows, duplicate_rows, rejected_rows "
                       "from analytics.load_reconciliation order by load_id")
 
@@ -79,6 +80,30 @@ def test_incremental_staging_equals_a_full_build(staged_twice):
     assert run.returncode == 0, run.stdout[-4000:]
     assert rows(conninfo, STAGED_SQL) == incremental
     assert rows(conninfo, RECONCILIATION_SQL) == [(1, 4, 2, 1, 1), (2, 5, 2, 2, 1)]
+
+
+def test_the_kinds_are_listed_from_the_new_loads_only(staged_twice):
+    """int_event_kinds after the second load holds the kinds of both loads (c2/cart came with the second)
+    and equals a full listing; an incremental run reads only the loads after its watermark: a kind slipped
+    into an already listed load is not seen until --full-refresh lists every load again."""
+    conninfo, env, _ = staged_twice
+    incremental = rows(conninfo, KINDS_SQL)
+    assert incremental == [("c1", "purchase", 2), ("c1", "view", 2), ("c2", "cart", 2)]
+    assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+    assert rows(conninfo, KINDS_SQL) == incremental
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("insert into analytics.stg_behaviour__events (load_id, row_number, user_id, item_id, category_id, "
+                     "event_type, event_ts) values (1, 99, 'x', 'i9', 'c9', 'fav', '2026-01-02T00:00:00Z')")
+    try:
+        assert dbt(env, "run", "--select", "int_event_kinds", check=False).returncode == 0
+        assert rows(conninfo, KINDS_SQL) == incremental
+        assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+        assert ("c9", "fav", 2) in rows(conninfo, KINDS_SQL)
+    finally:
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("delete from analytics.stg_behaviour__events where row_number = 99 and load_id = 1")
+        assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+    assert rows(conninfo, KINDS_SQL) == incremental
 
 
 def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):

@@ -8,8 +8,8 @@
           pre_hook="{{ 'lock table ' ~ this ~ ' in exclusive mode; delete from ' ~ this if is_incremental() else '' }}",
           post_hook='analyze {{ this }}') }}
 
-with events as (
-    select * from {{ ref('stg_behaviour__events') }}
+with event_kinds as (
+    select * from {{ ref('int_event_kinds') }}
 ),
 
 weights as (
@@ -18,10 +18,6 @@ weights as (
 
 parameters as (
     select * from {{ ref('int_decay_parameters') }}
-),
-
-event_kinds as (
-    select distinct category_id, event_type from events
 ),
 
 final as (
