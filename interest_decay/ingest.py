@@ -26,6 +26,10 @@ import pyarrow.parquet as pq
 
 from interest_decay.schema import EVENT_COLUMNS, EventSchemaError, check_columns
 
+# raw.events.load_id has no foreign key to raw.loads: load_table writes a load's row and its events in one
+# transaction, and the dbt source test `relationships` checks it. A foreign key checked every row with a
+# trigger of its own (a query on raw.loads per event). Databases created before keep theirs until
+# `alter table raw.events drop constraint events_load_id_fkey`.
 RAW_DDL = """
 create schema if not exists raw;
 create table if not exists raw.loads (
@@ -36,7 +40,7 @@ create table if not exists raw.loads (
     loaded_at timestamptz not null default now()
 );
 create table if not exists raw.events (
-    load_id bigint not null references raw.loads (load_id),
+    load_id bigint not null,
     row_number bigint not null,
     user_id text,
     item_id text,

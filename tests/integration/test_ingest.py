@@ -8,6 +8,7 @@ import pytest
 from interest_decay.ingest import ingest
 from interest_decay.schema import EventSchemaError
 from interest_decay.synthetic import generate, write_events
+from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres
 
@@ -64,3 +65,24 @@ def test_unknown_path_and_suffix(tmp_path):
     (tmp_path / "events.json").write_text("{}")
     with pytest.raises(EventSchemaError, match="not a .csv or .parquet"):
         ingest([tmp_path / "events.json"], "dbname=unused")
+
+
+def test_an_event_of_no_load_fails_the_source_test(fresh_db, tmp_path):
+    """raw.events has no foreign key to raw.loads (its check, a query per row, made ingest 3.4x slower): the
+    loader writes a load and its events in one transaction, and dbt's source test `relationships` catches an
+    event whose load is missing."""
+    name, conninfo = fresh_db
+    ingest([tmp_path], conninfo)  # the raw tables exist even when this test runs alone
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("create schema if not exists analytics")  # dbt's on-run-start hooks create functions there
+    env = stack_env(tmp_path / "state", name)
+    source_tests = ("test", "--select", "source:behaviour.events")
+    assert dbt(env, *source_tests, check=False).returncode == 0
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("insert into raw.events (load_id, row_number, user_id) values (999999, 1, 'orphan')")
+    try:
+        run = dbt(env, *source_tests, check=False)
+        assert run.returncode != 0 and "source_relationships_behaviour_events_load_id" in run.stdout, run.stdout[-3000:]
+    finally:
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("delete from raw.events where load_id = 999999")
