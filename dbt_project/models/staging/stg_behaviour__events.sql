@@ -5,10 +5,11 @@
 {#- The pre-hook keeps two runs from staging the same loads at once (each would append them).
     Indexes: (event_ts, user_id) finds an event's earlier copy for the duplicate check and serves the marts'
     event_ts ranges; load_id finds the loads after a watermark. None on user_id alone: its keys are random,
-    so each new event dirtied a random leaf page (a third of an incremental run's time).
+    so each new event dirtied a random leaf page (with both indexes, staging 100k new events took 1.8 s
+    instead of 1.3 s).
     The post-hook refreshes the statistics the next models' plans need: how many rows lie after a load_id
     or in a day (daily runs), how many (user, category) groups there are (full refreshes: without them,
-    right after a full staging, the interest mart's aggregate took twice as long). #}
+    right after a full staging, the interest mart's full refresh took 7.2 s instead of ~4.3 s). #}
 {{ config(materialized='incremental', incremental_strategy='append',
           indexes=[{'columns': ['event_ts', 'user_id']}, {'columns': ['load_id']}],
           pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.stg_events'))",
