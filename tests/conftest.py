@@ -77,13 +77,21 @@ def stack_env(state_dir: Path, database: str, airflow_database: str | None = Non
     return env
 
 
+DBT = [str(Path(sys.executable).parent / "dbt")]
+
+
 def dbt(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``dbt *args`` in dbt_project/ with environment ``env``; with ``check`` the test fails (showing dbt's
     output) unless dbt succeeds."""
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True)
     assert run.returncode == 0 or not check, run.stdout[-4000:]
     return run
+
+
+def start_dbt(env: dict, *args: str) -> subprocess.Popen:
+    """``dbt *args`` started in the background (stdout piped as text), for tests that act while it runs."""
+    return subprocess.Popen([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE,
+                            text=True)
 
 
 def wait_for_a_blocked_advisory_lock(conninfo: str, run, timeout_s: float = 120) -> bool:

@@ -3,17 +3,14 @@ events (duplicates across loads included) are those a full build gives; a change
 the run with advice instead of mixing pseudonyms; a load still being written when a later one is
 staged is not skipped (the load-order lock); the list of event kinds is kept from the new loads too."""
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from interest_decay.ingest import LOAD_ORDER_LOCK, hold_load_order_lock, ingest
 from interest_decay.realtime import accept_batch
-from tests.conftest import PROJECT_ROOT, dbt, stack_env, wait_for_a_blocked_advisory_lock
+from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
 
@@ -49,12 +46,11 @@ def staged_twice(fresh_db, tmp_path_factory):
     name, conninfo = fresh_db
     folder = tmp_path_factory.mktemp("events")
     env = stack_env(tmp_path_factory.mktemp("state"), name)
-    assert dbt(env, "seed", check=False).returncode == 0
+    dbt(env, "seed")
     for i, text in enumerate((FIRST, SECOND)):
         (folder / f"load{i}.csv").write_text(text)
         ingest([folder / f"load{i}.csv"], conninfo)
-        run = dbt(env, "run", "--select", *STAGING, check=False)
-        assert run.returncode == 0, run.stdout[-4000:]
+        dbt(env, "run", "--select", *STAGING)
     return conninfo, env, folder
 
 
@@ -76,8 +72,7 @@ def test_duplicates_across_loads_stay_out_and_counts_reconcile(staged_twice):
 def test_incremental_staging_equals_a_full_build(staged_twice):
     conninfo, env, _ = staged_twice
     incremental = rows(conninfo, STAGED_SQL)
-    run = dbt(env, "run", "--full-refresh", "--select", *STAGING, check=False)
-    assert run.returncode == 0, run.stdout[-4000:]
+    dbt(env, "run", "--full-refresh", "--select", *STAGING)
     assert rows(conninfo, STAGED_SQL) == incremental
     assert rows(conninfo, RECONCILIATION_SQL) == [(1, 4, 2, 1, 1), (2, 5, 2, 2, 1)]
 
@@ -89,20 +84,20 @@ def test_the_kinds_are_listed_from_the_new_loads_only(staged_twice):
     conninfo, env, _ = staged_twice
     incremental = rows(conninfo, KINDS_SQL)
     assert incremental == [("c1", "purchase", 2), ("c1", "view", 2), ("c2", "cart", 2)]
-    assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+    dbt(env, "run", "--full-refresh", "--select", "int_event_kinds")
     assert rows(conninfo, KINDS_SQL) == incremental
     with psycopg.connect(conninfo) as conn:
         conn.execute("insert into analytics.stg_behaviour__events (load_id, row_number, user_id, item_id, category_id, "
                      "event_type, event_ts) values (1, 99, 'x', 'i9', 'c9', 'fav', '2026-01-02T00:00:00Z')")
     try:
-        assert dbt(env, "run", "--select", "int_event_kinds", check=False).returncode == 0
+        dbt(env, "run", "--select", "int_event_kinds")
         assert rows(conninfo, KINDS_SQL) == incremental
-        assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+        dbt(env, "run", "--full-refresh", "--select", "int_event_kinds")
         assert ("c9", "fav", 2) in rows(conninfo, KINDS_SQL)
     finally:
         with psycopg.connect(conninfo) as conn:
             conn.execute("delete from analytics.stg_behaviour__events where row_number = 99 and load_id = 1")
-        assert dbt(env, "run", "--full-refresh", "--select", "int_event_kinds", check=False).returncode == 0
+        dbt(env, "run", "--full-refresh", "--select", "int_event_kinds")
     assert rows(conninfo, KINDS_SQL) == incremental
 
 
@@ -147,8 +142,7 @@ def test_a_load_in_flight_is_waited_for_not_skipped(staged_twice):
         (folder / "later.csv").write_text(HEADER + "u8,i8,c8,view,2026-01-11T00:00:00Z,\n")
         [later] = ingest([folder / "later.csv"], conninfo)
         assert later.load_id > slow_load
-        run = subprocess.Popen([str(Path(sys.executable).parent / "dbt"), "run", "--select", *STAGING],
-                               cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
+        run = start_dbt(env, "run", "--select", *STAGING)
         waited = wait_for_a_blocked_advisory_lock(conninfo, run)
         slow.commit()
         output, _ = run.communicate(timeout=300)

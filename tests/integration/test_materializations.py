@@ -6,8 +6,6 @@ plan and its lock stops with nothing written."""
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -15,7 +13,7 @@ import pytest
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, dbt, stack_env, wait_for_a_blocked_advisory_lock
+from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
 END = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
@@ -102,9 +100,8 @@ def test_a_run_overtaken_after_its_plan_stops_and_writes_nothing(stack):
     before = one(conninfo, stored)
     with psycopg.connect(conninfo) as other:  # what another interest_snapshots run holds until it commits
         other.execute("select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))")
-        run = subprocess.Popen([str(Path(sys.executable).parent / "dbt"), "run", "--select", "interest_snapshots",
-                                "--vars", f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}'],
-                               cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
+        run = start_dbt(env, "run", "--select", "interest_snapshots",
+                        "--vars", f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}')
         assert wait_for_a_blocked_advisory_lock(conninfo, run), run.communicate()[0][-4000:]
         other.execute("update analytics.interest_snapshots set watermark_load_id = watermark_load_id "
                       "where user_id is null and as_of = (select max(as_of) from analytics.interest_snapshots)")
