@@ -23,6 +23,10 @@ export PGDATA="${PGDATA:-/var/tmp/interest-decay-$_checkout_id/pgdata}"
 # Memory of one sort or hash in a query of the private cluster: the marts group millions of keys, which
 # PostgreSQL's default (4MB) spills to disk (see README "Data layer"). Takes effect when the cluster starts.
 export PG_WORK_MEM="${PG_WORK_MEM:-256MB}"
+# WAL written between two checkpoints: with PostgreSQL's 1GB, ingesting and staging 10M events started a
+# checkpoint every few seconds (its log said "checkpoints are occurring too frequently"), whose writes
+# competed with the runs. Takes effect when the cluster starts.
+export PG_MAX_WAL_SIZE="${PG_MAX_WAL_SIZE:-4GB}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
 # Key of the user-id pseudonyms (interest_decay/pseudonym.py): a random one per checkout, kept in the

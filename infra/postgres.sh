@@ -29,7 +29,7 @@ start() {
     echo "PostgreSQL already running on port $PGPORT"
   else
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 \
-      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c timezone=UTC -c max_connections=200 -c work_mem=$PG_WORK_MEM" start >/dev/null
+      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c timezone=UTC -c max_connections=200 -c work_mem=$PG_WORK_MEM -c max_wal_size=$PG_MAX_WAL_SIZE" start >/dev/null
     echo "PostgreSQL started on 127.0.0.1:$PGPORT (data: $PGDATA)"
   fi
   psql_admin() { psql -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtAc "$1"; }
