@@ -83,7 +83,7 @@ TRIVIAL_MODELS = {
     "bench_trivial_rows": "{{ config(materialized='incremental', incremental_strategy='append') }}\nselect 1 as x\n",
     "bench_trivial_view": "{{ config(materialized='view') }}\nselect x from {{ ref('bench_trivial_rows') }}\n",
 }
-REPEATS = 3  # the full refresh and its floors run this often, interleaved; the medians are reported
+REPEATS = 3  # each timing runs this often (the full refresh and its floors interleaved); medians reported
 
 
 def log(message: str) -> None:
