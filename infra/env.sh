@@ -29,14 +29,25 @@ export PG_WORK_MEM="${PG_WORK_MEM:-256MB}"
 export PG_MAX_WAL_SIZE="${PG_MAX_WAL_SIZE:-4GB}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
-# Key of the user-id pseudonyms (interest_decay/pseudonym.py): a random one per checkout, kept in the
-# state dir, unless the environment provides it.
+# Key of the user-id pseudonyms (interest_decay/pseudonym.py), unless the environment provides it: a random
+# one kept beside the data it pseudonymised, i.e. next to the private cluster's data dir (a checkout deleted
+# and cloned again at the same path finds its cluster, whose staged pseudonyms need the same key; `make clean`
+# deletes both), or in the state dir when the server is another one. A key kept in the state dir before is
+# moved beside the cluster.
 if [ -z "${PSEUDONYM_KEY:-}" ]; then
-  if [ ! -s "$DECAY_STATE_DIR/pseudonym.key" ]; then
-    mkdir -p "$DECAY_STATE_DIR"
-    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$DECAY_STATE_DIR/pseudonym.key")
+  if [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; then
+    _key_file="$(dirname "$PGDATA")/pseudonym.key"
+    [ -s "$_key_file" ] || [ ! -s "$DECAY_STATE_DIR/pseudonym.key" ] ||
+      { mkdir -p "$(dirname "$_key_file")" && mv "$DECAY_STATE_DIR/pseudonym.key" "$_key_file"; }
+  else
+    _key_file="$DECAY_STATE_DIR/pseudonym.key"
   fi
-  PSEUDONYM_KEY=$(cat "$DECAY_STATE_DIR/pseudonym.key")
+  if [ ! -s "$_key_file" ]; then
+    mkdir -p "$(dirname "$_key_file")"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$_key_file")
+  fi
+  PSEUDONYM_KEY=$(cat "$_key_file")
+  unset _key_file
 fi
 export PSEUDONYM_KEY
 

@@ -2,7 +2,7 @@
 
 Staging (dbt) replaces every user id with its pseudonym, so marts, Feast and models never hold a
 raw id; the service pseudonymises the id a caller sends before it looks anything up. The key comes
-from ``PSEUDONYM_KEY`` (``infra/env.sh`` generates a random one per checkout into the state dir);
+from ``PSEUDONYM_KEY`` (``infra/env.sh`` generates a random one, kept beside the private cluster's data);
 without the key the pseudonyms cannot be linked back to users.
 """
 
