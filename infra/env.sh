@@ -28,6 +28,8 @@ export PG_WORK_MEM="${PG_WORK_MEM:-256MB}"
 # competed with the runs. Takes effect when the cluster starts.
 export PG_MAX_WAL_SIZE="${PG_MAX_WAL_SIZE:-4GB}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
+# True when PGHOST is this machine's loopback: the private cluster is the server (infra/postgres.sh).
+is_local_cluster() { [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; }
 
 # Key of the user-id pseudonyms (interest_decay/pseudonym.py), unless the environment provides it: a random
 # one kept beside the data it pseudonymised, i.e. next to the private cluster's data dir (a checkout deleted
@@ -35,7 +37,7 @@ export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V |
 # deletes both), or in the state dir when the server is another one. A key kept in the state dir before is
 # moved beside the cluster.
 if [ -z "${PSEUDONYM_KEY:-}" ]; then
-  if [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; then
+  if is_local_cluster; then
     _key_file="$(dirname "$PGDATA")/pseudonym.key"
     [ -s "$_key_file" ] || [ ! -s "$DECAY_STATE_DIR/pseudonym.key" ] ||
       { mkdir -p "$(dirname "$_key_file")" && mv "$DECAY_STATE_DIR/pseudonym.key" "$_key_file"; }

@@ -11,8 +11,6 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-is_local_cluster() { [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; }
-
 start() {
   if ! is_local_cluster; then
     echo "PGHOST=$PGHOST is not local: using that server as it is."

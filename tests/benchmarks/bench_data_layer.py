@@ -11,8 +11,8 @@ a floor measured in the same run. Writes bench-results/data_layer.json.
   vacuumed away before the second and third (each a first run of the day), median reported. Staging them
   and listing their kinds (incremental: the new load only) is timed apart (the dbt command's wall time,
   with dbt's start, and each model's seconds), and the run checks they reached staging before timing the
-  mart. The same day is
-  then run twice more (an idempotent re-run replaces the day's rows; the row count must not change).
+  mart. The same day is then run twice more (an idempotent re-run replaces the day's rows; the row count
+  must not change).
   Where the incremental run's time goes, measured after it: the model's own insert statement (dbt's
   compiled SQL of that run) executed without dbt, rolled back each time; and a floor, the full refresh's
   hand-written aggregate over the uncounted events only, as a fraction of that aggregate over all events;
@@ -32,7 +32,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ import psycopg
 
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
+from tests.conftest import DBT, PROJECT_ROOT, recreate_database, stack_env
 
 END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 MART_MODELS = ("interest_snapshots", "user_category_interest")
@@ -92,8 +91,7 @@ def log(message: str) -> None:
 
 def dbt(env: dict, *args: str, project: Path = PROJECT_ROOT / "dbt_project") -> dict[str, float]:
     """Run dbt; returns the execution seconds of each model it ran (from run_results.json)."""
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args], cwd=project,
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run([*DBT, *args], cwd=project, env=env, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(run.stdout[-4000:])
     results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())["results"]
@@ -107,6 +105,13 @@ def run_marts(env: dict, day: str, *flags: str) -> dict[str, float]:
 
 def mart_seconds(models: dict[str, float]) -> float:
     return sum(models[m] for m in MART_MODELS)
+
+
+def median_run(runs: list[dict[str, float]]) -> tuple[list[float], float, dict[str, float]]:
+    """mart_seconds of each run_marts result, their median (REPEATS is odd: one of them) and its models."""
+    seconds = [mart_seconds(run) for run in runs]
+    median = statistics.median(seconds)
+    return seconds, median, runs[seconds.index(median)]
 
 
 def timed(fn, *args):
@@ -219,8 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         fulls.append(run_marts(env, as_of, "--full-refresh"))
         floors.append(floor_aggregate(conninfo, END))
         same_grains.append(floor_aggregate(conninfo, END, same_grain_sql))
-    full_runs = [mart_seconds(run) for run in fulls]
-    full = fulls[full_runs.index(statistics.median(full_runs))]
+    full_runs, full_s, full = median_run(fulls)
     floor_s, same_grain_s = statistics.median(floors), statistics.median(same_grains)
 
     settle(conninfo, "analytics.interest_snapshots")
@@ -241,10 +245,8 @@ def main(argv: list[str] | None = None) -> None:
                 conn.execute("delete from analytics.interest_snapshots where as_of = %s::timestamptz", (next_day,))
             settle(conninfo, "analytics.interest_snapshots")
         incrementals.append(run_marts(env, next_day))
-    incremental_runs = [mart_seconds(run) for run in incrementals]
-    incremental = incrementals[incremental_runs.index(statistics.median(incremental_runs))]
+    incremental_runs, incremental_s, incremental = median_run(incrementals)
 
-    full_s, incremental_s = statistics.median(full_runs), statistics.median(incremental_runs)
     rows_sql = "select count(*) from analytics.interest_snapshots where as_of = '{}'::timestamptz and user_id is not null"
     full_rows, incremental_rows = count(conninfo, rows_sql.format(as_of)), count(conninfo, rows_sql.format(next_day))
     log("re-running the same day twice (replaces its rows)")
