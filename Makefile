@@ -56,7 +56,7 @@ demo: venv postgres online-store airflow-init data ## Run the whole chain end to
 	  infra/services.sh serve && \
 	  echo && echo "Try it:" && \
 	  echo "  curl -s -X POST http://127.0.0.1:$$SERVE_PORT/recommend -H 'Content-Type: application/json' -d '{\"user_id\": \"u7\", \"k\": 5}'" && \
-	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (evaluation.md, metrics.json, quality.html, training_curve.png, drift.html, churn.png)" && \
+	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (decay.md + decay_curves/, evaluation.md, metrics.json, quality.html, training_curve.png, drift.html, churn.png)" && \
 	  echo "Stop everything with: make stop"
 
 test: venv postgres airflow-init ## Set up what the tests need (PostgreSQL, Redis, Airflow DB), then run the whole test suite

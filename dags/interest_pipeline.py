@@ -92,6 +92,10 @@ def half_life_overrides(overrides: dict) -> dict:
                                   description="Days of mart rows up to as_of written to the online store (1: the "
                                               "run's own day; more to backfill, in chunks of "
                                               "FEAST_MATERIALIZE_CHUNK_DAYS)."),
+        "fit_decay": Param("always", type="string", enum=["always", "weekly", "never"],
+                           description="always: fit every kind's decay from the staged events before the test "
+                                       "window on every run; weekly: when the stored fit is 7 or more days "
+                                       "older; never: keep the stored parameters (or the defaults)."),
         "retrain": Param("always", type="string", enum=["always", "on_drift"],
                          description="always: train, gate and deploy every run; on_drift: only when today's "
                                      "features drifted from the training window."),
@@ -120,6 +124,7 @@ def interest_pipeline():
             "half_life_overrides": json.dumps(half_life_overrides(params.get("half_life_overrides") or {})),
             "churn_horizon_days": int(params["churn_horizon_days"]),
             "retrain": params["retrain"],
+            "fit_decay": params["fit_decay"],
             "materialize_days": int(params["materialize_days"]),
             "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
             "dataset": params.get("dataset") or "events",
@@ -143,28 +148,45 @@ def interest_pipeline():
             raise ValueError(f"{window['events_path']}: no .csv or .parquet event files found")
         return [vars(r) for r in results]
 
-    dbt = DbtTaskGroup(
-        group_id="dbt",
-        project_config=ProjectConfig(DBT_PROJECT),
-        profile_config=ProfileConfig(profile_name="interest_decay", target_name="local",
-                                     profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
-        execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).parent / "dbt")),
-        # A test with two parents (a relationship between a model and a seed) gets its own task after both,
-        # instead of riding on one parent's test task and running before the other parent exists.
-        render_config=RenderConfig(should_detach_multiple_parents_tests=True),
-        operator_args={
-            "vars": {
-                "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
-                "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
-                "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
-                "decay_family": "{{ ti.xcom_pull(task_ids='resolve_window')['decay_family'] }}",
-                "half_life_overrides": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_overrides'] }}",
-                "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
+    def dbt_group(group_id: str, **selection) -> DbtTaskGroup:
+        """A task group of the dbt project's nodes that ``selection`` (cosmos RenderConfig select/exclude) picks."""
+        return DbtTaskGroup(
+            group_id=group_id,
+            project_config=ProjectConfig(DBT_PROJECT),
+            profile_config=ProfileConfig(profile_name="interest_decay", target_name="local",
+                                         profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
+            execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).parent / "dbt")),
+            # A test with two parents (a relationship between a model and a seed) gets its own task after both,
+            # instead of riding on one parent's test task and running before the other parent exists.
+            render_config=RenderConfig(should_detach_multiple_parents_tests=True, **selection),
+            operator_args={
+                "vars": {
+                    "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
+                    "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
+                    "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
+                    "decay_family": "{{ ti.xcom_pull(task_ids='resolve_window')['decay_family'] }}",
+                    "half_life_overrides": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_overrides'] }}",
+                    "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
+                },
+                "install_deps": False,
             },
-            "install_deps": False,
-        },
-        default_args={"retries": 2},
-    )
+            default_args={"retries": 2},
+        )
+
+    # Staging (and the event types it checks against) first, then the decay fit, then everything it feeds.
+    staging_nodes = ["+stg_behaviour__events", "event_type_weights"]
+    dbt_staging = dbt_group("dbt_staging", select=staging_nodes)
+    dbt = dbt_group("dbt", exclude=staging_nodes)
+
+    @task
+    def fit_decay(window: dict) -> dict:
+        """Fit each (category, event type)'s decay on the staged events before the test window into
+        params.decay_parameters_fitted (Param fit_decay: always, weekly or never); a fit that fails keeps the
+        stored parameters and the run goes on. Report: decay.md, decay.json, decay_curves/."""
+        from models.fit_decay import run
+
+        cutoff = dt.datetime.fromisoformat(window["test_start"]).replace(tzinfo=dt.timezone.utc)
+        return run(dt.date.fromisoformat(window["as_of"]), cutoff, window["fit_decay"])
 
     @task(outlets=[INTEREST_FEATURES])
     def feast_materialize(window: dict) -> dict:
@@ -268,7 +290,7 @@ def interest_pipeline():
     window = resolve_window()
     loads = ingest(window)
     materialized = feast_materialize(window)
-    loads >> dbt >> materialized
+    loads >> dbt_staging >> fit_decay(window) >> dbt >> materialized
     drift = drift_check(window)
     materialized >> drift
     trained = train(window)

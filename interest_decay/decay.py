@@ -27,6 +27,16 @@ LN2 = math.log(2.0)
 PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 30.0}
 LOGISTIC_EXPONENT_CAP = 700.0  # e^700 is near float64's limit; beyond it the multiplier is taken as 0
 HALF_LIVES_CAP = 1000.0  # after 1000 half-lives (2^-1000 ~ 1e-301) exponential decay is taken as 0
+# A fitted "no decay" is stored as this half-life in days (0.5^(365 / 1e5) = 0.9975 after a year): finite, so
+# every store and JSON answer carries it, and as good as none over any span of data.
+NO_DECAY_HALF_LIFE = 1e5
+
+
+def describe_half_life(half_life_days: float) -> str:
+    """How explanations and reports name a half-life: 'half-life 2.5 days', or 'no decay'."""
+    if half_life_days >= NO_DECAY_HALF_LIFE or math.isinf(half_life_days):
+        return "no decay"
+    return f"half-life {half_life_days:.3g} days" if half_life_days >= 1 else f"half-life {half_life_days * 24:.3g} hours"
 
 
 def rate_from_half_life(half_life_days: float) -> float:

@@ -34,7 +34,7 @@ from interest_decay import decay
 from models.ranking import TrainData, item_categories, target_types
 
 FAMILIES = ("exponential", "logistic", "period")
-MAX_HALF_LIFE = 1e5   # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
+MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE   # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
 LOG_HALF_LIFE = (math.log(1e-2), math.log(MAX_HALF_LIFE))
 LOG_K, LOG_L = (math.log(1e-3), math.log(1e3)), (math.log(1e-6), math.log(50.0))
 DAY_S = 86400.0

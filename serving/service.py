@@ -29,6 +29,7 @@ from bentoml.exceptions import BadInput, ServiceUnavailable
 from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
+from interest_decay import decay
 from interest_decay.prediction_log import PredictionLog, ServedPrediction
 from interest_decay.pseudonym import pseudonym_key, pseudonymise
 from serving.deployment import ChampionFollower, LoadedRecommender
@@ -75,7 +76,8 @@ class CategoryInterest(BaseModel):
     interest: float = Field(description="Decayed interest at the request time (sum of weight x decay over events).")
     share: float = Field(description="This category's share of the user's interest (0-1).")
     half_life_days: dict[str, float | None] = Field(
-        description="Half-life in days per event type behind this interest (null: logistic or period decay).")
+        description="Half-life in days per event type behind this interest, as the run's fit_decay found it "
+                    "(100000: no decay; null: logistic or period decay).")
 
 
 class InterestProfile(BaseModel):
@@ -332,7 +334,7 @@ class InterestService:
                 half_life = half_lives.get(category)
                 reason = reasons[category] = (
                     f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
-                    + (f", half-life {half_life:g} days" if half_life else "") + seen)
+                    + (f", {decay.describe_half_life(half_life)}" if half_life else "") + seen)
             items.append(RecommendedItem(item_id=item, category_id=category, score=score, explanation=reason))
         self._log_recommendation(now, deployed.tag, pseudonym, False, items)
         return Recommendation(user_id=user_id, items=items, fallback=False,

@@ -42,5 +42,24 @@ create table if not exists params.decay_parameters_fitted (
     fitted_at timestamptz not null default now(),
     fitted_by text,
     primary key (category_id, event_type)
-)
+);
+{#- What the pipeline's fit_decay step records beside the parameters (models/fit_decay.py): the 95% interval of
+    the half-life, whether the fit says no decay, the events and users behind it, where the row's parameters
+    come from (fitted, or pooled: 'category c', 'global'), and the cutoff of the events it saw. A table made
+    before them gets them once (checked first: the alter locks the table, and every dbt run starts here). -#}
+do $$
+begin
+    if not exists (select from information_schema.columns where table_schema = 'params'
+                   and table_name = 'decay_parameters_fitted' and column_name = 'fit_cutoff') then
+        alter table params.decay_parameters_fitted
+            add column if not exists half_life_low float8,
+            add column if not exists half_life_high float8,
+            add column if not exists no_decay boolean,
+            add column if not exists anchors bigint,
+            add column if not exists users bigint,
+            add column if not exists origin text,
+            add column if not exists fit_cutoff date;
+    end if;
+end
+$$
 {% endmacro %}

@@ -29,8 +29,8 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     dag = dagbag.dags["interest_pipeline"]
     ids = {t.task_id for t in dag.tasks}
     assert {"resolve_window", "ingest", "feast_materialize", "train", "evaluate", "drift_check", "build_bento", "deploy"} <= ids
-    assert {"dbt.stg_behaviour__events.run", "dbt.user_category_interest.run", "dbt.user_category_interest.test",
-            "dbt.user_interest_features.run"} <= ids
+    assert {"dbt_staging.stg_behaviour__events.run", "fit_decay", "dbt.user_category_interest.run",
+            "dbt.user_category_interest.test", "dbt.user_interest_features.run"} <= ids
 
     def upstream(task_id):
         seen, todo = set(), [task_id]
@@ -41,7 +41,12 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
                     todo.append(parent)
         return seen
 
-    assert "ingest" in upstream("dbt.stg_behaviour__events_checked.run")
+    assert "ingest" in upstream("dbt_staging.stg_behaviour__events_checked.run")
+    # the decay is fitted on the staged events, and every model that decays interest runs after the fit
+    assert "dbt_staging.stg_behaviour__events.test" in upstream("fit_decay")
+    for model in ("int_decay_parameters", "int_event_kind_parameters", "interest_snapshots", "user_interest_features"):
+        assert "fit_decay" in upstream(f"dbt.{model}.run"), model
+    assert not any(task.startswith("dbt.") for task in upstream("fit_decay"))
     assert {"dbt.user_interest_features.run", "dbt.user_category_interest.test"} <= upstream("feast_materialize")
     assert {"feast_materialize", "drift_check", "should_retrain"} <= upstream("train")
     assert {"train", "evaluate", "should_retrain", "train_churn"} <= upstream("build_bento")
@@ -52,10 +57,21 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
     assert set(params.keys()) >= {"as_of", "events_path", "dataset", "half_life_days", "half_life_overrides",
-                                  "decay_family", "churn_horizon_days", "materialize_days", "retrain"}
+                                  "decay_family", "fit_decay", "churn_horizon_days", "materialize_days", "retrain"}
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0
+    assert params["fit_decay"] == "always"
+
+
+def test_fit_decay_accepts_only_its_modes(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dagbag.dags["interest_pipeline"].params.get_param("fit_decay")
+    for mode in ("always", "weekly", "never"):
+        assert param.resolve(mode) == mode
+    with pytest.raises(ParamValidationError):
+        param.resolve("daily")
 
 
 def test_drift_monitor_runs_when_the_pipeline_updates_the_features(dagbag):

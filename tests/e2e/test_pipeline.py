@@ -4,6 +4,9 @@ bento under `bentoml serve`, called over HTTP.
 Two probe users are planted in the data: one whose recent events are all in category A, and one
 whose many A-events are old while a few B-events are recent. The served model must put A-items
 first for the first and B-items first for the second.
+
+The generated events decay with known half-lives per category (0.5 to 2 days): the run's fit_decay task
+must find each of them within 10%, and the explanations must show the fitted values.
 """
 
 from __future__ import annotations
@@ -24,15 +27,17 @@ import psycopg
 import pytest
 import requests
 
+from interest_decay import decay
 from interest_decay.config import pg_conninfo
-from interest_decay.synthetic import generate, write_events
+from interest_decay.synthetic import generate, half_lives, write_events
 from tests.conftest import EVENT_TYPES, PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 ITEMS_PER_CATEGORY = 50
-CATEGORY_A, CATEGORY_B = "3", "6"
+CATEGORIES, MAX_HALF_LIFE = 4, 2.0   # the generator's categories "1".."4", half-lives 0.5 .. 2 days
+CATEGORY_A, CATEGORY_B = "3", "4"
 BIN = Path(sys.executable).parent
 
 
@@ -68,8 +73,8 @@ def stack(tmp_path_factory):
     recreate_database("e2e_airflow")
     env = stack_env(state, "e2e_interest", "e2e_airflow")
     events_dir = Path(env["EVENTS_DIR"])
-    write_events(generate(40_000, n_users=400, items_per_category=ITEMS_PER_CATEGORY, end=AS_OF, seed=5),
-                 events_dir / "synthetic.parquet")
+    write_events(generate(200_000, n_users=2_000, n_categories=CATEGORIES, items_per_category=ITEMS_PER_CATEGORY,
+                          max_half_life=MAX_HALF_LIFE, end=AS_OF, seed=5), events_dir / "synthetic.parquet")
     write_events(probe_events(), events_dir / "probes.csv")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     conf = json.dumps({"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": str(events_dir)})
@@ -150,6 +155,22 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     assert row == (quality["users"], pytest.approx(quality["ndcg"], rel=1e-12))
 
 
+def fitted_half_lives(env: dict) -> dict[tuple[str, str], float]:
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        return dict(((c, t), h) for c, t, h in conn.execute(
+            "select category_id, event_type, half_life_days from params.decay_parameters_fitted"))
+
+
+def test_the_run_fits_every_categorys_half_life_within_ten_percent_of_the_generators(stack):
+    env, _ = stack
+    fitted = fitted_half_lives(env)
+    for category, truth in zip(map(str, range(1, CATEGORIES + 1)), half_lives(CATEGORIES, 0.5, MAX_HALF_LIFE)):
+        assert fitted[(category, "*")] == pytest.approx(truth, rel=0.10), category
+    report = (Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "decay.md").read_text()
+    assert "| category | event type | family | half-life (days) [95% CI] |" in report
+    assert (Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "decay_curves" / f"{CATEGORY_A}__view.png").stat().st_size
+
+
 def test_drift_summaries_land_in_postgres_and_the_monitor_dag_runs(stack):
     env, state = stack
     run = subprocess.run([str(BIN / "airflow"), "dags", "test", "drift_monitor"], env=env, capture_output=True,
@@ -162,18 +183,24 @@ def test_drift_summaries_land_in_postgres_and_the_monitor_dag_runs(stack):
     assert (Path(env["REPORTS_DIR"]) / "monitor" / f"{AS_OF:%Y-%m-%d}" / "drift.html").stat().st_size > 0
 
 
-def test_recent_interest_in_a_category_puts_its_items_first(served):
+def test_recent_interest_in_a_category_puts_its_items_first(stack, served):
     answer = recommend(served, user_id="probe_recent", k=5)
     categories = [item["category_id"] for item in answer["items"]]
     assert answer["fallback"] is False
-    assert categories[0] == CATEGORY_A and categories.count(CATEGORY_A) >= 3, categories
-    assert f"category {CATEGORY_A}: interest" in answer["items"][0]["explanation"]
+    # first, and no other category more often (four categories: popular ones fill the rest of the list)
+    assert categories[0] == CATEGORY_A and categories.count(CATEGORY_A) == max(map(categories.count, categories)), \
+        categories
+    explanation = answer["items"][0]["explanation"]
+    assert f"category {CATEGORY_A}: interest" in explanation
+    # the probe's events are all views of A: the explanation gives that kind's fitted half-life
+    assert decay.describe_half_life(fitted_half_lives(stack[0])[(CATEGORY_A, "view")]) in explanation
 
 
 def test_old_interest_fades_behind_recent_interest(served):
     answer = recommend(served, user_id="probe_shift", k=5)
     categories = [item["category_id"] for item in answer["items"]]
-    assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) >= 3, categories
+    assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) == max(map(categories.count, categories)), \
+        categories
 
 
 def test_requests_skip_the_tracing_middleware_unless_traces_are_wanted(served):
@@ -307,13 +334,15 @@ def test_churn_risk_is_a_probability_per_user(stack, served):
     assert answer["horizon_days"] == 14 and answer["users"][2]["known_user"] is False
 
 
-def test_interest_profile_is_decayed_to_now_with_half_lives(served):
+def test_interest_profile_is_decayed_to_now_with_half_lives(stack, served):
     profile = call(served, "interest", user_id="probe_recent")
     assert profile["known_user"] is True
     top = profile["categories"][0]
-    assert top["category_id"] == CATEGORY_A and top["half_life_days"] == {"view": 7.0}
+    fitted = fitted_half_lives(stack[0])[(CATEGORY_A, "view")]   # the run's fit, not the 7-day default
+    assert top["category_id"] == CATEGORY_A and top["half_life_days"] == {"view": pytest.approx(fitted, rel=1e-12)}
+    assert fitted != 7.0
     assert sum(c["share"] for c in profile["categories"]) == pytest.approx(1.0)
-    # stored as of AS_OF, decayed to the request time with the 7-day half-life
+    # stored as of AS_OF, decayed to the request time with the fitted half-life
     stored_days = (dt.datetime.fromisoformat(profile["as_of"]) - dt.datetime.fromisoformat(profile["scores_as_of"]))
     assert stored_days.total_seconds() > 0
     assert call(served, "interest", user_id="nobody-we-know")["known_user"] is False
