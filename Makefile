@@ -12,7 +12,7 @@ EVALUATE_ARGS ?=
 PYTEST_ARGS ?=
 
 BENCH_EVENTS ?= 10000000
-BENCHES ?= data_layer feature_store serving models
+BENCHES ?= data_layer feature_store serving models decay_fit
 
 .PHONY: help venv postgres redis online-store airflow-init data demo test bench airflow serve stop ingest push evaluate rollback lock clean
 
@@ -67,8 +67,8 @@ bench: venv postgres airflow-init ## Run the benchmarks in tests/benchmarks (wri
 	@$(ENV) for name in $(BENCHES); do \
 	  case $$name in \
 	    data_layer) python -m tests.benchmarks.bench_data_layer --events $(BENCH_EVENTS) ;; \
-	    feature_store|serving|models) python -m tests.benchmarks.bench_$$name ;; \
-	    *) echo "unknown benchmark $$name (data_layer, feature_store, serving, models)"; exit 2 ;; \
+	    feature_store|serving|models|decay_fit) python -m tests.benchmarks.bench_$$name ;; \
+	    *) echo "unknown benchmark $$name (data_layer, feature_store, serving, models, decay_fit)"; exit 2 ;; \
 	  esac || exit 1; \
 	done
 

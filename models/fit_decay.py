@@ -25,7 +25,8 @@ import pandas as pd
 
 from interest_decay import config as settings
 from interest_decay import decay
-from models.decay_kinds import ANY, TABLE_COLUMNS, FitConfig, FitError, Histograms, fit_kinds
+from models.decay_kinds import TABLE_COLUMNS, fit_kinds
+from models.follow_ups import ANY, FitConfig, FitError, Histograms
 
 TABLE = "params.decay_parameters_fitted"
 MODES = ("always", "weekly", "never")
@@ -199,13 +200,15 @@ def fit_file(paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: 
     events, _ = clean_events(frame, reasons)
     cutoff = cutoff if cutoff is not None else events["ts"].max().floor("D") + pd.Timedelta(days=1)
     table, hist = fit_kinds(events, cutoff, cfg or FitConfig.load())
-    status = f"Fitted on {paths[0].name}{' and more' if len(paths) > 1 else ''}: {(events['ts'] < cutoff).sum():,} events."
+    files = paths[0].name + (" and more" if len(paths) > 1 else "")
+    status = f"Fitted on {files}: {(events['ts'] < cutoff).sum():,} events."
     return write_report(out, table, hist, status, cutoff.to_pydatetime())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.fit_decay", description=__doc__.split("\n")[0])
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, help="the run's day, YYYY-MM-DD (fits the staged events)")
+    parser.add_argument("--as-of", type=dt.date.fromisoformat,
+                        help="the run's day, YYYY-MM-DD (fits the staged events)")
     parser.add_argument("--test-days", type=int, default=7,
                         help="days before as_of left out of the fit (the run's test window; default 7)")
     parser.add_argument("--mode", choices=MODES, default="always", help="always (default), weekly or never")
@@ -221,7 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.events:
-        cutoff = None if args.cutoff is None else (args.cutoff if args.cutoff.tzinfo else args.cutoff.tz_localize("UTC"))
+        cutoff = args.cutoff
+        if cutoff is not None and cutoff.tzinfo is None:
+            cutoff = cutoff.tz_localize("UTC")
         out = args.out or settings.reports_dir() / "decay" / args.events[0].stem
         try:
             overrides = {} if args.min_gap_days is None else {"min_gap_days": args.min_gap_days}

@@ -10,7 +10,7 @@ import pytest
 from interest_decay.ingest import ingest
 from interest_decay.synthetic import generate, half_lives, write_events
 from models import fit_decay
-from models.decay_kinds import ANY, FitConfig
+from models.follow_ups import ANY, FitConfig
 from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres

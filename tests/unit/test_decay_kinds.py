@@ -10,8 +10,9 @@ import torch
 
 from interest_decay import decay
 from interest_decay.synthetic import generate, half_lives
-from models.decay_kinds import (ANY, MAX_HALF_LIFE, TABLE_COLUMNS, Family, FitConfig, FitError, choose_families,
-                                fit_kinds, shrink_sparse_kinds)
+from models.decay_kinds import TABLE_COLUMNS, choose_families, fit_kinds, shrink_sparse_kinds
+from models.decay_likelihood import LOG_HALF, LOG_K, MAX_HALF_LIFE, Family, unsquash
+from models.follow_ups import ANY, FitConfig, FitError
 
 torch.set_num_threads(2)
 END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -66,7 +67,8 @@ def test_every_kind_every_category_and_the_global_row_are_reported(planted):
     assert 0.8 * len(events) < after_burn_in < len(events)
     own = table[table["origin"] == "fitted"]
     assert (own["anchors"] >= CONFIG.min_anchors).all()
-    assert (own["half_life_low"] <= own["half_life_days"]).all() and (own["half_life_days"] <= own["half_life_high"]).all()
+    assert (own["half_life_low"] <= own["half_life_days"]).all()
+    assert (own["half_life_days"] <= own["half_life_high"]).all()
 
 
 def test_sparse_kinds_take_their_categorys_fit_or_the_global_one_and_say_so(planted):
@@ -112,23 +114,22 @@ def test_exponential_onsets_give_an_exponential_fade():
     ("period", {"period_days": 1.0}),
 ])
 def test_bin_means_are_the_averages_of_the_multiplier_of_interest_decay(name, parameters):
-    cfg = FitConfig(period_buckets=5)
+    cfg = FitConfig.load(period_buckets=5)
     edges = np.array([0.0, 0.01, 0.4, 1.0, 2.5, 3.7, 9.0, 30.0])
     family = Family(name, edges, cfg)
     theta = {"exponential": family.initial(np.array([2.0]))[0],
              "logistic": None, "period": np.array([0.5, -0.2, 1.0, 2.0])}[name]
     if name == "logistic":   # unbounded parameters whose row has k = 0.3, l = 1.1
-        from models.decay_kinds import LOG_HALF, LOG_K, _unsquash
-        theta = np.array([_unsquash(np.log(0.3), *LOG_K), _unsquash(np.log(np.log(3.0) / 1.1), *LOG_HALF)])
+        theta = np.array([unsquash(np.log(0.3), *LOG_K), unsquash(np.log(np.log(3.0) / 1.1), *LOG_HALF)])
     row = family.row(theta)
     weights = [float(w) for w in row["period_weights"].split(";")] if name == "period" else None
     for key, value in parameters.items():
         assert row[key] == pytest.approx(value, rel=1e-9)
     fine = [np.linspace(a, b, 20001) for a, b in zip(edges[:-1], edges[1:])]
-    want = [np.trapezoid(decay.multiplier(row["family"], t, half_life_days=row.get("half_life_days"),
-                                          logistic_k=row.get("logistic_k"), logistic_l=row.get("logistic_l"),
-                                          period_days=row.get("period_days"), period_weights=weights), t) / (t[-1] - t[0])
-            for t in fine]
+    curve = lambda t: decay.multiplier(row["family"], t, half_life_days=row.get("half_life_days"),   # noqa: E731
+                                       logistic_k=row.get("logistic_k"), logistic_l=row.get("logistic_l"),
+                                       period_days=row.get("period_days"), period_weights=weights)
+    want = [np.trapezoid(curve(t), t) / (t[-1] - t[0]) for t in fine]
     got = family.bin_mean(torch.tensor(theta, dtype=torch.float64)).numpy()
     assert got == pytest.approx(want, rel=1e-4, abs=1e-7)
 
