@@ -137,7 +137,8 @@ def plot_kind(row: pd.Series, hist: Histograms, path: Path) -> Path:
     ax.scatter(middle[seen], measured, s=10, color="grey", label="measured: (rate − background) / excess")
     ax.plot(ages, curve, color="C0", label=f"{row['family']}, {decay.describe_half_life(row['half_life_days'])}")
     ax.set(xscale="log", xlabel="days after the event", ylabel="interest left", ylim=(-0.1, 1.3),
-           title=f"category {row['category_id']}, {row['event_type']} events ({int(row['anchors']):,})")
+           title=f"{'all categories' if row['category_id'] == ANY else 'category ' + str(row['category_id'])}, "
+                 f"{'all' if row['event_type'] == ANY else row['event_type']} events ({int(row['anchors']):,})")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
