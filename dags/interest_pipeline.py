@@ -5,8 +5,12 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 
 1. **ingest**: load the event files under `events_path` into PostgreSQL `raw` (idempotent by file hash);
    with `dataset` = online-retail or taobao they are converted to the event schema first.
-2. **dbt**: staging (typed, deduplicated, rejects with reasons) and the decayed-interest marts for the
-   training and test windows, each model followed by its dbt tests (astronomer-cosmos).
+2. **dbt_staging**: staging (typed, deduplicated, rejects with reasons), each model followed by its dbt tests
+   (astronomer-cosmos); then **fit_decay**: each (category, event type)'s decay family, half-life and 95%
+   interval fitted from the staged events before the test window into `params.decay_parameters_fitted`
+   ("no decay" where the data say so; `fit_decay` = always, weekly or never; a failed fit keeps the stored
+   parameters), reported in `decay.md` with a curve per kind; then **dbt**: the decayed-interest marts for
+   the training and test windows, with those parameters.
 3. **feast_materialize**: `feast apply`, then the marts' rows of the run's data interval (`materialize_days`
    up to as_of: interest, churn inputs, item and category popularity) into the online store, then the live
    events pushed since as_of folded back in; updates the Asset `interest_features` (the `drift_monitor` DAG
@@ -27,7 +31,7 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    (the previous model still serving) when the server could not load it.
 
 Trigger with a config form (as_of, events_path, dataset, half_life_days, half_life_overrides, decay_family,
-churn_horizon_days, materialize_days, retrain). Reports land in
+fit_decay, churn_horizon_days, materialize_days, retrain). Reports land in
 `$REPORTS_DIR/<as_of>/`. Runs daily; `INTEREST_PIPELINE_SCHEDULE` (a cron or preset, `none` for
 manual runs only) changes that.
 """
