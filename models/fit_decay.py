@@ -53,7 +53,7 @@ def stored_fit(conn) -> pd.DataFrame:
 
 
 def _comparable(table: pd.DataFrame) -> list[tuple]:
-    frame = table[TABLE_COLUMNS].sort_values(["category_id", "event_type"])
+    frame = table[TABLE_COLUMNS + ["fit_cutoff"]].sort_values(["category_id", "event_type"])
     return [tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else
                   (float(v) if isinstance(v, (float, np.floating)) else v) for v in row)
             for row in frame.astype(object).itertuples(index=False)]
@@ -61,8 +61,9 @@ def _comparable(table: pd.DataFrame) -> list[tuple]:
 
 def store(conn, table: pd.DataFrame, cutoff: dt.datetime, fitted_by: str = "interest_pipeline.fit_decay") -> bool:
     """Replace every stored row by ``table`` in one transaction; returns False (and writes nothing) when the
-    stored rows already hold the same parameters, so a re-run of the same interval changes nothing."""
-    if _comparable(stored_fit(conn)) == _comparable(table):
+    stored rows already hold the same parameters from the same cutoff, so a re-run of the same interval changes
+    nothing (a later cutoff is written even with equal parameters: ``weekly`` counts from it)."""
+    if _comparable(stored_fit(conn)) == _comparable(table.assign(fit_cutoff=cutoff.date())):
         return False
     columns = TABLE_COLUMNS + ["fit_cutoff", "fitted_by"]
     rows = [tuple(None if isinstance(v, float) and math.isnan(v) else
