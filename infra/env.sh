@@ -21,7 +21,7 @@ export PGDATABASE="${PGDATABASE:-interest}"
 _checkout_id=$(printf '%s' "$PROJECT_ROOT" | cksum | cut -d' ' -f1)
 export PGDATA="${PGDATA:-/var/tmp/interest-decay-$_checkout_id/pgdata}"
 # Memory of one sort or hash in a query of the private cluster: the marts group millions of keys, which
-# PostgreSQL's default (4MB) spills to disk (see README "Data layer"). Takes effect when the cluster starts.
+# PostgreSQL's default (4MB) spills to disk (see docs/benchmarks.md, data layer). Takes effect when the cluster starts.
 export PG_WORK_MEM="${PG_WORK_MEM:-256MB}"
 # WAL written between two checkpoints: with PostgreSQL's 1GB, ingesting and staging 10M events started a
 # checkpoint every few seconds (its log said "checkpoints are occurring too frequently"), whose writes

@@ -60,8 +60,8 @@ def tracing_config(sample_rate: str | None) -> dict:
     """BentoML's tracing settings for SERVE_TRACING_SAMPLE_RATE (0..1, default 0).
 
     At BentoML's default sample rate 0 no trace is kept, yet its OpenTelemetry middleware still makes
-    non-recording spans for every request: ~0.25 ms of the ~1.1 ms /recommend spends in process (README
-    "Serving"). So unless a rate above 0 asks for traces (exported as BentoML's configuration says), every
+    non-recording spans for every request: ~0.25 ms of the ~1.1 ms /recommend spends in process (docs/benchmarks.md,
+    serving). So unless a rate above 0 asks for traces (exported as BentoML's configuration says), every
     path is excluded from that middleware; the one thing lost is the X-BentoML-Request-ID header."""
     try:
         rate = float(sample_rate or 0)
@@ -76,7 +76,7 @@ def access_log_config(value: str | None) -> dict:
     """BentoML's access-log settings for SERVE_ACCESS_LOG (default off; 1/true/yes/on turn it on).
 
     BentoML logs a line for every request by default: ~0.04 ms of the ~1 ms a /recommend takes at
-    concurrency 1 (README "Serving"). Request counts and latencies per endpoint stay in /metrics, and every
+    concurrency 1 (docs/benchmarks.md, serving). Request counts and latencies per endpoint stay in /metrics, and every
     recommendation is kept in the prediction log (interest_decay.prediction_log), so the line is opt-in."""
     text = (value or "").strip().lower()
     if text in ("", "0", "false", "no", "off"):

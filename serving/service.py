@@ -290,7 +290,7 @@ class InterestService:
         """Top-k items for a user, ranked by the model from the user's interests decayed to now."""
         # A coroutine, so it runs on the worker's event loop: BentoML runs a plain function in a thread pool,
         # and the hop cost ~0.4 ms a request (concurrency 1: p50 1.6 -> 1.2 ms, 1 worker 600 -> 750 requests/s;
-        # see README "Serving"). The online-store read and the model are short and run inline; the one
+        # see docs/benchmarks.md, serving). The online-store read and the model are short and run inline; the one
         # database query (exclude_purchased) goes to a thread so it does not hold up other requests.
         import torch
 
