@@ -1,7 +1,7 @@
 """Decay families: how much of an event's interest remains ``t`` days after it happened.
 
-Every function maps elapsed time ``t`` (days, >= 0) to a multiplier in [0, 1] that equals 1 at
-t = 0 and never increases; interest is ``I0 * multiplier``. Arrays broadcast (NumPy).
+Every function maps elapsed time ``t`` (days, >= 0) to a multiplier in [0, 1]; interest is
+``I0 * multiplier``. Arrays broadcast (NumPy). The first three equal 1 at t = 0 and never increase:
 
 - exponential: ``e^(-k t)``, half-life ``ln 2 / k``.
 - logistic (sigmoid): ``(1 + k) / (1 + k e^(l t))``. The source text prints ``I0 / (1 + k e^(-l t))``,
@@ -9,6 +9,12 @@ t = 0 and never increases; interest is ``I0 * multiplier``. Arrays broadcast (Nu
   plateau followed by a fast drop; large ``k`` tends to exponential decay at rate ``l``.
 - period ("billing-period"): time is cut into periods of fixed length (day, week, month = 30 days)
   and every event in the j-th period back gets ``weights[j]``; the last weight holds beyond.
+
+The repeat-purchase family is not monotone (SLRC / TAIW style, docs/decay-families.md):
+``repeat(t) = (1 - π) 0.5^(t / h) + π exp(-((t - μ) / σ)² / 2)``: the need a purchase met fades at
+half-life ``h``, and a share ``π`` of the interest comes back as a bump around the item's usual
+repurchase interval ``μ`` (spread ``σ``). Interest in buying an item again is the sum of the kernel
+over the user's latest purchases of it (``repeat_interest``).
 
 The SQL twin of these functions is ``decay_multiplier`` (dbt macro ``create_decay_functions``); both
 compute exponential decay as ``0.5 ** (t / half_life)``, take it to 0 after 1000 half-lives and
@@ -26,6 +32,7 @@ import numpy as np
 LN2 = math.log(2.0)
 PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 30.0}
 LOGISTIC_EXPONENT_CAP = 700.0  # e^700 is near float64's limit; beyond it the multiplier is taken as 0
+GAUSS_EXPONENT_CAP = 700.0  # exp(-700) ~ 1e-304: a bump this far out is taken as 0 (as in SQL)
 HALF_LIVES_CAP = 1000.0  # after 1000 half-lives (2^-1000 ~ 1e-301) exponential decay is taken as 0
 # A fitted "no decay" is stored as this half-life in days (0.5^(365 / 1e5) = 0.9975 after a year): finite, so
 # every store and JSON answer carries it, and as good as none over any span of data.
@@ -94,6 +101,32 @@ def period_half_life(weights: Sequence[float], period_days: float = 1.0) -> floa
     """Days until period decay first falls to one half or below (inf if it never does)."""
     below = [j for j, w in enumerate(weights) if w <= 0.5]
     return below[0] * period_days if below else math.inf
+
+
+def repeat(t, half_life_days: float, bump_weight: float, bump_mean_days: float, bump_sd_days: float):
+    """``(1 - π) 0.5^(t / h) + π exp(-((t - μ) / σ)² / 2)`` with π = ``bump_weight``, μ = ``bump_mean_days``,
+    σ = ``bump_sd_days``: the repeat-purchase kernel, in [0, 1]; ``h`` may be inf (the need never fades).
+    μ and σ may be arrays (one per age: each purchase's item has its own bump)."""
+    if not (half_life_days > 0 and 0 <= bump_weight <= 1 and np.all(np.asarray(bump_mean_days) >= 0)
+            and np.all(np.asarray(bump_sd_days) > 0)):
+        raise ValueError("repeat decay needs half_life_days > 0, 0 <= bump_weight <= 1, bump_mean_days >= 0 and "
+                         f"bump_sd_days > 0, got {half_life_days}, {bump_weight}, {bump_mean_days}, {bump_sd_days}")
+    t = np.asarray(t, dtype=float)
+    offset = t - bump_mean_days
+    z = np.where(np.abs(offset) < 1e-100 * bump_sd_days, 0.0, offset / bump_sd_days)  # at the peak (as SQL)
+    exponent = 0.5 * z * z
+    bump = np.where(exponent > GAUSS_EXPONENT_CAP, 0.0, np.exp(-np.minimum(exponent, GAUSS_EXPONENT_CAP)))
+    return (1.0 - bump_weight) * exponential_half_life(t, half_life_days) + bump_weight * bump
+
+
+def repeat_interest(purchase_ages_days, half_life_days: float, bump_weight: float, bump_mean_days: float,
+                    bump_sd_days: float, window_days: float, max_purchases: int) -> float:
+    """Interest in buying an item again: the repeat kernel summed over the latest ``max_purchases`` purchases
+    given (the bounded state the marts keep per user × item) that lie before now (age > 0) and no more than
+    ``window_days`` back."""
+    ages = np.sort(np.asarray(purchase_ages_days, dtype=float))[:max_purchases]
+    ages = ages[(ages > 0) & (ages <= window_days)]
+    return float(np.sum(repeat(ages, half_life_days, bump_weight, bump_mean_days, bump_sd_days)))
 
 
 def multiplier(family: str, t, *, half_life_days: float | None = None, logistic_k: float | None = None,

@@ -26,9 +26,10 @@ import yaml
 
 from interest_decay import adapters
 from interest_decay import config as settings
-from models import baselines, ranking
+from models import baselines, ranking, repeat_decay
 from models.decay_fit import DecayRanker
 from models.registry import git_commit
+from models.repeat_decay import RepeatRanker
 from models.sequence import SequenceRanker
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
@@ -38,7 +39,8 @@ DATASETS = ("project", "online-retail", "taobao")
 @dataclass(frozen=True)
 class Method:
     factory: Callable[..., ranking.Ranker]   # keyword arguments from evaluate.yaml -> an unfitted ranker
-    kind: str                                # "baseline", "decay" (the fitted decay model) or "model"
+    kind: str                                # "baseline", "decay" (the fitted decay model), "repeat" (the
+                                             # repeat-purchase family) or "model"
 
 
 # Rankers compared, by the name evaluate.yaml configures them under. Register further models here
@@ -54,6 +56,7 @@ RANKERS: dict[str, Method] = {
     "decay_exponential": Method(DecayRanker, "decay"),
     "decay_logistic": Method(DecayRanker, "decay"),
     "decay_period": Method(DecayRanker, "decay"),
+    "repeat": Method(RepeatRanker, "repeat"),
     "sasrec": Method(SequenceRanker, "baseline"),
     "neural_decay": Method(SequenceRanker, "model"),
 }
@@ -204,9 +207,11 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
                "git_commit": git_commit(), "config": cfg}
     decay_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "decay"}
     summary["fitted_parameters"] = {n: r.half_life_table().to_dict("records") for n, r in decay_models.items()}
+    repeat_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "repeat"}
+    summary["repeat_parameters"] = {n: r.summary() for n, r in repeat_models.items()}
     summary["wall_seconds"] = time.perf_counter() - started
     curves = {n: r for n, r in fitted.get("item_id", {}).items() if getattr(r, "history", None)}
-    write_outputs(summary, decay_models, events, out, cfg, curves)
+    write_outputs(summary, decay_models, events, out, cfg, curves, repeat_models)
     return summary
 
 
@@ -224,9 +229,9 @@ def jsonable(value):
 
 
 def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: Path, cfg: dict,
-                  trained: dict | None = None) -> None:
+                  trained: dict | None = None, repeat_models: dict | None = None) -> None:
     """evaluation.json, the plots and evaluation.md into ``out``; ``trained``: rankers with a per-epoch
-    loss ``history`` (the sequence models) get a training-curve plot."""
+    loss ``history`` (the sequence models) get a training-curve plot; ``repeat_models``: a kernel plot each."""
     from models.decay_fit import plot_decay_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +240,8 @@ def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: 
     plots = [plot_metrics(task, out / f"ndcg_{target}.png") for target, task in summary["tasks"].items()]
     plots += [plot_decay_curves(ranker, top, out / f"decay_curves_{name}.png") for name, ranker in decay_models.items()]
     plots += [plot_training_curve(ranker, out / f"training_curve_{name}.png") for name, ranker in (trained or {}).items()]
-    (out / "evaluation.md").write_text(markdown(summary, decay_models, [p.name for p in plots], cfg))
+    plots += [ranker.plot_kernels(out / f"repeat_kernels_{name}.png") for name, ranker in (repeat_models or {}).items()]
+    (out / "evaluation.md").write_text(markdown(summary, decay_models, [p.name for p in plots], cfg, repeat_models))
 
 
 # --- report -------------------------------------------------------------------------------------------
@@ -304,7 +310,7 @@ def plot_metrics(task: dict, path: Path) -> Path:
     rows = task["methods"]
     means = np.array([r["ndcg@10"] for r in rows.values()])
     errors = np.abs(np.array([r["ndcg@10_ci"] for r in rows.values()]).T - means)
-    colours = [{"baseline": "tab:grey", "decay": "tab:blue"}.get(r["kind"], "tab:green") for r in rows.values()]
+    colours = [{"baseline": "tab:grey", "decay": "tab:blue", "repeat": "tab:purple"}.get(r["kind"], "tab:green") for r in rows.values()]
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
     ax.barh(list(rows), means, xerr=errors, color=colours)
     ax.invert_yaxis()
@@ -364,7 +370,7 @@ def parameter_table(ranker: DecayRanker, n: int) -> str:
     return "\n".join(lines)
 
 
-def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict) -> str:
+def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, repeat_models: dict | None = None) -> str:
     """evaluation.md: data quality, split, per-task results, gains, fitted parameters, plots."""
     cut = summary["cutoffs"]
     parts = [f"# Offline evaluation: {', '.join(Path(p).name for p in summary['inputs'])}", "",
@@ -389,6 +395,8 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict) -> 
                   "", f"Training loss (mean negative log-likelihood per basket) {ranker.final_loss:.4f} after "
                   f"{len(ranker.losses)} Adam epochs and {ranker.config['polish_steps']} L-BFGS iterations."
                   if ranker.losses else "No target baskets in the training window: not fitted.", ""]
+    for name, ranker in (repeat_models or {}).items():
+        parts += [f"## Fitted parameters: {name}", "", repeat_decay.render(ranker.params, []), ""]
     parts += ["## Plots", ""] + [f"- [{p}]({p})" for p in plots] + [""]
     return "\n".join(parts)
 

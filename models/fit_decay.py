@@ -2,9 +2,11 @@
 
 Reads the staged events before the run's test window, fits them with :mod:`models.decay_kinds`, and
 replaces the rows of ``params.decay_parameters_fitted`` (which ``int_decay_parameters`` prefers over the
-seed's defaults) in one transaction. A fit that fails keeps the stored parameters and says why in the log
-and the report; the run goes on. Writes ``decay.md``, ``decay.json`` and one PNG per fitted kind
-(``decay_curves/``) into the run's report folder.
+seed's defaults) in one transaction; then fits the repeat-purchase family on the staged purchases
+(:mod:`models.repeat_decay`) into ``params.repeat_parameters_fitted`` (read by ``int_repeat_parameters``). A
+fit that fails keeps the stored parameters and says why in the log and the report; the run goes on. Writes
+``decay.md``, ``decay.json``, one PNG per fitted kind (``decay_curves/``) and ``repeat_kernels.png`` into the
+run's report folder.
 
 CLI: ``python -m models.fit_decay --as-of YYYY-MM-DD [--mode always|weekly|never]`` fits the staged events
 like the DAG's task; ``python -m models.fit_decay --events PATH [--dataset online-retail] --cutoff ISO`` fits an
@@ -18,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ import pandas as pd
 
 from interest_decay import config as settings
 from interest_decay import decay
+from models import repeat_decay
 from models.decay_kinds import TABLE_COLUMNS, fit_kinds
 from models.follow_ups import ANY, FitConfig, FitError, Histograms
 
@@ -45,36 +49,50 @@ def staged_events(conn, schema: str, cutoff: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def stored_fit(conn) -> pd.DataFrame:
-    """The stored rows, in :data:`TABLE_COLUMNS` plus ``fit_cutoff``."""
+@dataclass(frozen=True)
+class Target:
+    """A parameters table the step replaces: its name, the columns the fit gives, the key that orders its rows."""
+    name: str
+    columns: list
+    key: list
+
+
+KINDS = Target(TABLE, TABLE_COLUMNS, ["category_id", "event_type"])
+REPEAT = Target("params.repeat_parameters_fitted", repeat_decay.TABLE_COLUMNS, ["item_id"])
+
+
+def stored_fit(conn, target: Target = KINDS) -> pd.DataFrame:
+    """The stored rows of ``target``, in its columns plus ``fit_cutoff``."""
     with conn.cursor() as cur:
-        cur.execute(f"select {', '.join(TABLE_COLUMNS)}, fit_cutoff from {TABLE} order by category_id, event_type")
-        return pd.DataFrame(cur.fetchall(), columns=TABLE_COLUMNS + ["fit_cutoff"])
+        cur.execute(f"select {', '.join(target.columns)}, fit_cutoff from {target.name} order by {', '.join(target.key)}")
+        return pd.DataFrame(cur.fetchall(), columns=target.columns + ["fit_cutoff"])
 
 
-def _comparable(table: pd.DataFrame) -> list[tuple]:
-    frame = table[TABLE_COLUMNS + ["fit_cutoff"]].sort_values(["category_id", "event_type"])
+def _comparable(table: pd.DataFrame, target: Target) -> list[tuple]:
+    frame = table[target.columns + ["fit_cutoff"]].sort_values(target.key)
     return [tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else
-                  (float(v) if isinstance(v, (float, np.floating)) else v) for v in row)
+                  (float(v) if isinstance(v, (float, np.floating)) else
+                   (int(v) if isinstance(v, np.integer) else v)) for v in row)
             for row in frame.astype(object).itertuples(index=False)]
 
 
-def store(conn, table: pd.DataFrame, cutoff: dt.datetime, fitted_by: str = "interest_pipeline.fit_decay") -> bool:
-    """Replace every stored row by ``table`` in one transaction; returns False (and writes nothing) when the
-    stored rows already hold the same parameters from the same cutoff, so a re-run of the same interval changes
-    nothing (a later cutoff is written even with equal parameters: ``weekly`` counts from it)."""
-    if _comparable(stored_fit(conn)) == _comparable(table.assign(fit_cutoff=cutoff.date())):
+def store(conn, table: pd.DataFrame, cutoff: dt.datetime, fitted_by: str = "interest_pipeline.fit_decay",
+          target: Target = KINDS) -> bool:
+    """Replace every stored row of ``target`` by ``table`` in one transaction; returns False (and writes nothing)
+    when the stored rows already hold the same parameters from the same cutoff, so a re-run of the same interval
+    changes nothing (a later cutoff is written even with equal parameters: ``weekly`` counts from it)."""
+    if _comparable(stored_fit(conn, target), target) == _comparable(table.assign(fit_cutoff=cutoff.date()), target):
         return False
-    columns = TABLE_COLUMNS + ["fit_cutoff", "fitted_by"]
+    columns = target.columns + ["fit_cutoff", "fitted_by"]
     rows = [tuple(None if isinstance(v, float) and math.isnan(v) else
                   (v.item() if isinstance(v, np.generic) else v) for v in row) + (cutoff.date(), fitted_by)
-            for row in table[TABLE_COLUMNS].astype(object).itertuples(index=False)]
+            for row in table[target.columns].astype(object).itertuples(index=False)]
     with conn.transaction():
-        conn.execute(f"lock table {TABLE} in exclusive mode")
-        conn.execute(f"delete from {TABLE}")
+        conn.execute(f"lock table {target.name} in exclusive mode")
+        conn.execute(f"delete from {target.name}")
         with conn.cursor() as cur:
-            cur.executemany(f"insert into {TABLE} ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
-                            rows)
+            cur.executemany(f"insert into {target.name} ({', '.join(columns)}) "
+                            f"values ({', '.join(['%s'] * len(columns))})", rows)
     return True
 
 
@@ -147,14 +165,31 @@ def plot_kind(row: pd.Series, hist: Histograms, path: Path) -> Path:
     return path
 
 
+@dataclass
+class RepeatFit:
+    """What the step did with the repeat-purchase family: the fit (None: none or failed), its grid, and why."""
+    status: str
+    params: repeat_decay.RepeatParameters | None = None
+    scores: list | None = None
+
+
 def write_report(out: Path, table: pd.DataFrame | None, hist: Histograms | None, status: str,
-                 cutoff: dt.datetime) -> Path:
-    """``decay.md``, ``decay.json`` and, after a fit, ``decay_curves/*.png`` (one per row fitted on its own)."""
+                 cutoff: dt.datetime, repeat: RepeatFit | None = None) -> Path:
+    """``decay.md``, ``decay.json`` and, after a fit, ``decay_curves/*.png`` (one per row fitted on its own) and
+    ``repeat_kernels.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "decay.md").write_text(render(table, status, cutoff))
-    rows = [] if table is None else json.loads(table.to_json(orient="records"))
-    (out / "decay.json").write_text(json.dumps({"cutoff": cutoff.isoformat(), "status": status, "rows": rows},
-                                               indent=2))
+    markdown = render(table, status, cutoff)
+    summary = {"cutoff": cutoff.isoformat(), "status": status,
+               "rows": [] if table is None else json.loads(table.to_json(orient="records"))}
+    if repeat is not None:
+        markdown += "\n" + (repeat_decay.render(repeat.params, repeat.scores) if repeat.params is not None else
+                            f"## Repeat-purchase family\n\n{repeat.status}\n")
+        summary["repeat"] = {"status": repeat.status, **(repeat_decay.as_json(repeat.params, repeat.scores)
+                                                         if repeat.params is not None else {})}
+        if repeat.params is not None:
+            repeat_decay.plot_kernels(repeat.params, out / "repeat_kernels.png")
+    (out / "decay.md").write_text(markdown)
+    (out / "decay.json").write_text(json.dumps(summary, indent=2))
     if table is not None and hist is not None:
         curves = out / "decay_curves"
         curves.mkdir(exist_ok=True)
@@ -166,6 +201,29 @@ def write_report(out: Path, table: pd.DataFrame | None, hist: Histograms | None,
 
 # --- the step -----------------------------------------------------------------------------------------------
 
+def staged_purchases(conn, schema: str, cutoff: dt.datetime) -> pd.DataFrame:
+    """The staged purchases before ``cutoff`` with their items (what the repeat family is fitted on)."""
+    with conn.cursor() as cur:
+        cur.execute(f"select user_id, item_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
+                    "where event_type = 'purchase' and event_ts < %s", (cutoff,))
+        frame = pd.DataFrame(cur.fetchall(), columns=["user_id", "item_id", "category_id", "event_type", "ts"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame.sort_values("ts", kind="stable", ignore_index=True)
+
+
+def fit_repeat(purchases: pd.DataFrame, cutoff: dt.datetime, conn=None) -> RepeatFit:
+    """Fit the repeat family and, with ``conn``, store it; a fit that fails keeps the stored rows."""
+    try:
+        params, scores = repeat_decay.fit_repeat(purchases, pd.Timestamp(cutoff), repeat_decay.RepeatConfig.load())
+    except repeat_decay.RepeatFitError as error:
+        return RepeatFit(f"The repeat fit failed, so its stored parameters are kept: {error}.")
+    status = f"Repeat family fitted on {len(purchases):,} purchases"
+    if conn is not None:
+        changed = store(conn, params.table(), cutoff, target=REPEAT)
+        status += f": {len(params.bumps) + 1:,} rows stored." if changed else ": the stored rows are the same."
+    return RepeatFit(status + ".", params, scores)
+
+
 def run(as_of: dt.date, cutoff: dt.datetime, mode: str = "always", cfg: FitConfig | None = None) -> dict:
     """Fit (when ``mode`` says so), store and report; a fit that fails keeps the stored parameters."""
     import psycopg
@@ -174,8 +232,10 @@ def run(as_of: dt.date, cutoff: dt.datetime, mode: str = "always", cfg: FitConfi
     out = settings.reports_dir() / as_of.isoformat()
     with psycopg.connect(settings.pg_conninfo()) as conn:
         fit, reason = due(mode, stored_fit(conn), cutoff)
-        table = hist = None
+        table = hist = repeat = None
         if fit:
+            repeat = fit_repeat(staged_purchases(conn, settings.dbt_schema(), cutoff), cutoff, conn)
+            log.info("fit_decay: %s", repeat.status)
             events = staged_events(conn, settings.dbt_schema(), cutoff)
             try:
                 table, hist = fit_kinds(events, pd.Timestamp(cutoff), cfg)
@@ -186,9 +246,10 @@ def run(as_of: dt.date, cutoff: dt.datetime, mode: str = "always", cfg: FitConfi
                 reason += (f" ({len(events):,} events): {len(table)} rows stored." if changed else
                            f" ({len(events):,} events): the stored parameters are the same; nothing written.")
         log.info("fit_decay: %s", reason)
-    report = write_report(out, table, hist, reason, cutoff)
+    report = write_report(out, table, hist, reason, cutoff, repeat)
     return {"fitted": table is not None, "reason": reason, "report": str(report),
-            "rows": 0 if table is None else len(table)}
+            "rows": 0 if table is None else len(table),
+            "repeat_fitted": repeat is not None and repeat.params is not None}
 
 
 def fit_file(paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: Path,
@@ -204,7 +265,8 @@ def fit_file(paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: 
     table, hist = fit_kinds(events, cutoff, cfg or FitConfig.load())
     files = paths[0].name + (" and more" if len(paths) > 1 else "")
     status = f"Fitted on {files}: {(events['ts'] < cutoff).sum():,} events."
-    return write_report(out, table, hist, status, cutoff.to_pydatetime())
+    repeat = fit_repeat(events[events["event_type"] == "purchase"], cutoff.to_pydatetime())
+    return write_report(out, table, hist, status, cutoff.to_pydatetime(), repeat)
 
 
 def main(argv: list[str] | None = None) -> None:

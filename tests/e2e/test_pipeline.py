@@ -169,6 +169,12 @@ def test_the_run_fits_every_categorys_half_life_within_ten_percent_of_the_genera
     report = (Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "decay.md").read_text()
     assert "| category | event type | family | half-life (days) [95% CI] |" in report
     assert (Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "decay_curves" / f"{CATEGORY_A}__view.png").stat().st_size
+    assert "## Repeat-purchase family" in report
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:   # the repeat fit reached its mart
+        fitted_items, = conn.execute("select count(*) from params.repeat_parameters_fitted where origin = 'item'").fetchone()
+        scored, = conn.execute("select count(*) from analytics.user_item_repeat_interest where as_of = %s",
+                               (AS_OF,)).fetchone()
+    assert fitted_items > 0 and scored > 1_000
 
 
 def test_drift_summaries_land_in_postgres_and_the_monitor_dag_runs(stack):
@@ -447,6 +453,7 @@ INTEREST_TABLES = {  # keys first, the float interest last
                            " + ".join(f"coalesce(interest_{t}, 0)" for t in EVENT_TYPES)],
     "user_category_interest": ["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"],
     "user_interest_features": ["as_of", "user_id", "category_ids", "event_count", "total_interest"],
+    "user_item_repeat_interest": ["as_of", "user_id", "item_id", "purchase_days", "last_purchase_ts", "repeat_interest"],
 }
 
 

@@ -67,6 +67,18 @@ def test_sql_decay_function_equals_python(db, family, age, h, k, l, period_days,
     assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-300), (got, want)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.just(0.0) | st.floats(1e-6, 3650), st.just(float("inf")) | st.floats(1e-3, 1e5),
+       st.sampled_from([0.0, 1.0]) | st.floats(1e-6, 1), st.floats(0, 730), st.floats(1e-2, 365))
+def test_sql_repeat_kernel_equals_python(db, age, h, bump_weight, bump_mean, bump_sd):
+    # Domain: a bump weight of 0 or at least 1e-6 (the fit's range; PostgreSQL raises on a product that underflows).
+    with psycopg.connect(db) as conn:
+        got = conn.execute("select analytics.repeat_multiplier(%s, %s, %s, %s, %s)",
+                           (age, h, bump_weight, bump_mean, bump_sd)).fetchone()[0]
+    want = float(decay.repeat(age, h, bump_weight, bump_mean, bump_sd))
+    assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-300), (got, want)
+
+
 def test_sql_decay_is_one_at_zero_and_halves_at_half_life(db):
     with psycopg.connect(db) as conn:
         assert sql_multiplier(conn, "exponential", 0.0, h=3.0) == 1.0

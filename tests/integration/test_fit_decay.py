@@ -76,12 +76,39 @@ def test_the_report_has_the_half_life_table_and_a_curve_per_fitted_kind(in_stack
     assert len(curves) == len(fitted) and "1__all.png" in curves and "all__all.png" in curves
 
 
+def repeat_rows(conninfo: str) -> dict:
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("select item_id, half_life_days, bump_weight, bump_mean_days, origin, fit_cutoff, fitted_at "
+                            "from params.repeat_parameters_fitted").fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_the_repeat_family_is_fitted_stored_reported_and_read_by_the_marts(in_stack):
+    env, conninfo = in_stack
+    rows = repeat_rows(conninfo)
+    items = {i for i in rows if i != ANY}
+    assert ANY in rows and len(items) > 10
+    assert {r[4] for r in rows.values()} == {CUTOFF.date()}          # one fit, one cutoff
+    assert len({(r[0], r[1]) for r in rows.values()}) == 1            # one π and h for all rows
+    folder = fit_decay.settings.reports_dir() / AS_OF.isoformat()
+    summary = json.loads((folder / "decay.json").read_text())["repeat"]
+    assert len(summary["grid"]) == 16 and summary["items"] == len(items)
+    assert "## Repeat-purchase family" in (folder / "decay.md").read_text()
+    assert (folder / "repeat_kernels.png").stat().st_size > 10_000
+    dbt(env, "run", "--select", "int_repeat_parameters")
+    with psycopg.connect(conninfo) as conn:
+        read = dict(conn.execute("select item_id, bump_mean_days from analytics.int_repeat_parameters").fetchall())
+    assert read == {i: r[2] for i, r in rows.items()}
+
+
 def test_a_rerun_of_the_same_interval_writes_nothing(in_stack):
     _, conninfo = in_stack
     before = stored(conninfo)
+    repeat_before = repeat_rows(conninfo)
     result = fit_decay.run(AS_OF, CUTOFF, "always", CONFIG)
     assert "nothing written" in result["reason"]
     assert stored(conninfo) == before            # fitted_at included: the rows were not touched
+    assert repeat_rows(conninfo) == repeat_before
 
 
 def test_weekly_refits_only_a_week_later_and_never_keeps_the_table(in_stack):
@@ -100,5 +127,7 @@ def test_a_fit_that_fails_keeps_the_stored_parameters_and_says_why(in_stack):
     result = fit_decay.run(AS_OF, dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), "always", CONFIG)
     assert not result["fitted"] and "no events before 2020-01-01" in result["reason"]
     assert stored(conninfo) == before
+    assert not result["repeat_fitted"]
     report = (fit_decay.settings.reports_dir() / AS_OF.isoformat() / "decay.md").read_text()
     assert "The fit failed, so the stored parameters are kept: no events before 2020-01-01" in report
+    assert "The repeat fit failed, so its stored parameters are kept: no purchase before 2020-01-01" in report

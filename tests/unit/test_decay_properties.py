@@ -59,3 +59,39 @@ def test_multiplier_dispatches_to_the_family(family, t):
 def test_unknown_family_is_a_readable_error():
     with pytest.raises(ValueError, match="unknown decay family 'linear'"):
         decay.multiplier("linear", 1.0)
+
+
+repeat_params = st.tuples(st.just(math.inf) | half_lives, st.floats(0, 1), st.floats(0, 400), st.floats(0.1, 100))
+
+
+@given(repeat_params, ages)
+def test_repeat_stays_in_unit_interval_and_nests_exponential(params, t):
+    h, pi, mu, sd = params
+    values = decay.repeat(np.asarray(t), h, pi, mu, sd)
+    assert np.all((values >= 0) & (values <= 1 + 1e-12))
+    assert np.array_equal(decay.repeat(np.asarray(t), h, 0.0, mu, sd), decay.exponential_half_life(t, h))
+
+
+@given(st.floats(1, 30), st.floats(40, 200), st.floats(0.3, 0.9))
+def test_repeat_falls_after_a_purchase_then_rises_towards_the_repurchase_interval(h, mu, pi):
+    # The documented shape: with the bump well clear of 0 (mu = 8 sigma) and the fade faster than mu,
+    # interest falls right after the purchase, is back up near mu, and fades again after it.
+    sd = mu / 8
+    trough = decay.repeat(mu / 2, h, pi, mu, sd)
+    peak = decay.repeat(mu, h, pi, mu, sd)
+    assert decay.repeat(0.0, h, pi, mu, sd) > trough < peak
+    assert decay.repeat(mu + 4 * sd, h, pi, mu, sd) < peak
+    assert peak >= pi
+
+
+def test_repeat_interest_sums_the_latest_purchases_within_the_window():
+    kernel = lambda a: decay.repeat(a, 10.0, 0.5, 30.0, 5.0)
+    got = decay.repeat_interest([1.0, 31.0, 29.0, 400.0], 10.0, 0.5, 30.0, 5.0, window_days=365, max_purchases=2)
+    assert got == pytest.approx(kernel(1.0) + kernel(29.0), rel=1e-12)   # the latest two
+    got = decay.repeat_interest([1.0, 400.0, -1.0], 10.0, 0.5, 30.0, 5.0, window_days=365, max_purchases=3)
+    assert got == pytest.approx(kernel(1.0), rel=1e-12)   # 400 d is outside the window, -1 d is the future
+
+
+def test_repeat_rejects_parameters_out_of_range():
+    with pytest.raises(ValueError, match="bump_weight"):
+        decay.repeat(1.0, 10.0, 1.5, 30.0, 5.0)
