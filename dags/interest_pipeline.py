@@ -40,16 +40,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 
 from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 
+from interest_decay import config as settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
-SCHEDULE = os.environ.get("INTEREST_PIPELINE_SCHEDULE", "@daily")
+SCHEDULE = settings.get().interest_pipeline_schedule
 INTEREST_FEATURES = Asset("interest_features")  # the online interest features (feast_materialize updates them)
 
 
@@ -90,7 +91,7 @@ def half_life_overrides(overrides: dict) -> dict:
                               description="table: each (category, event type) decays with the family of the "
                                           "parameters table (fitted or default); exponential, logistic or "
                                           "period: every kind with that family, its half-life kept."),
-        "churn_horizon_days": Param(14, type="integer", minimum=1,
+        "churn_horizon_days": Param(settings.dbt_vars()["churn_horizon_days"], type="integer", minimum=1,
                                     description="A user churns when they buy nothing within this many days."),
         "materialize_days": Param(1, type="integer", minimum=1, maximum=366,
                                   description="Days of mart rows up to as_of written to the online store (1: the "
@@ -130,7 +131,7 @@ def interest_pipeline():
             "retrain": params["retrain"],
             "fit_decay": params["fit_decay"],
             "materialize_days": int(params["materialize_days"]),
-            "events_path": params.get("events_path") or os.environ.get("EVENTS_DIR", ""),
+            "events_path": params.get("events_path") or str(settings.events_dir()),
             "dataset": params.get("dataset") or "events",
         }
 
@@ -143,7 +144,6 @@ def interest_pipeline():
             raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
         paths = [Path(window["events_path"])]
         if window["dataset"] != "events":  # a real dataset in its own format: convert it first
-            from interest_decay import config as settings
             from interest_decay.adapters import convert_dataset
 
             paths = convert_dataset(paths, window["dataset"], settings.state_dir() / "converted" / window["dataset"])
@@ -201,19 +201,18 @@ def interest_pipeline():
         import psycopg
         from feast import FeatureStore
 
-        from interest_decay import config as settings
         from interest_decay.pseudonym import pseudonym_key
         from interest_decay.realtime import materialize_and_replay
 
         repo = settings.feast_repo_path()
-        Path(os.environ.get("FEAST_REGISTRY_PATH", settings.state_dir() / "feast/registry.db")).parent.mkdir(
+        settings.feast_registry_path().parent.mkdir(
             parents=True, exist_ok=True)
         subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
         as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.timezone.utc)
         with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
             result = materialize_and_replay(
                 FeatureStore(repo_path=str(repo)), conn, settings.dbt_schema(), as_of, pseudonym_key(),
-                days=window["materialize_days"], chunk_days=int(os.environ.get("FEAST_MATERIALIZE_CHUNK_DAYS", "7")))
+                days=window["materialize_days"], chunk_days=settings.get().feast_materialize_chunk_days)
         return {"start": (as_of - dt.timedelta(days=window["materialize_days"])).isoformat(), "end": as_of.isoformat(),
                 **result}
 
@@ -267,8 +266,9 @@ def interest_pipeline():
         result = subprocess.run(
             [str(Path(sys.executable).parent / "bentoml"), "build", "-f", str(PROJECT_ROOT / "serving/bentofile.yaml"),
              "--output", "tag", str(PROJECT_ROOT)],
-            check=True, capture_output=True, text=True, env={**os.environ, "MODEL_TAG": evaluated["promotion"]["champion"] or evaluated["model_tag"],
-                 "CHURN_MODEL_TAG": churn["model_tag"]},
+            check=True, capture_output=True, text=True,
+            env=settings.environment(MODEL_TAG=evaluated["promotion"]["champion"] or evaluated["model_tag"],
+                                     CHURN_MODEL_TAG=churn["model_tag"]),
         )
         return result.stdout.strip().split("__tag__:")[-1]
 
@@ -282,13 +282,14 @@ def interest_pipeline():
         from serving.deployment import wait_until_serving
 
         champion = evaluated["promotion"]["champion"] or evaluated["model_tag"]
-        url = os.environ.get("SERVE_URL")
+        url = settings.get().serve_url
         if not url:
             logging.getLogger(__name__).info("SERVE_URL not set: no running server to check; bento %s, champion %s",
                                              bento, champion)
             return {"bento": bento, "champion": champion, "checked": False}
-        state = wait_until_serving(url, champion, float(os.environ.get("DEPLOY_TIMEOUT_SECONDS", "120")),
-                                   os.environ.get("SERVE_API_TOKEN"))
+        config = settings.get()
+        token = config.serve_api_token.get_secret_value() if config.serve_api_token is not None else None
+        state = wait_until_serving(url, champion, config.deploy_timeout_seconds, token)
         return {"bento": bento, "champion": champion, "checked": True, "deployed_at": state["deployed_at"]}
 
     window = resolve_window()

@@ -12,22 +12,19 @@ result equals the mart recomputed at that instant (exact for exponential kinds; 
 logistic and period families keep their as_of value until the next materialization).
 """
 
-import os
 from datetime import timedelta
-from pathlib import Path
-
-import yaml
 
 from feast import Entity, FeatureService, FeatureView, Field, PushSource, RequestSource, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
-DBT_SCHEMA = os.environ.get("DBT_SCHEMA", "analytics")
+from interest_decay import config as settings
+
+DBT_SCHEMA = settings.dbt_schema()
 EVENT_TYPES = ("view", "cart", "fav", "purchase", "rating")  # interest_decay.schema.EVENT_TYPES
 # The half-lives of the churn mart's decayed counts (dbt var churn_half_lives_days) name its columns.
-CHURN_HALF_LIVES = yaml.safe_load(
-    (Path(__file__).resolve().parent.parent / "dbt_project" / "dbt_project.yml").read_text())["vars"]["churn_half_lives_days"]
+CHURN_HALF_LIVES = settings.dbt_vars()["churn_half_lives_days"]
 CHURN_FEATURES = ["recency_days", "purchase_recency_days", "tenure_days", "event_count", "purchase_count",
                   "purchase_occasions", "monetary", "distinct_items", "distinct_categories",
                   "purchase_gap_mean_days", "purchase_gap_std_days",

@@ -43,7 +43,7 @@ create table if not exists monitoring.drift_runs (
 
 
 def drift_share_threshold() -> float:
-    return float(settings.env("DRIFT_SHARE_THRESHOLD", "0.5"))
+    return settings.get().drift_share_threshold
 
 
 def record_summary(conn, summary: dict, as_of: dt.date, check_name: str, reference_start: dt.date,

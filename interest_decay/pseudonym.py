@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 PSEUDONYM_HEX_DIGITS = 32
 
 
 def pseudonym_key() -> str:
-    key = os.environ.get("PSEUDONYM_KEY")
+    from interest_decay import config
+
+    secret = config.get().pseudonym_key
+    key = secret.get_secret_value() if secret is not None else ""
     if not key:
         raise RuntimeError("PSEUDONYM_KEY is not set: the key that pseudonymises user ids must come from the "
                            "environment (infra/env.sh generates one for the local stack)")

@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm import tqdm
 
+from interest_decay import config as settings
 from interest_decay.decay import exponential_half_life
 from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
 from models.persistence import Persisted
@@ -52,9 +53,16 @@ DAY = pd.Timedelta(days=1)
 
 
 def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> dict:
+    """churn.yaml, plus ``half_lives_days`` from dbt's var churn_half_lives_days, then ``overrides``."""
     cfg = yaml.safe_load(Path(path).read_text())
+    cfg["half_lives_days"] = list(settings.dbt_vars()["churn_half_lives_days"])
     cfg.update(overrides or {})
     return cfg
+
+
+def default_horizon_days() -> int:
+    """dbt's var churn_horizon_days: the horizon of the mart's labels, the DAG's default and the CLI's."""
+    return int(settings.dbt_vars()["churn_horizon_days"])
 
 
 # --- data: cleaning, features, labels ---------------------------------------------------------------
@@ -312,7 +320,7 @@ def default_cutoff(events: pd.DataFrame, horizon_days: float) -> pd.Timestamp:
     return (events["ts"].max() - horizon_days * DAY).floor("D")
 
 
-def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, horizon_days: int = 30, seed: int = 0,
+def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, horizon_days: int | None = None, seed: int = 0,
                   config: dict | None = None, observed_until: pd.Timestamp | None = None) -> dict:
     """Train the churn model and the baseline at ``cutoff - horizon``, test both at ``cutoff``.
 
@@ -321,6 +329,7 @@ def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, hori
     training seconds, loss history and the curves ``plot_churn`` draws.
     """
     cfg = load_config(overrides=config)
+    horizon_days = default_horizon_days() if horizon_days is None else horizon_days
     cutoff = pd.Timestamp(cutoff) if cutoff is not None else default_cutoff(events, horizon_days)
     train_cutoff = cutoff - horizon_days * DAY
     x_train, y_train = churn_dataset(events, train_cutoff, horizon_days, cfg["half_lives_days"])
@@ -409,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="events file(s): project schema (.csv/.parquet), or raw files of --dataset")
     parser.add_argument("--dataset", choices=sorted(ADAPTERS), default=None,
                         help="read the raw dataset through interest_decay.adapters (default: project schema)")
-    parser.add_argument("--horizon-days", type=int, default=30, help="churn horizon in days (default 30)")
+    parser.add_argument("--horizon-days", type=int, default=default_horizon_days(),
+                        help=f"churn horizon in days (default {default_horizon_days()}: dbt var churn_horizon_days)")
     parser.add_argument("--cutoff", type=pd.Timestamp, default=None,
                         help="test cutoff, ISO 8601 UTC (default: midnight before the last event - horizon)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and bootstrap (default 0)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -31,8 +30,7 @@ def git_commit() -> str:
 
 
 def _path() -> Path:
-    home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-    return home / "champions.json"
+    return settings.bentoml_home() / "champions.json"
 
 
 def _read() -> dict[str, list[dict]]:

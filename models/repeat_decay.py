@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from interest_decay import decay
+from interest_decay import config, decay
 from models.baselines import popularity, user_item_matrix
 from models import ranking
 from models.ranking import TrainData, item_categories, target_types
@@ -38,7 +38,6 @@ DEFAULT_BUMP = (30.0, 10.0)   # days: the bump (mean, sd) of a shop without any 
 ANY = "*"            # item_id of the shop's row
 TABLE_COLUMNS = ["item_id", "category_id", "half_life_days", "bump_weight", "bump_mean_days", "bump_sd_days", "gaps",
                  "origin"]
-DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project" / "dbt_project.yml"
 
 
 def purchase_occasions(events: pd.DataFrame, types: Sequence[str]) -> pd.DataFrame:
@@ -118,7 +117,7 @@ class RepeatConfig:
     @classmethod
     def load(cls, path: Path = Path(__file__).with_name("repeat_decay.yaml")) -> "RepeatConfig":
         values = yaml.safe_load(Path(path).read_text())
-        dbt_vars = yaml.safe_load(DBT_PROJECT.read_text())["vars"]
+        dbt_vars = config.dbt_vars()
         return cls(**{**values, "half_lives": tuple(float(h) for h in values["half_lives"]),
                       "bump_weights": tuple(float(p) for p in values["bump_weights"]),
                       "window_days": float(dbt_vars["repeat_window_days"]),

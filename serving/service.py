@@ -17,7 +17,6 @@ import datetime as dt
 import inspect
 import json
 import math
-import os
 import re
 import threading
 from pathlib import Path
@@ -41,8 +40,9 @@ def _default_model_tag() -> str:
     return champion() or f"{settings.model_name()}:latest"
 
 
-MODEL_TAG = os.environ.get("MODEL_TAG") or _default_model_tag()
-CHURN_MODEL_TAG = os.environ.get("CHURN_MODEL_TAG") or "churn_model:latest"
+SETTINGS = settings.get()
+MODEL_TAG = SETTINGS.model_tag or _default_model_tag()
+CHURN_MODEL_TAG = SETTINGS.churn_model_tag
 FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
@@ -50,7 +50,7 @@ MAX_EVENTS = 10_000
 # How long /events waits for the load-order lock (interest_decay.ingest.hold_load_order_lock) before a 503.
 EVENTS_LOCK_TIMEOUT_S = 5.0
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
-WORKERS = int(os.environ["SERVE_WORKERS"]) if os.environ.get("SERVE_WORKERS", "").isdigit() else "cpu_count"
+WORKERS = SETTINGS.serve_workers or "cpu_count"
 
 UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
 
@@ -205,8 +205,8 @@ def _signature_once(method):
 
 
 @bentoml.service(traffic={"timeout": 30}, workers=WORKERS,
-                 tracing=tracing_config(os.environ.get("SERVE_TRACING_SAMPLE_RATE")),
-                 logging={"access": access_log_config(os.environ.get("SERVE_ACCESS_LOG"))})
+                 tracing=tracing_config(SETTINGS.serve_tracing_sample_rate),
+                 logging={"access": access_log_config(SETTINGS.serve_access_log)})
 class InterestService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)
@@ -219,9 +219,9 @@ class InterestService:
         packaged = LoadedRecommender.from_directory(str(self.bento_model.tag), Path(self.bento_model.path))
         self.follower = ChampionFollower(packaged, champion=champion)
         self.follower.check()  # a champion promoted after the bento was built serves from the start
-        self.follower.start(float(os.environ.get("MODEL_RELOAD_SECONDS", "10")))
-        self.prediction_log = PredictionLog(self._db, int(os.environ.get("PREDICTION_LOG_MAX_ROWS", "100000")))
-        self.prediction_log.start(float(os.environ.get("PREDICTION_LOG_SECONDS", "5")))
+        self.follower.start(SETTINGS.model_reload_seconds)
+        self.prediction_log = PredictionLog(self._db, SETTINGS.prediction_log_max_rows)
+        self.prediction_log.start(SETTINGS.prediction_log_seconds)
         from models.churn import ChurnModel
 
         self.churn_model = ChurnModel.load(Path(self.churn_bento_model.path)).eval()
@@ -497,5 +497,5 @@ class InterestService:
 
 
 InterestService.add_asgi_middleware(JsonBodyMiddleware)
-if os.environ.get("SERVE_API_TOKEN"):
-    InterestService.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["SERVE_API_TOKEN"])
+if SETTINGS.serve_api_token is not None:
+    InterestService.add_asgi_middleware(BearerTokenMiddleware, token=SETTINGS.serve_api_token.get_secret_value())
