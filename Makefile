@@ -43,7 +43,7 @@ airflow-init: venv postgres ## Migrate the Airflow metadata database
 
 data: venv ## Generate the demo's synthetic events into $EVENTS_DIR (known half-lives)
 	@$(ENV) test -s "$$EVENTS_DIR/synthetic-$(DEMO_EVENTS)-$(DEMO_SEED)-$$(date -u +%F).parquet" || \
-	  python -m interest_decay.synthetic --events $(DEMO_EVENTS) --seed $(DEMO_SEED) \
+	  python -m interest_decay.events.synthetic --events $(DEMO_EVENTS) --seed $(DEMO_SEED) \
 	    --out "$$EVENTS_DIR/synthetic-$(DEMO_EVENTS)-$(DEMO_SEED)-$$(date -u +%F).parquet"
 
 demo: venv postgres online-store airflow-init data ## Run the whole chain end to end, then serve the model
@@ -83,11 +83,11 @@ stop: ## Stop everything the project started (serving, Airflow, Redis, PostgreSQ
 
 ingest: venv postgres ## Load an events file or folder: make ingest EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make ingest EVENTS=path/to/events.(csv|parquet)"; exit 2; }
-	@$(ENV) python -m interest_decay.ingest $(EVENTS)
+	@$(ENV) python -m interest_decay.events.ingest $(EVENTS)
 
 push: venv postgres online-store ## Push an events file as live events to the online store: make push EVENTS=path
 	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
-	@$(ENV) python -m interest_decay.realtime $(EVENTS)
+	@$(ENV) python -m interest_decay.online.realtime $(EVENTS)
 
 evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao]
 	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b]"; exit 2; }

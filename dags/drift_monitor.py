@@ -55,7 +55,7 @@ def drift_monitor():
         import logging
 
         from interest_decay import config as settings
-        from interest_decay.drift import run
+        from interest_decay.monitoring.drift import run
 
         as_of = dt.date.fromisoformat(day)
         summary = run(as_of, as_of - dt.timedelta(days=int(params["reference_days"])), as_of,
@@ -70,7 +70,7 @@ def drift_monitor():
         """Prediction drift of the served scores: the run's day (UTC) against the days before it."""
         import logging
 
-        from interest_decay.drift import prediction_drift
+        from interest_decay.monitoring.drift import prediction_drift
 
         day = dag_run.run_after.date()
         results = {}

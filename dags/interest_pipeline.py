@@ -138,13 +138,13 @@ def interest_pipeline():
     @task
     def ingest(window: dict) -> list[dict]:
         """Load the run's event files into raw tables; files loaded before are skipped."""
-        from interest_decay.ingest import ingest as load
+        from interest_decay.events.ingest import ingest as load
 
         if not window["events_path"]:
             raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
         paths = [Path(window["events_path"])]
         if window["dataset"] != "events":  # a real dataset in its own format: convert it first
-            from interest_decay.adapters import convert_dataset
+            from interest_decay.events.adapters import convert_dataset
 
             paths = convert_dataset(paths, window["dataset"], settings.state_dir() / "converted" / window["dataset"])
         results = load(paths)
@@ -201,8 +201,8 @@ def interest_pipeline():
         import psycopg
         from feast import FeatureStore
 
-        from interest_decay.pseudonym import pseudonym_key
-        from interest_decay.realtime import materialize_and_replay
+        from interest_decay.events.pseudonym import pseudonym_key
+        from interest_decay.online.realtime import materialize_and_replay
 
         repo = settings.feast_repo_path()
         settings.feast_registry_path().parent.mkdir(
@@ -242,7 +242,7 @@ def interest_pipeline():
     @task
     def drift_check(window: dict) -> dict:
         """Evidently data drift of today's features against the training window."""
-        from interest_decay.drift import run
+        from interest_decay.monitoring.drift import run
 
         return run(dt.date.fromisoformat(window["as_of"]), dt.date.fromisoformat(window["train_start"]),
                    dt.date.fromisoformat(window["test_start"]))

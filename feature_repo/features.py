@@ -4,7 +4,7 @@ The batch source is the dbt mart ``user_interest_features`` (one row per user an
 training set built with ``get_historical_features`` only sees interest computed from events
 before each label's timestamp (as_of is midnight UTC; the mart counts events strictly before it).
 The push source ``user_interest_push`` writes fresher rows of the same view straight to the online
-store (``interest_decay.realtime``: new events folded in with the exponential update formula).
+store (``interest_decay.online.realtime``: new events folded in with the exponential update formula).
 
 Stored scores are as of the row's ``as_of``. The on-demand view ``user_interest_now`` decays them to
 the request time ``request_ts``: every (category, event type) kind with its own half-life, so the
@@ -22,7 +22,7 @@ from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from interest_decay import config as settings
 
 DBT_SCHEMA = settings.dbt_schema()
-EVENT_TYPES = ("view", "cart", "fav", "purchase", "rating")  # interest_decay.schema.EVENT_TYPES
+EVENT_TYPES = ("view", "cart", "fav", "purchase", "rating")  # interest_decay.events.schema.EVENT_TYPES
 # The half-lives of the churn mart's decayed counts (dbt var churn_half_lives_days) name its columns.
 CHURN_HALF_LIVES = settings.dbt_vars()["churn_half_lives_days"]
 CHURN_FEATURES = ["recency_days", "purchase_recency_days", "tenure_days", "event_count", "purchase_count",
@@ -52,7 +52,7 @@ user_interest_source = PostgreSQLSource(
 user_interest_push = PushSource(
     name="user_interest_push",
     batch_source=user_interest_source,
-    description="Rows recomputed from live events (interest_decay.realtime), written to the online store.",
+    description="Rows recomputed from live events (interest_decay.online.realtime), written to the online store.",
 )
 
 churn_source = PostgreSQLSource(

@@ -31,7 +31,7 @@ export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V |
 # True when PGHOST is this machine's loopback: the private cluster is the server (infra/postgres.sh).
 is_local_cluster() { [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; }
 
-# Key of the user-id pseudonyms (interest_decay/pseudonym.py), unless the environment provides it: a random
+# Key of the user-id pseudonyms (interest_decay/events/pseudonym.py), unless the environment provides it: a random
 # one kept beside the data it pseudonymised, i.e. next to the private cluster's data dir (a checkout deleted
 # and cloned again at the same path finds its cluster, whose staged pseudonyms need the same key; `make clean`
 # deletes both), or in the state dir when the server is another one. A key kept in the state dir before is

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from interest_decay import config as settings
 from interest_decay.decay import exponential_half_life
-from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
+from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 from models.persistence import Persisted
 
 DEFAULT_CONFIG = Path(__file__).with_name("churn.yaml")
@@ -399,7 +399,7 @@ def plot_churn(result: dict, out_dir: Path) -> Path:
 def read_events(paths: list[Path], dataset: str | None) -> pd.DataFrame:
     """Events from project-schema CSV / Parquet files, or raw dataset files through their adapter."""
     if dataset:
-        from interest_decay.adapters import ADAPTERS
+        from interest_decay.events.adapters import ADAPTERS
 
         return pd.concat([ADAPTERS[dataset](path) for path in paths], ignore_index=True)
     readers = {".parquet": pd.read_parquet, ".csv": lambda p: pd.read_csv(p, dtype={"user_id": str, "item_id": str,
@@ -408,7 +408,7 @@ def read_events(paths: list[Path], dataset: str | None) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from interest_decay.adapters import ADAPTERS
+    from interest_decay.events.adapters import ADAPTERS
     from interest_decay.config import reports_dir
 
     parser = argparse.ArgumentParser(prog="python -m models.churn", description=(
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=Path, nargs="+", required=True,
                         help="events file(s): project schema (.csv/.parquet), or raw files of --dataset")
     parser.add_argument("--dataset", choices=sorted(ADAPTERS), default=None,
-                        help="read the raw dataset through interest_decay.adapters (default: project schema)")
+                        help="read the raw dataset through interest_decay.events.adapters (default: project schema)")
     parser.add_argument("--horizon-days", type=int, default=default_horizon_days(),
                         help=f"churn horizon in days (default {default_horizon_days()}: dbt var churn_horizon_days)")
     parser.add_argument("--cutoff", type=pd.Timestamp, default=None,

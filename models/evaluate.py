@@ -3,7 +3,7 @@
 CLI: ``python -m models.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
 [--out DIR] [--cutoff ISO] [--validation-cutoff ISO] [--seed N] [--methods a,b,...]`` (see ``--help``).
 
-Steps: read (raw datasets through ``interest_decay.adapters``) → clean as staging does (drops counted) →
+Steps: read (raw datasets through ``interest_decay.events.adapters``) → clean as staging does (drops counted) →
 split at the test cutoff T and the validation cutoff V → per task (next item, next category) and method:
 fit every grid point on [.., V), score on [V, T), refit the best NDCG@10 on [.., T), score on [T, end] →
 ``evaluation.md``, ``evaluation.json`` and PNG plots in ``--out``. Nothing is tuned on the test window.
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from interest_decay import adapters
+from interest_decay.events import adapters
 from interest_decay import config as settings
 from models import baselines, ranking, repeat_decay
 from models.decay_fit import DecayRanker

@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES, check_columns
+from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES, check_columns
 from models.metrics import hit_rate, mrr, ndcg, recall
 
 METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")

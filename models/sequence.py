@@ -31,7 +31,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from interest_decay.schema import EVENT_TYPES
+from interest_decay.events.schema import EVENT_TYPES
 from models.persistence import Persisted
 
 if TYPE_CHECKING:

@@ -156,7 +156,7 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
         summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
-        from interest_decay.recsys_quality import record_quality
+        from interest_decay.monitoring.recsys_quality import record_quality
 
         if summary["quality"]:
             with psycopg.connect(settings.pg_conninfo()) as conn:
@@ -170,7 +170,7 @@ def recommendation_quality(users: list[str], ranked: list[list[str]], truth: lis
     """Evidently's recsys metrics of the model's top-k lists on the test window (``quality.html`` /
     ``quality.json`` in ``out_dir``): accuracy and beyond-accuracy (personalization, novelty, popularity
     bias, coverage, Gini), with the training window's interactions as the popularity reference."""
-    from interest_decay.recsys_quality import recsys_report
+    from interest_decay.monitoring.recsys_quality import recsys_report
 
     recommendations = pd.DataFrame([(user, item, rank + 1) for user, items in zip(users, ranked)
                                     for rank, item in enumerate(items[:k])], columns=["user_id", "item_id", "rank"])

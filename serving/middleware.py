@@ -77,7 +77,7 @@ def access_log_config(value: str | None) -> dict:
 
     BentoML logs a line for every request by default: ~0.04 ms of the ~1 ms a /recommend takes at
     concurrency 1 (docs/benchmarks.md, serving). Request counts and latencies per endpoint stay in /metrics, and every
-    recommendation is kept in the prediction log (interest_decay.prediction_log), so the line is opt-in."""
+    recommendation is kept in the prediction log (interest_decay.monitoring.prediction_log), so the line is opt-in."""
     text = (value or "").strip().lower()
     if text in ("", "0", "false", "no", "off"):
         return {"enabled": False}

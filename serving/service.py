@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 
 from interest_decay import config as settings
 from interest_decay import decay
-from interest_decay.prediction_log import PredictionLog, ServedPrediction
-from interest_decay.pseudonym import pseudonym_key, pseudonymise
+from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
+from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
 from serving.deployment import ChampionFollower, LoadedRecommender
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
 
@@ -47,7 +47,7 @@ FEATURE_SERVICE = "recommender_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
-# How long /events waits for the load-order lock (interest_decay.ingest.hold_load_order_lock) before a 503.
+# How long /events waits for the load-order lock (interest_decay.events.ingest.hold_load_order_lock) before a 503.
 EVENTS_LOCK_TIMEOUT_S = 5.0
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = SETTINGS.serve_workers or "cpu_count"
@@ -256,8 +256,8 @@ class InterestService:
             raise ServiceUnavailable(f"the event database is not reachable: {error}") from None
 
     def _online_updater(self, conn):
-        from interest_decay.ingest import ensure_raw_schema
-        from interest_decay.realtime import KindParameters, OnlineUpdater
+        from interest_decay.events.ingest import ensure_raw_schema
+        from interest_decay.online.realtime import KindParameters, OnlineUpdater
 
         with self._lock:
             if self._updater is None:
@@ -342,7 +342,7 @@ class InterestService:
 
     def _log_recommendation(self, now: dt.datetime, model: str, pseudonym: str, fallback: bool,
                             items: list[RecommendedItem]) -> None:
-        """One row for prediction-drift checks (interest_decay.prediction_log); no database work here."""
+        """One row for prediction-drift checks (interest_decay.monitoring.prediction_log); no database work here."""
         scores = [item.score for item in items]
         self.prediction_log.add(ServedPrediction(
             now, "recommend", model, pseudonym, fallback,
@@ -470,7 +470,7 @@ class InterestService:
         users' online interest at once; answers accepted / rejected per event with the reason."""
         from psycopg.errors import LockNotAvailable
 
-        from interest_decay.realtime import accept_batch
+        from interest_decay.online.realtime import accept_batch
 
         records = [e.model_dump() for e in events]
         with self._db() as conn:

@@ -1,7 +1,7 @@
 """Data-layer benchmark: ingest, full refresh and incremental run of the interest mart, each against
 a floor measured in the same run. Writes bench-results/data_layer.json.
 
-- ingest: `interest_decay.ingest` of a CSV vs a bare COPY of the same file into a table of text columns;
+- ingest: `interest_decay.events.ingest` of a CSV vs a bare COPY of the same file into a table of text columns;
 - full refresh: dbt's interest_snapshots + the view user_category_interest for one as_of day (execution
   time from dbt's run_results.json) vs one hand-written SQL aggregate over the staged table (exponential
   decay, half-life 7 d, the same weights); three times each, interleaved, medians reported, after a
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import psycopg
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import DBT, PROJECT_ROOT, recreate_database, stack_env
 
 END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)

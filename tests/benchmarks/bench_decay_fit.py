@@ -34,7 +34,7 @@ RETAIL = SHARED_DATA / "online_retail" / "online_retail.parquet"
 
 
 def recovery(events: int, seed: int) -> dict:
-    from interest_decay.synthetic import generate, half_lives
+    from interest_decay.events.synthetic import generate, half_lives
 
     frame = generate(events, end=END, seed=seed)
     cutoff = pd.Timestamp(END) - pd.Timedelta(days=7)

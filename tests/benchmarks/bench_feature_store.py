@@ -10,7 +10,7 @@ materialize, in database ``bench_feature_store`` and a temp state dir (SQLite on
 - floor: the SELECT Feast's SQLite store runs, on the same file and keys, with a plain sqlite3
   connection (and the same plus decoding the value protos);
 - HTTP: ``feast serve`` POST /get-online-features, 1 and 100 users;
-- push: single-event batches through ``interest_decay.realtime.accept_batch``, time from the call to
+- push: single-event batches through ``interest_decay.online.realtime.accept_batch``, time from the call to
   the first ``get_online_features`` that shows the new score, split into PostgreSQL store, Feast read
   of the current row, Feast push and the read;
 - Redis online store: the SDK runs again when ``redis-server`` and the ``redis`` package exist.
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from interest_decay.realtime import materialize
+from interest_decay.online.realtime import materialize
 from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, background, build_feature_stack, free_port, log,
                                     machine_info, ratio, summarize, time_calls, today_midnight, write_result)
 
@@ -177,8 +177,8 @@ def http_runs(store, env: dict, work: Path, batches: dict[int, list[list[str]]],
 def push_runs(store, conninfo: str, key: str, raw_users: list[str], batches: int, seed: int) -> dict:
     """Single-event batches: time from accept_batch to the read that shows the new score."""
     from interest_decay.config import dbt_schema
-    from interest_decay.pseudonym import pseudonymise
-    from interest_decay.realtime import KindParameters, OnlineUpdater, accept_batch
+    from interest_decay.events.pseudonym import pseudonymise
+    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch
 
     rng = np.random.default_rng(seed)
     service = store.get_feature_service(FEATURE_SERVICE)
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
 
         log(f"push path: {args.push_batches} single-event batches")
         raw_users = [f"u{i}" for i in range(args.users)]
-        from interest_decay.pseudonym import pseudonymise
+        from interest_decay.events.pseudonym import pseudonymise
 
         known = set(users)
         raw_users = [u for u in raw_users if pseudonymise(u, env["PSEUDONYM_KEY"]) in known]

@@ -54,7 +54,7 @@ STACK_VARS = ("DECAY_STATE_DIR", "PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONL
 
 def build_stack(work: Path, events: int, users: int, as_of: dt.datetime, seed: int) -> tuple[dict, float]:
     """Run the DAG once on synthetic data; returns (environment, seconds the DAG took)."""
-    from interest_decay.synthetic import generate, write_events
+    from interest_decay.events.synthetic import generate, write_events
 
     recreate_database(DATABASE)
     recreate_database(AIRFLOW_DATABASE)
@@ -86,7 +86,7 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
     from feast import FeatureStore
 
     from interest_decay import config as settings
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.events.pseudonym import pseudonymise
     from models.data import Vocabulary
     from models.recommender import InterestRecommender
 

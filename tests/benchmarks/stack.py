@@ -91,8 +91,8 @@ def build_feature_stack(work: Path, database: str, *, events: int, users: int, e
                         seed: int = 0) -> tuple[dict, str]:
     """Database ``database`` (recreated) with ``events`` synthetic events ingested and dbt run for the day
     ``end``, and a Feast registry applied in ``work/state``. Returns (environment, conninfo)."""
-    from interest_decay.ingest import ingest
-    from interest_decay.synthetic import generate, write_events
+    from interest_decay.events.ingest import ingest
+    from interest_decay.events.synthetic import generate, write_events
 
     conninfo = recreate_database(database)
     env = stack_env(work / "state", database)

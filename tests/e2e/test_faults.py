@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
 from tests.e2e.test_pipeline import BIN, free_port
 

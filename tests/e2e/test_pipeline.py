@@ -29,7 +29,7 @@ import requests
 
 from interest_decay import decay
 from interest_decay.config import pg_conninfo
-from interest_decay.synthetic import generate, half_lives, write_events
+from interest_decay.events.synthetic import generate, half_lives, write_events
 from tests.conftest import EVENT_TYPES, PROJECT_ROOT, recreate_database, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -355,7 +355,7 @@ def test_interest_profile_is_decayed_to_now_with_half_lives(stack, served):
 
 
 def test_audience_lists_pseudonyms_of_interested_users(stack, served):
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.events.pseudonym import pseudonymise
 
     audience = call(served, "audience", category_id=CATEGORY_A, min_interest=0.0, limit=10_000)
     users = [member["user_id"] for member in audience["users"]]
@@ -406,7 +406,7 @@ def test_live_events_are_stored_and_change_recommendations_at_once(served):
 
 
 def test_recommend_filters_by_category_and_past_purchases(served):
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.events.pseudonym import pseudonymise
 
     answer = call(served, "recommend", user_id="probe_recent", k=20, category_id=CATEGORY_B)
     assert len(answer["items"]) == 20 and {item["category_id"] for item in answer["items"]} == {CATEGORY_B}

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.pseudonym import pseudonymise
+from interest_decay.events.ingest import ingest
+from interest_decay.events.pseudonym import pseudonymise
 from tests.conftest import PROJECT_ROOT, stack_env
 
 U1 = pseudonymise("u1")

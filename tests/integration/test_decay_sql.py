@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interest_decay import decay, reference
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, write_events
+from interest_decay import decay
+from interest_decay.decay import reference
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import dbt, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres

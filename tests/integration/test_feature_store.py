@@ -21,8 +21,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import PROJECT_ROOT, TEST_PSEUDONYM_KEY, recreate_database, stack_env
 from tests.integration.test_incremental import dbt
 
@@ -104,7 +104,7 @@ def stack(request, tmp_path_factory):
             patch.setenv(key, env[key])
         from feast import FeatureStore
 
-        from interest_decay.realtime import materialize
+        from interest_decay.online.realtime import materialize
 
         store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
         assert materialize(store, D0, days=3, chunk_days=2) == 2  # a 3-day backfill in 2-day chunks
@@ -167,7 +167,7 @@ def test_unknown_user_gets_nulls(stack):
 
 def test_live_events_are_visible_at_once_and_match_the_mart(stack):
     from interest_decay.config import dbt_schema
-    from interest_decay.realtime import KindParameters, OnlineUpdater, accept_batch
+    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch
 
     conninfo, env, store, users, _ = stack
     received = D0 + dt.timedelta(days=2)
@@ -200,7 +200,7 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
     """Events pushed after midnight D0+2 are not in the mart as of D0+2; materializing that mart must fold
     them back in, so the online row at D0+3 equals the mart as of D0+3 (which counts them)."""
     from interest_decay.config import dbt_schema
-    from interest_decay.realtime import KindParameters, OnlineUpdater, accept_batch, materialize_and_replay
+    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch, materialize_and_replay
 
     conninfo, env, store, users, _ = stack
     midnight, received = D0 + dt.timedelta(days=2), D0 + dt.timedelta(days=2, hours=20)
@@ -232,8 +232,8 @@ def test_training_rows_never_come_from_after_the_label(stack):
 
 
 def test_make_push_cli_folds_a_file_into_the_online_store(stack, capsys):
-    from interest_decay import realtime
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.online import realtime
+    from interest_decay.events.pseudonym import pseudonymise
 
     _, _, store, _, tmp = stack
     now = dt.datetime.now(dt.timezone.utc)

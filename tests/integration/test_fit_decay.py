@@ -7,8 +7,8 @@ import json
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, half_lives, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, half_lives, write_events
 from models import fit_decay
 from models.follow_ups import ANY, FitConfig
 from tests.conftest import dbt, stack_env

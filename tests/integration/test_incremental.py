@@ -11,8 +11,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import EVENT_TYPES, dbt, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres

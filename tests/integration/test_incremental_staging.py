@@ -8,8 +8,8 @@ import time
 import psycopg
 import pytest
 
-from interest_decay.ingest import LOAD_ORDER_LOCK, hold_load_order_lock, ingest
-from interest_decay.realtime import accept_batch
+from interest_decay.events.ingest import LOAD_ORDER_LOCK, hold_load_order_lock, ingest
+from interest_decay.online.realtime import accept_batch
 from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres

@@ -5,9 +5,9 @@ import datetime as dt
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.schema import EventSchemaError
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.schema import EventSchemaError
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres

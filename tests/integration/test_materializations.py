@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres

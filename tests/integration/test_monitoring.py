@@ -7,7 +7,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from interest_decay.prediction_log import PredictionLog, ServedPrediction
+from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from tests.conftest import stack_env
 
 pytestmark = pytest.mark.postgres
@@ -54,7 +54,7 @@ def test_served_predictions_are_written_as_they_were_served(monitoring_db):
 
 
 def test_prediction_drift_flags_a_shifted_day_and_not_a_similar_one(monitoring_db):
-    from interest_decay.drift import prediction_drift
+    from interest_decay.monitoring.drift import prediction_drift
 
     conninfo, tmp = monitoring_db
     reference = [r for d in range(1, 8) for r in served(DAY - dt.timedelta(days=d), 300, 0.0, seed=d)]
@@ -76,7 +76,7 @@ def test_prediction_drift_flags_a_shifted_day_and_not_a_similar_one(monitoring_d
 
 
 def test_too_few_served_predictions_are_not_compared(monitoring_db):
-    from interest_decay.drift import prediction_drift
+    from interest_decay.monitoring.drift import prediction_drift
 
     conninfo, tmp = monitoring_db
     write(conninfo, served(DAY, 5, 0.0, seed=3))

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interest_decay.adapters import online_retail, taobao
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import write_events
+from interest_decay.events.adapters import online_retail, taobao
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import write_events
 from tests.conftest import PROJECT_ROOT, SHARED_DATA, stack_env
 
 RETAIL = SHARED_DATA / "online_retail" / "online_retail.parquet"

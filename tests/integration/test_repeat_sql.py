@@ -9,8 +9,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from interest_decay.ingest import ingest
-from interest_decay.synthetic import write_events
+from interest_decay.events.ingest import ingest
+from interest_decay.events.synthetic import write_events
 from models import repeat_decay
 from models.fit_decay import REPEAT, store
 from tests.conftest import dbt, stack_env

@@ -4,8 +4,8 @@ every row kept, the same bytes each time (so ingesting it twice loads it once)."
 import pandas as pd
 import pytest
 
-from interest_decay.adapters import convert_dataset
-from interest_decay.schema import EVENT_COLUMNS
+from interest_decay.events.adapters import convert_dataset
+from interest_decay.events.schema import EVENT_COLUMNS
 
 TAOBAO_ROWS = "1,10,100,pv,1511544070\n1,11,100,buy,1511544100\n2,12,200,teleport,1511544200\n"
 

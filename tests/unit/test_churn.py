@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from interest_decay.synthetic import generate, write_events
+from interest_decay.events.synthetic import generate, write_events
 from models import churn
 
 CUTOFF = pd.Timestamp("2026-03-01", tz="UTC")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interest_decay import decay
-from interest_decay.synthetic import generate, half_lives
+from interest_decay.events.synthetic import generate, half_lives
 from models.decay_kinds import TABLE_COLUMNS, choose_families, fit_kinds, shrink_sparse_kinds
 from models.decay_likelihood import LOG_HALF, LOG_K, MAX_HALF_LIFE, Family, unsquash
 from models.follow_ups import ANY, FitConfig, FitError

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from interest_decay.prediction_log import PredictionLog, ServedPrediction
+from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 

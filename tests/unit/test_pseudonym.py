@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from interest_decay.pseudonym import pseudonymise
+from interest_decay.events.pseudonym import pseudonymise
 from tests.conftest import PROJECT_ROOT
 
 ENV_SH = PROJECT_ROOT / "infra" / "env.sh"

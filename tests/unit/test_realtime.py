@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interest_decay import reference
-from interest_decay.realtime import KindParameters, batch_sha256, check_event, fold_events
+from interest_decay.decay import reference
+from interest_decay.online.realtime import KindParameters, batch_sha256, check_event, fold_events
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 GOOD = {"user_id": "u1", "item_id": "i1", "category_id": "c1", "event_type": "view", "ts": "2026-05-31T10:00:00"}

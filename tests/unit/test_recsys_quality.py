@@ -1,4 +1,4 @@
-"""Evidently recsys quality (interest_decay.recsys_quality) on tiny cases worked out by hand.
+"""Evidently recsys quality (interest_decay.monitoring.recsys_quality) on tiny cases worked out by hand.
 
 NDCG here is Evidently's, which is the standard binary one: DCG@k = sum over ranks i <= k of rel_i / log2(i + 1),
 IDCG@k = sum_{j=1}^{min(|R|, k)} 1 / log2(j + 1). MAP is Evidently's: AP@k = sum_{i<=k} P@i * rel_i / |R|
@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 
-from interest_decay.recsys_quality import recsys_report
+from interest_decay.monitoring.recsys_quality import recsys_report
 
 K = 3
 # User A's relevant item is at rank 1, B's at rank 3, C's ("z") is not in the list.

@@ -82,7 +82,7 @@ def test_no_bump_and_no_fade_is_the_count_of_purchase_days(events):
 
 
 def test_make_evaluate_compares_the_repeat_family_and_reports_its_fit(tmp_path):
-    from interest_decay.synthetic import generate, write_events
+    from interest_decay.events.synthetic import generate, write_events
     from models import evaluate
 
     path = write_events(generate(20_000, n_users=200, n_categories=4, days=40, seed=2), tmp_path / "events.parquet")

@@ -5,8 +5,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
-from interest_decay.synthetic import generate, half_lives
+from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
+from interest_decay.events.synthetic import generate, half_lives
 
 END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 

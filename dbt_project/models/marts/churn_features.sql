@@ -5,7 +5,7 @@
           indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 {%- set half_lives = var('churn_half_lives_days') %}
-{%- set event_types = ['view', 'cart', 'fav', 'purchase', 'rating'] %}  {#- interest_decay.schema.EVENT_TYPES #}
+{%- set event_types = ['view', 'cart', 'fav', 'purchase', 'rating'] %}  {#- interest_decay.events.schema.EVENT_TYPES #}
 
 with events as (
     select * from {{ ref('stg_behaviour__events') }}

@@ -3,7 +3,7 @@
     that row (and its load's time) alone, so a run checks only the loads after the latest checked one
     (raw loads are never changed once written); `dbt run --full-refresh` checks every load again. #}
 {#- The pre-hook waits for the loads being written and holds new ones back until this run commits, so it
-    never reads a load while one with a lower load_id is in flight (interest_decay.ingest.LOAD_ORDER_LOCK). #}
+    never reads a load while one with a lower load_id is in flight (interest_decay.events.ingest.LOAD_ORDER_LOCK). #}
 {{ config(materialized='incremental', incremental_strategy='append',
           indexes=[{'columns': ['load_id', 'row_number']}],
           pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.raw_loads'))") }}

@@ -4,7 +4,7 @@ The path of one batch (the serving ``/events`` endpoint and ``make push EVENTS=p
 1. ``check_event`` gives each event the reject reason dbt staging would give it (or None), so the
    caller learns per event what was accepted and why not;
 2. the whole batch, accepted and rejected rows alike, becomes one load of ``raw.events``
-   (``interest_decay.ingest.load_table``, idempotent by content hash), so the nightly dbt run stages
+   (``interest_decay.events.ingest.load_table``, idempotent by content hash), so the nightly dbt run stages
    exactly these rows and ``raw = staged + duplicates + rejected`` still holds;
 3. the accepted events of each user are folded into the user's online feature row with the
    incremental formula ``S(now) = S(as_of) * 0.5^((now - as_of)/h) + sum w * 0.5^((now - t_e)/h)`` per
@@ -30,8 +30,8 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from interest_decay import decay
-from interest_decay.reference import parameter_kwargs, resolve_parameters
-from interest_decay.schema import EVENT_COLUMNS, EVENT_TYPES
+from interest_decay.decay.reference import parameter_kwargs, resolve_parameters
+from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 
 MAX_ID_LENGTH = 256
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
@@ -247,7 +247,7 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
     ones, plus the rows of raw loads after the latest staged one, checked with the staging rules (a load
     checked but not staged, when the staging run stopped between its two models, counts too).
     Columns user_id (pseudonymised), category_id, event_type, ts; one row per distinct event."""
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.events.pseudonym import pseudonymise
 
     columns = ["user_id", "item_id", "category_id", "event_type", "ts", "value"]
     staged = conn.execute(
@@ -299,11 +299,11 @@ def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pse
                  received_at: dt.datetime | None = None, source: str = "api:/events",
                  lock_timeout_s: float | None = None) -> BatchResult:
     """Check, store (one raw load) and fold one batch of events; see the module docstring. The raw
-    tables must exist (``interest_decay.ingest.ensure_raw_schema``, once per process, not per batch)."""
+    tables must exist (``interest_decay.events.ingest.ensure_raw_schema``, once per process, not per batch)."""
     import pyarrow as pa
 
-    from interest_decay.ingest import load_table
-    from interest_decay.pseudonym import pseudonymise
+    from interest_decay.events.ingest import load_table
+    from interest_decay.events.pseudonym import pseudonymise
 
     received_at = received_at or dt.datetime.now(dt.timezone.utc)
     reasons = [check_event(e, received_at) for e in events]
@@ -332,11 +332,11 @@ def main(argv: list[str] | None = None) -> None:
     import psycopg
 
     from interest_decay import config as settings
-    from interest_decay.ingest import ensure_raw_schema, read_events
-    from interest_decay.pseudonym import pseudonym_key
+    from interest_decay.events.ingest import ensure_raw_schema, read_events
+    from interest_decay.events.pseudonym import pseudonym_key
 
     parser = argparse.ArgumentParser(
-        prog="python -m interest_decay.realtime",
+        prog="python -m interest_decay.online.realtime",
         description="Push an events file as live events: check each event, store the batch as one raw load "
                     "and fold the accepted events into the online store at once (what POST /events does).")
     parser.add_argument("path", type=Path, help="events file (.csv or .parquet) in the project's event schema")

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from interest_decay.monitoring import create_table
+from interest_decay.monitoring.tables import create_table
 
 # Rank of a relevant item that is not in the top k: far beyond k (not k + 1), so that the HTML report's
 # curves (drawn up to max(k, 10)) never show these items as found.

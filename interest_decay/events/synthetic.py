@@ -15,7 +15,7 @@ Generative story (deterministic for a given seed):
 Category half-lives run geometrically from ``min_half_life`` to ``max_half_life`` days
 (``half_lives(n)`` lists them): category "1" fades fastest, the last category slowest.
 
-CLI: ``python -m interest_decay.synthetic --events 100000 --out events.parquet``
+CLI: ``python -m interest_decay.events.synthetic --events 100000 --out events.parquet``
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def write_events(events: pd.DataFrame, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m interest_decay.synthetic",
+        prog="python -m interest_decay.events.synthetic",
         description="Write synthetic behaviour events whose per-category interest decays with known half-lives.",
     )
     parser.add_argument("--events", type=int, default=100_000, help="number of events to write (default 100000)")

@@ -5,7 +5,7 @@ Requests only append to an in-memory buffer (no database work on the request pat
 writes the buffer every ``PREDICTION_LOG_SECONDS`` (default 5) with one COPY. When the database is
 unreachable, rows wait in the buffer, which keeps the newest ``PREDICTION_LOG_MAX_ROWS`` (default 100,000)
 and counts what it had to drop. ``PREDICTION_LOG_SECONDS=0`` turns logging off.
-``interest_decay.drift.prediction_drift`` compares a day of these rows with the days before it.
+``interest_decay.monitoring.drift.prediction_drift`` compares a day of these rows with the days before it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import astuple, dataclass
 
-from interest_decay.monitoring import create_table
+from interest_decay.monitoring.tables import create_table
 
 log = logging.getLogger(__name__)
 

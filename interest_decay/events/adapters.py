@@ -1,4 +1,4 @@
-"""Converters from the real datasets to the project's event schema (``interest_decay.schema``).
+"""Converters from the real datasets to the project's event schema (``interest_decay.events.schema``).
 
 Both keep every input row: rows the platform cannot use (guest checkouts, cancellations, unknown
 behaviours) are converted as they are and rejected by dbt staging with a reason, so they are counted.
@@ -16,7 +16,7 @@ behaviours) are converted as they are and rejected by dbt staging with a reason,
 **Taobao UserBehavior** (CSV without header: user_id, item_id, category_id, behavior, unix_ts):
 behaviours pv/cart/fav/buy map to view/cart/fav/purchase; the Unix timestamp becomes ISO 8601 UTC.
 
-CLI: ``python -m interest_decay.adapters online-retail IN.parquet OUT.parquet`` or ``taobao IN.csv OUT.parquet``
+CLI: ``python -m interest_decay.events.adapters online-retail IN.parquet OUT.parquet`` or ``taobao IN.csv OUT.parquet``
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path
     """Convert every file of ``paths`` (files or folders) from ``dataset``'s own format into event-schema
     Parquet files in ``out_dir`` (``<name>.<dataset>.parquet``); the same input gives the same bytes, so
     ingesting a conversion twice loads it once (ingest is idempotent by file hash)."""
-    from interest_decay.synthetic import write_events
+    from interest_decay.events.synthetic import write_events
 
     if dataset not in ADAPTERS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(ADAPTERS))}")
@@ -90,13 +90,13 @@ def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m interest_decay.adapters",
+    parser = argparse.ArgumentParser(prog="python -m interest_decay.events.adapters",
                                      description="Convert a real dataset into the project's event schema.")
     parser.add_argument("dataset", choices=sorted(ADAPTERS), help="which dataset the input file is")
     parser.add_argument("source", type=Path, help="input file (Online Retail parquet, Taobao CSV)")
     parser.add_argument("out", type=Path, help="output file, .parquet or .csv")
     args = parser.parse_args(argv)
-    from interest_decay.synthetic import write_events
+    from interest_decay.events.synthetic import write_events
 
     events = ADAPTERS[args.dataset](args.source)
     write_events(events, args.out)

@@ -7,7 +7,7 @@
   a reason, so ``raw rows = staged + duplicates + rejected`` for every load.
 - Rows go in with COPY, in one transaction per file together with its ``raw.loads`` record.
 
-CLI: ``python -m interest_decay.ingest PATH [PATH ...]`` (files or folders of .csv/.parquet)
+CLI: ``python -m interest_decay.events.ingest PATH [PATH ...]`` (files or folders of .csv/.parquet)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from interest_decay.schema import EVENT_COLUMNS, EventSchemaError, check_columns
+from interest_decay.events.schema import EVENT_COLUMNS, EventSchemaError, check_columns
 
 # raw.events.load_id has no foreign key to raw.loads: load_table writes a load's row and its events in one
 # transaction, and the dbt source test `relationships` checks it. A foreign key checked every row with a
@@ -211,7 +211,7 @@ def ingest(paths: list[Path], conninfo: str | None = None) -> list[LoadResult]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m interest_decay.ingest",
+        prog="python -m interest_decay.events.ingest",
         description="Load event files (CSV or Parquet in the project's event schema) into PostgreSQL "
                     "raw tables, idempotently. Connection from PGHOST/PGPORT/PGUSER/PGDATABASE.",
     )

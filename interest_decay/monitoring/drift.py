@@ -7,7 +7,7 @@ chi-squared/Z for categories). Saves ``drift.html`` (self-contained) and ``drift
 summary row per (as_of, check) in PostgreSQL ``monitoring.drift_runs`` (re-running a day replaces it).
 The dataset counts as drifted when at least ``DRIFT_SHARE_THRESHOLD`` (default 0.5) of the columns drift.
 
-CLI: ``python -m interest_decay.drift --as-of 2026-11-28 --reference-start 2026-10-24 --reference-end 2026-11-21``
+CLI: ``python -m interest_decay.monitoring.drift --as-of 2026-11-28 --reference-start 2026-10-24 --reference-end 2026-11-21``
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from interest_decay import config as settings
-from interest_decay.monitoring import create_table
+from interest_decay.monitoring.tables import create_table
 
 SUMMARY_DDL = """
 create schema if not exists monitoring;
@@ -134,7 +134,7 @@ def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_di
     return summary
 
 
-PREDICTION_COLUMNS = {  # what is compared per endpoint (interest_decay.prediction_log)
+PREDICTION_COLUMNS = {  # what is compared per endpoint (interest_decay.monitoring.prediction_log)
     "recommend": "top_score, mean_score, fallback::int as fallback, top_category",
     "churn_risk": "top_score as probability",
 }
@@ -159,7 +159,7 @@ def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "rec
     nothing is compared: the answer says so (``skipped``)."""
     import psycopg
 
-    from interest_decay.prediction_log import DDL
+    from interest_decay.monitoring.prediction_log import DDL
 
     start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
     reference_start = start - dt.timedelta(days=reference_days)
@@ -180,7 +180,7 @@ def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "rec
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m interest_decay.drift", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m interest_decay.monitoring.drift", description=__doc__.split("\n")[0])
     day = dt.date.fromisoformat
     parser.add_argument("--as-of", type=day, required=True, help="current day, YYYY-MM-DD")
     parser.add_argument("--reference-start", type=day, required=True, help="first day of the reference window")
