@@ -1,6 +1,19 @@
-"""PyTorch models of the platform: the interest recommender, its data, training and evaluation.
+"""Models of the platform (PyTorch), their training, and the offline research harness. Every module, by purpose:
 
-One module per lifecycle step: ``data`` (events and point-in-time features), ``recommender``
-(the model), ``metrics`` (ranking metrics), ``train`` (config -> seed -> data -> model -> fit ->
-evaluate -> model store).
+Served, and trained by the pipeline:
+- ``recommender`` (the interest recommender), ``data`` (staged events, point-in-time Feast features), ``train``
+  (config → seed → data → model → fit → evaluate → model store, ``config.yaml``), ``report`` (its evaluation
+  report), ``metrics`` (ranking metrics), ``persistence`` (how every model is stored), ``registry`` (champion /
+  challenger over the BentoML store);
+- ``churn`` (churn risk, ``churn.yaml``).
+
+The pipeline's decay fit (task ``fit_decay``):
+- ``fit_decay`` (the step: store, report), per (category × event type) kind ``decay_kinds`` ← ``follow_ups``
+  (histograms) and ``decay_likelihood`` (families, likelihood, Newton fit), ``decay_kinds.yaml``;
+- ``repeat_decay`` (the repeat-purchase family, ``repeat_decay.yaml``).
+
+The offline research harness (``make evaluate``):
+- ``evaluate`` (``evaluate.yaml``) over ``ranking`` (ranker interface, split, metrics), ``baselines``,
+  ``decay_fit`` (next-basket parametric decay model), ``sequence`` (neural decay, ``sequence.yaml``) and
+  ``repeat_decay``.
 """
