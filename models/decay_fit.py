@@ -382,28 +382,3 @@ def write_parameters(conn, table: pd.DataFrame, fitted_by: str = "models.decay_f
                         f"on conflict (category_id, event_type) do update set {updates}, fitted_at = now()", rows)
     conn.commit()
     return len(rows)
-
-
-def plot_decay_curves(ranker: DecayRanker, categories: Sequence[str], path: Path, event_type: str | None = None) -> Path:
-    """PNG of the fitted decay curves of ``categories`` and the global row, for one event type (default: the
-    most common) over the span of the train events."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    event_type = event_type or ranker.support.groupby(level="event_type").sum().idxmax()
-    span = max((ranker.index.event_seconds.max() - ranker.index.event_seconds.min()) / DAY_S, 1.0)
-    ages = np.linspace(0.0, span, 200)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(ages, ranker.curve("*", event_type, ages), color="black", linestyle="--", label="global")
-    for category in categories:
-        if (category, event_type) in ranker.support.index:
-            ax.plot(ages, ranker.curve(category, event_type, ages), label=str(category)[:24])
-    ax.set(xlabel="age of the event (days)", ylabel="decay multiplier", ylim=(0, 1.05),
-           title=f"Fitted {ranker.config['family']} decay, {event_type} events")
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

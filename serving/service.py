@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
-import json
 import math
 import re
 import threading
@@ -25,13 +24,15 @@ from typing import Annotated
 import bentoml
 import numpy as np
 from bentoml.exceptions import BadInput, ServiceUnavailable
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from interest_decay import config as settings
 from interest_decay import decay
 from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
 from serving.deployment import ChampionFollower, LoadedRecommender
+from serving.queries import audience_sql
+from serving.schemas import (UserId, RecommendedItem, Recommendation, CategoryInterest, InterestProfile, AudienceMember, Audience, UserChurnRisk, ChurnRisk, EventIn, EventOutcome, EventsResult, DeploymentState)
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
 
 def _default_model_tag() -> str:
@@ -52,104 +53,6 @@ EVENTS_LOCK_TIMEOUT_S = 5.0
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = SETTINGS.serve_workers or "cpu_count"
 
-UserId = Annotated[str, Field(min_length=1, max_length=256, description="The user's id as in the events.")]
-
-
-class RecommendedItem(BaseModel):
-    item_id: str = Field(description="Recommended item.")
-    category_id: str | None = Field(description="The item's category.")
-    score: float = Field(description="Model score (a logit): higher ranks first.")
-    explanation: str = Field(description="Why: the decayed interest behind the item, or the fallback used.")
-
-
-class Recommendation(BaseModel):
-    user_id: str = Field(description="The user asked about, as sent (features are looked up by its pseudonym).")
-    items: list[RecommendedItem] = Field(description="Items, best first.")
-    fallback: bool = Field(description="True when the user has no interest profile and popular items are returned.")
-    interest_as_of: dt.datetime | None = Field(description="When the stored interest was computed (UTC); it is "
-                                                           "decayed from then to the request time.")
-    model: str = Field(description="Tag of the model that ranked the items.")
-
-
-class CategoryInterest(BaseModel):
-    category_id: str = Field(description="Category.")
-    interest: float = Field(description="Decayed interest at the request time (sum of weight x decay over events).")
-    share: float = Field(description="This category's share of the user's interest (0-1).")
-    half_life_days: dict[str, float | None] = Field(
-        description="Half-life in days per event type behind this interest, as the run's fit_decay found it "
-                    "(100000: no decay; null: logistic or period decay).")
-
-
-class InterestProfile(BaseModel):
-    user_id: str = Field(description="The user asked about, as sent.")
-    as_of: dt.datetime = Field(description="The request time the interest is decayed to (UTC).")
-    scores_as_of: dt.datetime | None = Field(description="When the stored scores were computed or last updated.")
-    last_event_ts: dt.datetime | None = Field(description="The user's latest event known to the feature store.")
-    categories: list[CategoryInterest] = Field(description="Categories by interest, highest first.")
-    known_user: bool = Field(description="False when the user has no interest profile (empty categories).")
-
-
-class AudienceMember(BaseModel):
-    user_id: str = Field(description="Pseudonymised user id (HMAC of the user id; not reversible without the key).")
-    interest: float = Field(description="Decayed interest in the category now.")
-
-
-class Audience(BaseModel):
-    category_id: str = Field(description="The category asked about.")
-    as_of: dt.datetime = Field(description="The request time interest is decayed to.")
-    computed_from: dt.datetime | None = Field(description="The batch snapshot the interest is decayed from.")
-    users: list[AudienceMember] = Field(description="Users above the threshold, highest interest first.")
-
-
-class UserChurnRisk(BaseModel):
-    user_id: str = Field(description="The user asked about, as sent.")
-    probability: float | None = Field(description="Probability that the user buys nothing within the horizon "
-                                                  "(null: no events known for this user).")
-    known_user: bool = Field(description="False when there are no staged events of this user.")
-
-
-class ChurnRisk(BaseModel):
-    horizon_days: int = Field(description="Churn means no purchase within this many days from now.")
-    as_of: dt.datetime = Field(description="The request time the features are computed at.")
-    model: str = Field(description="Tag of the churn model.")
-    users: list[UserChurnRisk] = Field(description="One entry per requested user, in request order.")
-
-
-class EventIn(BaseModel):
-    """One behaviour event in the project's event schema. Fields are checked like batch files are:
-    an event that fails a check is stored in the rejects with its reason, not refused."""
-
-    user_id: str | None = Field(default=None, max_length=4096, description="Who acted.")
-    item_id: str | None = Field(default=None, max_length=4096, description="What they acted on.")
-    category_id: str | None = Field(default=None, max_length=4096, description="The item's category.")
-    event_type: str | None = Field(default=None, max_length=4096,
-                                   description="view, cart, fav, purchase or rating.")
-    ts: str | None = Field(default=None, max_length=4096, description="ISO 8601 time; no offset means UTC.")
-    value: float | str | None = Field(default=None, description="Rating, quantity or amount (>= 0).")
-
-
-class EventOutcome(BaseModel):
-    index: int = Field(description="Position of the event in the request.")
-    accepted: bool = Field(description="True when the event passed the checks.")
-    reason: str | None = Field(description="Why the event was rejected (kept in the rejects with this reason).")
-
-
-class EventsResult(BaseModel):
-    load_id: int = Field(description="The raw load the batch was stored as (raw.loads).")
-    duplicate_batch: bool = Field(description="True when this exact batch was stored before: nothing was added.")
-    accepted: int = Field(description="Events that passed the checks.")
-    rejected: int = Field(description="Events stored with a reject reason.")
-    users_updated: int = Field(description="Users whose online interest now includes these events.")
-    events: list[EventOutcome] = Field(description="Outcome per event, in request order.")
-
-
-class DeploymentState(BaseModel):
-    model: str = Field(description="The recommender serving now.")
-    deployed_at: dt.datetime = Field(description="When it started serving in this process.")
-    champion: str | None = Field(description="The registry's champion; differs from model until it is deployed.")
-    last_error: str | None = Field(description="Why the latest champion was not deployed, if it was not.")
-
-
 def _ago(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
@@ -161,40 +64,6 @@ def _utc(value) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
-
-
-def audience_sql(schema: str, event_types: list[str]) -> str:
-    """Users of category %(category)s whose interest decayed to %(now)s is at least %(min_interest)s, best
-    first (at most %(limit)s), from dbt's interest_snapshots (one column "interest_<type>" per event type
-    in ``event_types``, see its docs): an exponential row decays from its day with its (category, type)
-    half-life; a recomputed (logistic, period) row counts at the latest stored day only."""
-    age = "extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0"
-    per_type = [f"""coalesce(case
-                    when s.recomputed then s."interest_{t}"
-                    when s."interest_{t}" <= 0 or ln(s."interest_{t}") - 0.6931471805599453::float8 * {age}
-                        / k."half_life_{t}" < -690 then 0::float8
-                    else s."interest_{t}" * power(0.5::float8, {age} / k."half_life_{t}") end, 0::float8)"""
-                for t in event_types]
-    half_lives = "".join(f"""max(half_life_days) filter (where event_type = '{t}') as "half_life_{t}", """
-                         for t in event_types)
-    return f"""
-        with latest as (select max(as_of) as as_of from {schema}.interest_snapshots where user_id is null),
-        kinds as (
-            select {half_lives}category_id
-            from {schema}.int_event_kind_parameters where category_id = %(category)s group by category_id
-        ),
-        scored as (
-            select s.user_id, max(latest.as_of) as as_of, sum({" + ".join(per_type) or "0::float8"}) as interest
-            from {schema}.interest_snapshots as s
-            cross join latest
-            inner join kinds as k on k.category_id = s.category_id
-            where s.category_id = %(category)s and (not s.recomputed or s.as_of = latest.as_of)
-            group by s.user_id
-        )
-        select user_id, interest, as_of from scored
-        where interest >= %(min_interest)s
-        order by interest desc, user_id
-        limit %(limit)s"""
 
 
 def _signature_once(method):
