@@ -202,7 +202,7 @@ def interest_pipeline():
         from feast import FeatureStore
 
         from interest_decay.events.pseudonym import pseudonym_key
-        from interest_decay.online.realtime import materialize_and_replay
+        from interest_decay.online.materialization import materialize_and_replay
 
         repo = settings.feast_repo_path()
         settings.feast_registry_path().parent.mkdir(

@@ -20,9 +20,9 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 from interest_decay import config as settings
+from interest_decay.events.schema import EVENT_TYPES
 
 DBT_SCHEMA = settings.dbt_schema()
-EVENT_TYPES = ("view", "cart", "fav", "purchase", "rating")  # interest_decay.events.schema.EVENT_TYPES
 # The half-lives of the churn mart's decayed counts (dbt var churn_half_lives_days) name its columns.
 CHURN_HALF_LIVES = settings.dbt_vars()["churn_half_lives_days"]
 CHURN_FEATURES = ["recency_days", "purchase_recency_days", "tenure_days", "event_count", "purchase_count",

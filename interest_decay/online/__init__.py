@@ -1,5 +1,7 @@
 """Online: the feature store's side of the platform.
 
-- ``realtime``: live events from ``/events`` folded into the online rows with the exact decay update, and the
-  batch materialization of the marts into Feast (``materialize``, ``materialize_and_replay``).
+- ``realtime``: live events (``/events``, ``make push``) checked as staging does, stored as a raw load and folded
+  into the online rows with the exact decay update;
+- ``materialization``: the marts written into Feast in bounded chunks, with the live events since ``as_of``
+  folded back in (the DAG's ``feast_materialize``).
 """

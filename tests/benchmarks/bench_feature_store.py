@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from interest_decay.online.realtime import materialize
+from interest_decay.online.materialization import materialize
 from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, background, build_feature_stack, free_port, log,
                                     machine_info, ratio, summarize, time_calls, today_midnight, write_result)
 

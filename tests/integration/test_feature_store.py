@@ -104,7 +104,7 @@ def stack(request, tmp_path_factory):
             patch.setenv(key, env[key])
         from feast import FeatureStore
 
-        from interest_decay.online.realtime import materialize
+        from interest_decay.online.materialization import materialize
 
         store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"))
         assert materialize(store, D0, days=3, chunk_days=2) == 2  # a 3-day backfill in 2-day chunks
@@ -200,7 +200,8 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
     """Events pushed after midnight D0+2 are not in the mart as of D0+2; materializing that mart must fold
     them back in, so the online row at D0+3 equals the mart as of D0+3 (which counts them)."""
     from interest_decay.config import dbt_schema
-    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch, materialize_and_replay
+    from interest_decay.online.materialization import materialize_and_replay
+    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch
 
     conninfo, env, store, users, _ = stack
     midnight, received = D0 + dt.timedelta(days=2), D0 + dt.timedelta(days=2, hours=20)
