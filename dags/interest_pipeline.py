@@ -54,6 +54,17 @@ SCHEDULE = settings.get().interest_pipeline_schedule
 INTEREST_FEATURES = Asset("interest_features")  # the online interest features (feast_materialize updates them)
 
 
+# dbt var -> the key of resolve_window's result it takes, templated into every dbt task of the run.
+DBT_VARS = {"as_of": "as_of", "as_of_start": "mart_start", "half_life_days": "half_life_days",
+            "decay_family": "decay_family", "half_life_overrides": "half_life_overrides",
+            "churn_horizon_days": "churn_horizon_days"}
+
+
+def window_value(key: str) -> str:
+    """The Jinja template of ``resolve_window``'s ``key`` (rendered when a task runs)."""
+    return "{{ ti.xcom_pull(task_ids='resolve_window')['" + key + "'] }}"
+
+
 def half_life_overrides(overrides: dict) -> dict:
     """The trigger's half-life overrides, checked: keys "category_id:event_type", values days > 0."""
     for key, days in overrides.items():
@@ -164,14 +175,7 @@ def interest_pipeline():
             # instead of riding on one parent's test task and running before the other parent exists.
             render_config=RenderConfig(should_detach_multiple_parents_tests=True, **selection),
             operator_args={
-                "vars": {
-                    "as_of": "{{ ti.xcom_pull(task_ids='resolve_window')['as_of'] }}",
-                    "as_of_start": "{{ ti.xcom_pull(task_ids='resolve_window')['mart_start'] }}",
-                    "half_life_days": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_days'] }}",
-                    "decay_family": "{{ ti.xcom_pull(task_ids='resolve_window')['decay_family'] }}",
-                    "half_life_overrides": "{{ ti.xcom_pull(task_ids='resolve_window')['half_life_overrides'] }}",
-                    "churn_horizon_days": "{{ ti.xcom_pull(task_ids='resolve_window')['churn_horizon_days'] }}",
-                },
+                "vars": {var: window_value(key) for var, key in DBT_VARS.items()},
                 "install_deps": False,
             },
             default_args={"retries": 2},
