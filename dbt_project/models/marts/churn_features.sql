@@ -5,7 +5,7 @@
           indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 {%- set half_lives = var('churn_half_lives_days') %}
-{%- set event_types = ['view', 'cart', 'fav', 'purchase', 'rating'] %}  {#- interest_decay.events.schema.EVENT_TYPES #}
+{%- set types = event_types() %}  {#- the seed event_type_weights' event types (macro event_types) #}
 
 with events as (
     select * from {{ ref('stg_behaviour__events') }}
@@ -43,7 +43,7 @@ history as (
         count(distinct item_id)::float8 as distinct_items,
         count(distinct category_id)::float8 as distinct_categories
         {%- for h in half_lives %}
-        {%- for kind in event_types %},
+        {%- for kind in types %},
         coalesce(sum(power(0.5::float8, age_days / {{ h }}::float8)) filter (where event_type = '{{ kind }}'), 0)
             as decayed_{{ kind }}_h{{ h }}
         {%- endfor %}
@@ -91,7 +91,7 @@ final as (
         coalesce(gap_stats.gap_mean, history.tenure_days) as purchase_gap_mean_days,
         coalesce(gap_stats.gap_std, 0) as purchase_gap_std_days
         {%- for h in half_lives %}
-        {%- for kind in event_types %},
+        {%- for kind in types %},
         history.decayed_{{ kind }}_h{{ h }}
         {%- endfor %}
         {%- endfor %}
