@@ -26,14 +26,17 @@ INTEREST_FEATURES = Asset("interest_features")  # the online interest features (
 @dag(
     dag_id="drift_monitor",
     schedule=[INTEREST_FEATURES],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["interest-decay", "monitoring"],
     default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=20)},
-    params={"reference_days": Param(7, type="integer", minimum=1,
-                                    description="Days before the latest feature day that form the reference.")},
+    params={
+        "reference_days": Param(
+            7, type="integer", minimum=1, description="Days before the latest feature day that form the reference."
+        )
+    },
 )
 def drift_monitor():
     @task
@@ -44,7 +47,9 @@ def drift_monitor():
         from interest_decay import config as settings
 
         with psycopg.connect(settings.pg_conninfo()) as conn:
-            day = conn.execute(f"select max(as_of)::date from {settings.dbt_schema()}.user_interest_features").fetchone()[0]
+            day = conn.execute(
+                f"select max(as_of)::date from {settings.dbt_schema()}.user_interest_features"
+            ).fetchone()[0]
         if day is None:
             raise ValueError("user_interest_features is empty: run interest_pipeline first")
         return day.isoformat()
@@ -58,11 +63,20 @@ def drift_monitor():
         from interest_decay.monitoring.drift import run
 
         as_of = dt.date.fromisoformat(day)
-        summary = run(as_of, as_of - dt.timedelta(days=int(params["reference_days"])), as_of,
-                      out_dir=settings.reports_dir() / "monitor" / day, check_name="monitor")
+        summary = run(
+            as_of,
+            as_of - dt.timedelta(days=int(params["reference_days"])),
+            as_of,
+            out_dir=settings.reports_dir() / "monitor" / day,
+            check_name="monitor",
+        )
         if summary["dataset_drift"]:
-            logging.getLogger(__name__).warning("features of %s drifted: %d columns (share %.2f)", day,
-                                                summary["drifted_columns"], summary["drifted_share"])
+            logging.getLogger(__name__).warning(
+                "features of %s drifted: %d columns (share %.2f)",
+                day,
+                summary["drifted_columns"],
+                summary["drifted_share"],
+            )
         return {key: value for key, value in summary.items() if key != "columns"}
 
     @task
@@ -80,8 +94,13 @@ def drift_monitor():
             if summary.get("skipped"):
                 logging.getLogger(__name__).info("%s: %s", endpoint, summary["skipped"])
             elif summary["dataset_drift"]:
-                logging.getLogger(__name__).warning("predictions of %s drifted on %s: %d columns (share %.2f)",
-                                                    endpoint, day, summary["drifted_columns"], summary["drifted_share"])
+                logging.getLogger(__name__).warning(
+                    "predictions of %s drifted on %s: %d columns (share %.2f)",
+                    endpoint,
+                    day,
+                    summary["drifted_columns"],
+                    summary["drifted_share"],
+                )
         return results
 
     check(latest_day())

@@ -55,9 +55,14 @@ INTEREST_FEATURES = Asset("interest_features")  # the online interest features (
 
 
 # dbt var -> the key of resolve_window's result it takes, templated into every dbt task of the run.
-DBT_VARS = {"as_of": "as_of", "as_of_start": "mart_start", "half_life_days": "half_life_days",
-            "decay_family": "decay_family", "half_life_overrides": "half_life_overrides",
-            "churn_horizon_days": "churn_horizon_days"}
+DBT_VARS = {
+    "as_of": "as_of",
+    "as_of_start": "mart_start",
+    "half_life_days": "half_life_days",
+    "decay_family": "decay_family",
+    "half_life_overrides": "half_life_overrides",
+    "churn_horizon_days": "churn_horizon_days",
+}
 
 
 def window_value(key: str) -> str:
@@ -69,52 +74,91 @@ def half_life_overrides(overrides: dict) -> dict:
     """The trigger's half-life overrides, checked: keys "category_id:event_type", values days > 0."""
     for key, days in overrides.items():
         if len(str(key).split(":")) != 2 or isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
-            raise ValueError(f'half_life_overrides: each entry must be "category_id:event_type": days > 0 '
-                             f"('*' = any), got {key!r}: {days!r}")
+            raise ValueError(
+                f'half_life_overrides: each entry must be "category_id:event_type": days > 0 '
+                f"('*' = any), got {key!r}: {days!r}"
+            )
     return overrides
 
 
 @dag(
     dag_id="interest_pipeline",
     schedule=None if SCHEDULE == "none" else SCHEDULE,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["interest-decay", "pipeline"],
     default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=20)},
     params={
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Day to compute interest for (YYYY-MM-DD, midnight UTC). Empty: the run's date."),
-        "events_path": Param("", type="string",
-                             description="Event file or folder (CSV/Parquet in the event schema, or files of "
-                                         "`dataset`). Empty: $EVENTS_DIR."),
-        "dataset": Param("events", type="string", enum=["events", "online-retail", "taobao"],
-                         description="Format of events_path: events (the project's schema), online-retail (UCI "
-                                     "Online Retail parquet) or taobao (UserBehavior CSV), converted on ingest."),
-        "half_life_days": Param(7.0, type="number", exclusiveMinimum=0,
-                                description="Half-life of the exponential interest decay, in days."),
-        "half_life_overrides": Param({}, type="object", additionalProperties={"type": "number", "exclusiveMinimum": 0},
-                                     description='Half-lives (days) that replace the parameters table\'s, per '
-                                                 '"category_id:event_type" (\'*\' = any), e.g. '
-                                                 '{"3:*": 2.5, "*:purchase": 30}; exponential decay.'),
-        "decay_family": Param("table", type="string", enum=["table", "exponential", "logistic", "period"],
-                              description="table: each (category, event type) decays with the family of the "
-                                          "parameters table (fitted or default); exponential, logistic or "
-                                          "period: every kind with that family, its half-life kept."),
-        "churn_horizon_days": Param(settings.dbt_vars()["churn_horizon_days"], type="integer", minimum=1,
-                                    description="A user churns when they buy nothing within this many days."),
-        "materialize_days": Param(1, type="integer", minimum=1, maximum=366,
-                                  description="Days of mart rows up to as_of written to the online store (1: the "
-                                              "run's own day; more to backfill, in chunks of "
-                                              "FEAST_MATERIALIZE_CHUNK_DAYS)."),
-        "fit_decay": Param("always", type="string", enum=["always", "weekly", "never"],
-                           description="always: fit every kind's decay from the staged events before the test "
-                                       "window on every run; weekly: when the stored fit is 7 or more days "
-                                       "older; never: keep the stored parameters (or the defaults)."),
-        "retrain": Param("always", type="string", enum=["always", "on_drift"],
-                         description="always: train, gate and deploy every run; on_drift: only when today's "
-                                     "features drifted from the training window."),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Day to compute interest for (YYYY-MM-DD, midnight UTC). Empty: the run's date.",
+        ),
+        "events_path": Param(
+            "",
+            type="string",
+            description="Event file or folder (CSV/Parquet in the event schema, or files of "
+            "`dataset`). Empty: $EVENTS_DIR.",
+        ),
+        "dataset": Param(
+            "events",
+            type="string",
+            enum=["events", "online-retail", "taobao"],
+            description="Format of events_path: events (the project's schema), online-retail (UCI "
+            "Online Retail parquet) or taobao (UserBehavior CSV), converted on ingest.",
+        ),
+        "half_life_days": Param(
+            7.0, type="number", exclusiveMinimum=0, description="Half-life of the exponential interest decay, in days."
+        ),
+        "half_life_overrides": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "number", "exclusiveMinimum": 0},
+            description="Half-lives (days) that replace the parameters table's, per "
+            "\"category_id:event_type\" ('*' = any), e.g. "
+            '{"3:*": 2.5, "*:purchase": 30}; exponential decay.',
+        ),
+        "decay_family": Param(
+            "table",
+            type="string",
+            enum=["table", "exponential", "logistic", "period"],
+            description="table: each (category, event type) decays with the family of the "
+            "parameters table (fitted or default); exponential, logistic or "
+            "period: every kind with that family, its half-life kept.",
+        ),
+        "churn_horizon_days": Param(
+            settings.dbt_vars()["churn_horizon_days"],
+            type="integer",
+            minimum=1,
+            description="A user churns when they buy nothing within this many days.",
+        ),
+        "materialize_days": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=366,
+            description="Days of mart rows up to as_of written to the online store (1: the "
+            "run's own day; more to backfill, in chunks of "
+            "FEAST_MATERIALIZE_CHUNK_DAYS).",
+        ),
+        "fit_decay": Param(
+            "always",
+            type="string",
+            enum=["always", "weekly", "never"],
+            description="always: fit every kind's decay from the staged events before the test "
+            "window on every run; weekly: when the stored fit is 7 or more days "
+            "older; never: keep the stored parameters (or the defaults).",
+        ),
+        "retrain": Param(
+            "always",
+            type="string",
+            enum=["always", "on_drift"],
+            description="always: train, gate and deploy every run; on_drift: only when today's "
+            "features drifted from the training window.",
+        ),
     },
 )
 def interest_pipeline():
@@ -168,8 +212,9 @@ def interest_pipeline():
         return DbtTaskGroup(
             group_id=group_id,
             project_config=ProjectConfig(DBT_PROJECT),
-            profile_config=ProfileConfig(profile_name="interest_decay", target_name="local",
-                                         profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
+            profile_config=ProfileConfig(
+                profile_name="interest_decay", target_name="local", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
+            ),
             execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).parent / "dbt")),
             # A test with two parents (a relationship between a model and a seed) gets its own task after both,
             # instead of riding on one parent's test task and running before the other parent exists.
@@ -193,7 +238,7 @@ def interest_pipeline():
         stored parameters and the run goes on. Report: decay.md, decay.json, decay_curves/."""
         from models.fit_decay import run
 
-        cutoff = dt.datetime.fromisoformat(window["test_start"]).replace(tzinfo=dt.timezone.utc)
+        cutoff = dt.datetime.fromisoformat(window["test_start"]).replace(tzinfo=dt.UTC)
         return run(dt.date.fromisoformat(window["as_of"]), cutoff, window["fit_decay"])
 
     @task(outlets=[INTEREST_FEATURES])
@@ -209,16 +254,24 @@ def interest_pipeline():
         from interest_decay.online.materialization import materialize_and_replay
 
         repo = settings.feast_repo_path()
-        settings.feast_registry_path().parent.mkdir(
-            parents=True, exist_ok=True)
+        settings.feast_registry_path().parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
-        as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.timezone.utc)
+        as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.UTC)
         with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
             result = materialize_and_replay(
-                FeatureStore(repo_path=str(repo)), conn, settings.dbt_schema(), as_of, pseudonym_key(),
-                days=window["materialize_days"], chunk_days=settings.get().feast_materialize_chunk_days)
-        return {"start": (as_of - dt.timedelta(days=window["materialize_days"])).isoformat(), "end": as_of.isoformat(),
-                **result}
+                FeatureStore(repo_path=str(repo)),
+                conn,
+                settings.dbt_schema(),
+                as_of,
+                pseudonym_key(),
+                days=window["materialize_days"],
+                chunk_days=settings.get().feast_materialize_chunk_days,
+            )
+        return {
+            "start": (as_of - dt.timedelta(days=window["materialize_days"])).isoformat(),
+            "end": as_of.isoformat(),
+            **result,
+        }
 
     @task
     def train(window: dict) -> dict:
@@ -248,8 +301,11 @@ def interest_pipeline():
         """Evidently data drift of today's features against the training window."""
         from interest_decay.monitoring.drift import run
 
-        return run(dt.date.fromisoformat(window["as_of"]), dt.date.fromisoformat(window["train_start"]),
-                   dt.date.fromisoformat(window["test_start"]))
+        return run(
+            dt.date.fromisoformat(window["as_of"]),
+            dt.date.fromisoformat(window["train_start"]),
+            dt.date.fromisoformat(window["test_start"]),
+        )
 
     @task.short_circuit
     def should_retrain(window: dict, drift: dict) -> bool:
@@ -258,8 +314,12 @@ def interest_pipeline():
 
         retrain = window["retrain"] == "always" or drift["dataset_drift"]
         logging.getLogger(__name__).info(
-            "retrain=%s, drifted share %.2f (threshold %.2f): %s", window["retrain"], drift["drifted_share"],
-            drift["drift_share_threshold"], "training" if retrain else "no drift, keeping the champion")
+            "retrain=%s, drifted share %.2f (threshold %.2f): %s",
+            window["retrain"],
+            drift["drifted_share"],
+            drift["drift_share_threshold"],
+            "training" if retrain else "no drift, keeping the champion",
+        )
         return retrain
 
     @task
@@ -268,11 +328,22 @@ def interest_pipeline():
         import subprocess
 
         result = subprocess.run(
-            [str(Path(sys.executable).parent / "bentoml"), "build", "-f", str(PROJECT_ROOT / "serving/bentofile.yaml"),
-             "--output", "tag", str(PROJECT_ROOT)],
-            check=True, capture_output=True, text=True,
-            env=settings.environment(MODEL_TAG=evaluated["promotion"]["champion"] or evaluated["model_tag"],
-                                     CHURN_MODEL_TAG=churn["model_tag"]),
+            [
+                str(Path(sys.executable).parent / "bentoml"),
+                "build",
+                "-f",
+                str(PROJECT_ROOT / "serving/bentofile.yaml"),
+                "--output",
+                "tag",
+                str(PROJECT_ROOT),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=settings.environment(
+                MODEL_TAG=evaluated["promotion"]["champion"] or evaluated["model_tag"],
+                CHURN_MODEL_TAG=churn["model_tag"],
+            ),
         )
         return result.stdout.strip().split("__tag__:")[-1]
 
@@ -288,8 +359,9 @@ def interest_pipeline():
         champion = evaluated["promotion"]["champion"] or evaluated["model_tag"]
         url = settings.get().serve_url
         if not url:
-            logging.getLogger(__name__).info("SERVE_URL not set: no running server to check; bento %s, champion %s",
-                                             bento, champion)
+            logging.getLogger(__name__).info(
+                "SERVE_URL not set: no running server to check; bento %s, champion %s", bento, champion
+            )
             return {"bento": bento, "champion": champion, "checked": False}
         config = settings.get()
         token = config.serve_api_token.get_secret_value() if config.serve_api_token is not None else None

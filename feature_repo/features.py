@@ -25,10 +25,20 @@ from interest_decay.events.schema import EVENT_TYPES
 DBT_SCHEMA = settings.dbt_schema()
 # The half-lives of the churn mart's decayed counts (dbt var churn_half_lives_days) name its columns.
 CHURN_HALF_LIVES = settings.dbt_vars()["churn_half_lives_days"]
-CHURN_FEATURES = ["recency_days", "purchase_recency_days", "tenure_days", "event_count", "purchase_count",
-                  "purchase_occasions", "monetary", "distinct_items", "distinct_categories",
-                  "purchase_gap_mean_days", "purchase_gap_std_days",
-                  *(f"decayed_{kind}_h{h:g}" for h in CHURN_HALF_LIVES for kind in EVENT_TYPES)]
+CHURN_FEATURES = [
+    "recency_days",
+    "purchase_recency_days",
+    "tenure_days",
+    "event_count",
+    "purchase_count",
+    "purchase_occasions",
+    "monetary",
+    "distinct_items",
+    "distinct_categories",
+    "purchase_gap_mean_days",
+    "purchase_gap_std_days",
+    *(f"decayed_{kind}_h{h:g}" for h in CHURN_HALF_LIVES for kind in EVENT_TYPES),
+]
 
 # Entities
 user = Entity(
@@ -38,8 +48,9 @@ user = Entity(
     description="A shopper, by the pseudonymised user_id of the staged events.",
 )
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalogue item.")
-category = Entity(name="category", join_keys=["category_id"], value_type=ValueType.STRING,
-                  description="A catalogue category.")
+category = Entity(
+    name="category", join_keys=["category_id"], value_type=ValueType.STRING, description="A catalogue category."
+)
 
 # Sources
 user_interest_source = PostgreSQLSource(
@@ -71,10 +82,12 @@ item_popularity_source = PostgreSQLSource(
 
 category_popularity_source = PostgreSQLSource(
     name="category_popularity_source",
-    query=(f"select as_of, category_id, sum(popularity) as category_popularity, count(*) as category_item_count, "
-           f"sum(recent_event_count)::bigint as category_recent_event_count, "
-           f"max(last_event_ts) as category_last_event_ts "
-           f"from {DBT_SCHEMA}.item_popularity group by as_of, category_id"),
+    query=(
+        f"select as_of, category_id, sum(popularity) as category_popularity, count(*) as category_item_count, "
+        f"sum(recent_event_count)::bigint as category_recent_event_count, "
+        f"max(last_event_ts) as category_last_event_ts "
+        f"from {DBT_SCHEMA}.item_popularity group by as_of, category_id"
+    ),
     timestamp_field="as_of",
     description="item_popularity summed per category and day.",
 )
@@ -92,15 +105,23 @@ user_interest_fv = FeatureView(
     ttl=timedelta(days=30),
     schema=[
         Field(name="category_ids", dtype=Array(String), description="Top categories, highest interest first."),
-        Field(name="interest_scores", dtype=Array(Float64), description="Decayed interest of each category, as of as_of."),
+        Field(
+            name="interest_scores", dtype=Array(Float64), description="Decayed interest of each category, as of as_of."
+        ),
         Field(name="total_interest", dtype=Float64, description="Sum of decayed interest over all categories."),
         Field(name="event_count", dtype=Int64, description="Events before as_of, undecayed."),
         Field(name="category_count", dtype=Int64, description="Categories with any interest."),
         Field(name="last_event_ts", dtype=UnixTimestamp, description="The user's latest event before as_of."),
-        Field(name="kind_category_ids", dtype=Array(String), description="Category of each (category, event type) kind."),
+        Field(
+            name="kind_category_ids", dtype=Array(String), description="Category of each (category, event type) kind."
+        ),
         Field(name="kind_event_types", dtype=Array(String), description="Event type of each kind."),
         Field(name="kind_scores", dtype=Array(Float64), description="Decayed interest of each kind, as of as_of."),
-        Field(name="kind_half_lives", dtype=Array(Float64), description="Half-life (days) of each kind; NaN: not exponential."),
+        Field(
+            name="kind_half_lives",
+            dtype=Array(Float64),
+            description="Half-life (days) of each kind; NaN: not exponential.",
+        ),
         Field(name="scores_as_of", dtype=UnixTimestamp, description="The instant the scores hold at (= as_of)."),
     ],
     source=user_interest_push,
@@ -113,8 +134,10 @@ churn_features_fv = FeatureView(
     name="churn_features_fv",
     entities=[user],
     ttl=timedelta(days=30),
-    schema=[Field(name="as_of_ts", dtype=UnixTimestamp, description="The instant the features hold at."),
-            *(Field(name=name, dtype=Float64) for name in CHURN_FEATURES)],
+    schema=[
+        Field(name="as_of_ts", dtype=UnixTimestamp, description="The instant the features hold at."),
+        *(Field(name=name, dtype=Float64) for name in CHURN_FEATURES),
+    ],
     source=churn_source,
     online=True,
     tags={"team": "interest-decay", "model": "churn", "grain": "user, as_of"},
@@ -141,7 +164,9 @@ category_popularity_fv = FeatureView(
     ttl=timedelta(days=30),
     schema=[
         Field(name="category_popularity", dtype=Float64, description="Decayed interest of all users in the category."),
-        Field(name="category_item_count", dtype=Int64, description="Items of the category with any event before as_of."),
+        Field(
+            name="category_item_count", dtype=Int64, description="Items of the category with any event before as_of."
+        ),
         Field(name="category_recent_event_count", dtype=Int64, description="Events in the activity window."),
         Field(name="category_last_event_ts", dtype=UnixTimestamp, description="The category's latest event."),
     ],
@@ -172,12 +197,17 @@ def user_interest_now(inputs: dict) -> dict:
         if value is None:
             return None
         if isinstance(value, dt.datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+            return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
         return float(value)
 
     out = {"category_ids_now": [], "interest_scores_now": [], "total_interest_now": []}
-    rows = zip(inputs["kind_category_ids"], inputs["kind_scores"], inputs["kind_half_lives"],
-               inputs["request_ts"], inputs["scores_as_of"])
+    rows = zip(
+        inputs["kind_category_ids"],
+        inputs["kind_scores"],
+        inputs["kind_half_lives"],
+        inputs["request_ts"],
+        inputs["scores_as_of"],
+    )
     for categories, scores, half_lives, request_ts, as_of in rows:
         totals: dict = {}
         elapsed_days = 0.0
@@ -198,7 +228,7 @@ def user_interest_now(inputs: dict) -> dict:
     schema=[Field(name=f"{name}_now", dtype=Float64) for name in CHURN_FEATURES],
     mode="python",
     description="The churn model's inputs moved from as_of to the request time: ages grow by the elapsed "
-                "days, decayed counts decay by it (exact while the user has no newer event).",
+    "days, decayed counts decay by it (exact while the user has no newer event).",
     tags={"team": "interest-decay", "model": "churn"},
 )
 def churn_features_now(inputs: dict) -> dict:
@@ -208,7 +238,7 @@ def churn_features_now(inputs: dict) -> dict:
 
     def seconds(value):
         if isinstance(value, dt.datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+            return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
         return None if value is None else float(value)
 
     names = [key for key in inputs if key not in ("request_ts", "as_of_ts", "user_id")]
@@ -222,7 +252,8 @@ def churn_features_now(inputs: dict) -> dict:
             value = inputs[name][position]
             if value is not None:
                 if name in ("recency_days", "purchase_recency_days", "tenure_days") or (
-                        name == "purchase_gap_mean_days" and few_occasions):
+                    name == "purchase_gap_mean_days" and few_occasions
+                ):
                     value = value + elapsed
                 elif name.startswith("decayed_"):
                     value = value * 0.5 ** (elapsed / float(name.rsplit("_h", 1)[1]))
@@ -239,8 +270,12 @@ recommender_v1 = FeatureService(
 
 interest_profile_v1 = FeatureService(
     name="interest_profile_v1",
-    features=[user_interest_now, user_interest_fv[["last_event_ts", "event_count", "scores_as_of",
-                                                    "kind_category_ids", "kind_event_types", "kind_half_lives"]]],
+    features=[
+        user_interest_now,
+        user_interest_fv[
+            ["last_event_ts", "event_count", "scores_as_of", "kind_category_ids", "kind_event_types", "kind_half_lives"]
+        ],
+    ],
     description="A user's interest profile at request time (the /interest endpoint and audience checks).",
 )
 

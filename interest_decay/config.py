@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCS = PROJECT_ROOT / "docs" / "configuration.md"
 DBT_PROJECT = PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
-STATE = "<state>"   # how the docs write a default under DECAY_STATE_DIR
+STATE = "<state>"  # how the docs write a default under DECAY_STATE_DIR
 
 
 class Settings(BaseSettings):
@@ -29,24 +29,31 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False)
 
     # state and outputs
-    decay_state_dir: Path = Field(PROJECT_ROOT / ".state", description="Airflow home, Feast stores, BentoML home, "
-                                  "reports, logs and pid files (`.state` in the checkout)")
+    decay_state_dir: Path = Field(
+        PROJECT_ROOT / ".state",
+        description="Airflow home, Feast stores, BentoML home, reports, logs and pid files (`.state` in the checkout)",
+    )
     reports_dir: Path | None = Field(None, description="run reports (default `<state>/reports`)")
     events_dir: Path | None = Field(None, description="the DAG's default events folder (default `<state>/events`)")
     # PostgreSQL
-    pghost: str = Field("127.0.0.1", description="the platform's PostgreSQL; another host than the loopback starts "
-                        "no private cluster")
+    pghost: str = Field(
+        "127.0.0.1", description="the platform's PostgreSQL; another host than the loopback starts no private cluster"
+    )
     pgport: int = Field(55432, description="its port")
     pguser: str = Field("decay", description="its user")
     pgdatabase: str = Field("interest", description="its database")
     pgpassword: SecretStr | None = Field(None, description="its password (none: the private cluster trusts loopback)")
     dbt_schema: str = Field("analytics", description="schema of the dbt models (raw events are in `raw`)")
-    pseudonym_key: SecretStr | None = Field(None, description="key of the user-id pseudonyms (infra/env.sh makes a "
-                                            "random one, kept beside the private cluster's data dir)")
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="key of the user-id pseudonyms (infra/env.sh makes a "
+        "random one, kept beside the private cluster's data dir)",
+    )
     # Feast
     feast_repo_path: Path = Field(PROJECT_ROOT / "feature_repo", description="the Feast repository")
-    feast_registry_path: Path | None = Field(None, description="Feast file registry (default "
-                                             "`<state>/feast/registry.db`)")
+    feast_registry_path: Path | None = Field(
+        None, description="Feast file registry (default `<state>/feast/registry.db`)"
+    )
     feast_materialize_chunk_days: int = Field(7, ge=1, description="days per Feast materialization chunk")
     # models and serving
     model_name: str = Field("interest_recommender", description="name of the recommender in the BentoML store")
@@ -55,13 +62,20 @@ class Settings(BaseSettings):
     churn_model_tag: str = Field("churn_model:latest", description="churn model a bento packages")
     serve_workers: int | None = Field(None, ge=1, description="serving worker processes (default: one per core)")
     serve_api_token: SecretStr | None = Field(None, description="bearer token the service requires (unset: no auth)")
-    serve_tracing_sample_rate: str | None = Field(None, description="share of requests BentoML traces, 0 to 1 "
-                                                  "(unset/0: its tracing middleware is skipped, ~0.25 ms a request)")
-    serve_access_log: str | None = Field(None, description="1/true/yes/on: BentoML logs a line per request (~0.04 ms "
-                                         "a request); off, counts and latencies are still in `/metrics`")
+    serve_tracing_sample_rate: str | None = Field(
+        None,
+        description="share of requests BentoML traces, 0 to 1 "
+        "(unset/0: its tracing middleware is skipped, ~0.25 ms a request)",
+    )
+    serve_access_log: str | None = Field(
+        None,
+        description="1/true/yes/on: BentoML logs a line per request (~0.04 ms "
+        "a request); off, counts and latencies are still in `/metrics`",
+    )
     model_reload_seconds: float = Field(10.0, ge=0, description="how often the server checks for a new champion")
-    prediction_log_seconds: float = Field(5.0, ge=0, description="how often the server writes served predictions "
-                                          "(0: off)")
+    prediction_log_seconds: float = Field(
+        5.0, ge=0, description="how often the server writes served predictions (0: off)"
+    )
     prediction_log_max_rows: int = Field(100_000, ge=1, description="bound of the prediction log's buffer")
     # orchestration and monitoring
     interest_pipeline_schedule: str = Field("@daily", description="schedule of the DAG interest_pipeline")

@@ -11,7 +11,7 @@ Ages are measured from the train cutoff in days; a user unknown to the train eve
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ def popularity(data: TrainData, days: float | None = None) -> np.ndarray:
 
 class _PerUser:
     """Scores kept as a sparse [train users, items] matrix; ``score`` looks rows up."""
+
     matrix: sparse.csr_matrix
     users: pd.Index
 
@@ -60,7 +61,7 @@ class PopularRecent:
     def __init__(self, days: float = 30.0):
         self.days, self.name = days, f"popular, last {days:g} days"
 
-    def fit(self, data: TrainData) -> "PopularRecent":
+    def fit(self, data: TrainData) -> PopularRecent:
         self.counts = popularity(data, self.days)
         return self
 
@@ -80,10 +81,13 @@ class UserHistory(_PerUser):
 
     def __init__(self, half_life_days: float = float("inf")):
         self.half_life_days = float(half_life_days)
-        self.name = ("user history count, no decay" if np.isinf(self.half_life_days)
-                     else f"user history, exponential decay (h = {self.half_life_days:g} d)")
+        self.name = (
+            "user history count, no decay"
+            if np.isinf(self.half_life_days)
+            else f"user history, exponential decay (h = {self.half_life_days:g} d)"
+        )
 
-    def fit(self, data: TrainData) -> "UserHistory":
+    def fit(self, data: TrainData) -> UserHistory:
         self.users = pd.Index(data.events["user_id"].unique())
         weights = exponential_half_life(ages_days(data.events, data.cutoff), self.half_life_days)
         self.matrix = user_item_matrix(data.events, self.users, data.items, weights)
@@ -98,7 +102,7 @@ class HistoryRecentTies(UserHistory):
         self.days, self.epsilon = days, epsilon
         self.name = f"history no decay, ties by {days:g}-day popularity"
 
-    def fit(self, data: TrainData) -> "HistoryRecentTies":
+    def fit(self, data: TrainData) -> HistoryRecentTies:
         super().fit(data)
         self.recent = popularity(data, self.days)
         self.recent = self.epsilon * self.recent / max(self.recent.max(), 1.0)
@@ -119,7 +123,7 @@ class ItemKNN(_PerUser):
         self.half_life_days = float(half_life_days)
         self.name = f"item-kNN (cosine, binary user×item), decayed weights h = {self.half_life_days:g} d"
 
-    def fit(self, data: TrainData) -> "ItemKNN":
+    def fit(self, data: TrainData) -> ItemKNN:
         self.users = pd.Index(data.events["user_id"].unique())
         binary = user_item_matrix(data.events, self.users, data.items)
         binary.data[:] = 1.0
@@ -146,14 +150,21 @@ class STAN(_PerUser):
       STAN measures this by position around the shared item, here by time, which vectorises).
     """
 
-    def __init__(self, neighbours: int = 100, position_decay: float = 20.0, neighbour_decay_days: float = 30.0,
-                 item_decay_days: float = 30.0):
+    def __init__(
+        self,
+        neighbours: int = 100,
+        position_decay: float = 20.0,
+        neighbour_decay_days: float = 30.0,
+        item_decay_days: float = 30.0,
+    ):
         self.neighbours, self.position_decay = int(neighbours), float(position_decay)
         self.neighbour_decay_days, self.item_decay_days = float(neighbour_decay_days), float(item_decay_days)
-        self.name = (f"STAN user kNN (k = {self.neighbours}, λ1 = {self.position_decay:g}, "
-                     f"λ2 = {self.neighbour_decay_days:g} d, λ3 = {self.item_decay_days:g} d)")
+        self.name = (
+            f"STAN user kNN (k = {self.neighbours}, λ1 = {self.position_decay:g}, "
+            f"λ2 = {self.neighbour_decay_days:g} d, λ3 = {self.item_decay_days:g} d)"
+        )
 
-    def fit(self, data: TrainData) -> "STAN":
+    def fit(self, data: TrainData) -> STAN:
         last = data.events.drop_duplicates(["user_id", "item_id"], keep="last")
         self.users = pd.Index(last["user_id"].unique())
         age = ages_days(last, data.cutoff)
@@ -174,14 +185,14 @@ class STAN(_PerUser):
         if not len(known):
             return out
         r = rows[known]
-        similarity = np.asarray((self._profile[r] @ self._binary_t).todense())          # [B, users]
+        similarity = np.asarray((self._profile[r] @ self._binary_t).todense())  # [B, users]
         similarity /= np.sqrt(np.outer(self._lengths[r], self._lengths))
         similarity *= self._neighbour_weight
         similarity[np.arange(len(r)), r] = 0.0
         k = min(self.neighbours, similarity.shape[1] - 1)
         if k < 1:
             return out
-        kth = np.take_along_axis(similarity, np.argpartition(-similarity, k - 1, axis=1)[:, k - 1:k], axis=1)
-        similarity[similarity < kth] = 0.0   # keep the k most similar (and any tied with the k-th)
+        kth = np.take_along_axis(similarity, np.argpartition(-similarity, k - 1, axis=1)[:, k - 1 : k], axis=1)
+        similarity[similarity < kth] = 0.0  # keep the k most similar (and any tied with the k-th)
         out[known] = (sparse.csr_matrix(similarity) @ self._items).toarray()
         return out

@@ -42,9 +42,9 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay import config as settings
-from models.churn_evaluation import bootstrap, curves, plot_churn
 from interest_decay.decay import exponential_half_life
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
+from models.churn_evaluation import bootstrap, curves, plot_churn
 from models.persistence import Persisted
 
 DEFAULT_CONFIG = Path(__file__).with_name("churn.yaml")
@@ -65,6 +65,7 @@ def default_horizon_days() -> int:
 
 
 # --- data: cleaning, features, labels ---------------------------------------------------------------
+
 
 def clean_events(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Events staging would keep (typed: ``ts`` UTC, lower-case ``event_type``) and how many rows each rule dropped."""
@@ -120,20 +121,23 @@ def user_features(events: pd.DataFrame, cutoff: pd.Timestamp, half_lives_days: l
     by_user = age.groupby(past["user_id"])
     purchases = past[past["event_type"] == "purchase"]
     purchase_age = age[purchases.index].groupby(purchases["user_id"])
-    frame = pd.DataFrame({
-        "recency_days": by_user.min(),
-        "purchase_recency_days": purchase_age.min(),
-        "tenure_days": by_user.max(),
-        "event_count": by_user.size().astype(float),
-        "purchase_count": purchase_age.size().astype(float),
-        "purchase_occasions": purchases.groupby("user_id")["ts"].nunique().astype(float),
-        "monetary": purchases["value"].fillna(0.0).groupby(purchases["user_id"]).sum(),
-        "distinct_items": past.groupby("user_id")["item_id"].nunique().astype(float),
-        "distinct_categories": past.groupby("user_id")["category_id"].nunique().astype(float),
-    }).join(purchase_gaps(purchases))
+    frame = pd.DataFrame(
+        {
+            "recency_days": by_user.min(),
+            "purchase_recency_days": purchase_age.min(),
+            "tenure_days": by_user.max(),
+            "event_count": by_user.size().astype(float),
+            "purchase_count": purchase_age.size().astype(float),
+            "purchase_occasions": purchases.groupby("user_id")["ts"].nunique().astype(float),
+            "monetary": purchases["value"].fillna(0.0).groupby(purchases["user_id"]).sum(),
+            "distinct_items": past.groupby("user_id")["item_id"].nunique().astype(float),
+            "distinct_categories": past.groupby("user_id")["category_id"].nunique().astype(float),
+        }
+    ).join(purchase_gaps(purchases))
     tenure = frame["tenure_days"]
-    frame = frame.fillna({"purchase_count": 0.0, "purchase_occasions": 0.0, "monetary": 0.0,
-                          "purchase_gap_std_days": 0.0})
+    frame = frame.fillna(
+        {"purchase_count": 0.0, "purchase_occasions": 0.0, "monetary": 0.0, "purchase_gap_std_days": 0.0}
+    )
     for column in ("purchase_recency_days", "purchase_gap_mean_days"):
         frame[column] = frame[column].fillna(tenure)
     frame = frame.join(decayed_counts(past, age, half_lives_days)).fillna(0.0)
@@ -141,8 +145,9 @@ def user_features(events: pd.DataFrame, cutoff: pd.Timestamp, half_lives_days: l
     return frame.sort_index()
 
 
-def churn_labels(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: float,
-                 observed_until: pd.Timestamp | None = None) -> pd.Series:
+def churn_labels(
+    events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: float, observed_until: pd.Timestamp | None = None
+) -> pd.Series:
     """``churned`` per user with an event before ``cutoff``: no purchase in [cutoff, cutoff + horizon).
 
     ``observed_until``: the instant up to which ``events`` are complete (default: the last event);
@@ -153,19 +158,23 @@ def churn_labels(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: float
         raise ValueError(f"the churn label at {cutoff} needs events up to {end}; the data ends at {observed_until}")
     users = np.sort(events.loc[events["ts"] < cutoff, "user_id"].unique())
     window = events[(events["event_type"] == "purchase") & (events["ts"] >= cutoff) & (events["ts"] < end)]
-    return pd.Series(~np.isin(users, window["user_id"].unique()), index=pd.Index(users, name="user_id"),
-                     name="churned")
+    return pd.Series(~np.isin(users, window["user_id"].unique()), index=pd.Index(users, name="user_id"), name="churned")
 
 
-def churn_dataset(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: float,
-                  half_lives_days: list[float], observed_until: pd.Timestamp | None = None
-                  ) -> tuple[pd.DataFrame, pd.Series]:
+def churn_dataset(
+    events: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: float,
+    half_lives_days: list[float],
+    observed_until: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, pd.Series]:
     """Features before ``cutoff`` and labels after it, for the same users in the same order."""
     labels = churn_labels(events, cutoff, horizon_days, observed_until)
     return user_features(events, cutoff, half_lives_days).loc[labels.index], labels
 
 
 # --- models ---------------------------------------------------------------------------------------
+
 
 class ChurnModel(Persisted, nn.Module):
     """MLP from raw user features ``[B, F]`` to the log-odds of churn ``[B]``.
@@ -214,7 +223,6 @@ class ChurnModel(Persisted, nn.Module):
         return self.predict(x)
 
 
-
 def feature_tensor(features: pd.DataFrame, feature_names: list[str]) -> torch.Tensor:
     return torch.from_numpy(features[feature_names].to_numpy(dtype=np.float32))
 
@@ -245,7 +253,7 @@ def _fit(features: pd.DataFrame, churned: pd.Series, cfg: dict, seed: int) -> tu
     for _ in tqdm(range(cfg["epochs"]), desc="churn model", unit="epoch"):
         order, total = torch.randperm(len(y), generator=generator), 0.0
         for start in range(0, len(order), cfg["batch_size"]):
-            batch = order[start:start + cfg["batch_size"]]
+            batch = order[start : start + cfg["batch_size"]]
             loss = model.calculate_loss(x[batch], y[batch])
             optimiser.zero_grad()
             loss.backward()
@@ -272,13 +280,20 @@ def fit_baseline(features: pd.DataFrame, churned: pd.Series):
 
 # --- evaluation (the metrics, intervals and plot: models/churn_evaluation.py) ----------------------
 
+
 def default_cutoff(events: pd.DataFrame, horizon_days: float) -> pd.Timestamp:
     """The latest midnight whose horizon the data covers: floor(last event - horizon)."""
     return (events["ts"].max() - horizon_days * DAY).floor("D")
 
 
-def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, horizon_days: int | None = None, seed: int = 0,
-                  config: dict | None = None, observed_until: pd.Timestamp | None = None) -> dict:
+def compare_churn(
+    events: pd.DataFrame,
+    cutoff: pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+    seed: int = 0,
+    config: dict | None = None,
+    observed_until: pd.Timestamp | None = None,
+) -> dict:
     """Train the churn model and the baseline at ``cutoff - horizon``, test both at ``cutoff``.
 
     ``events`` are clean events (``clean_events``); ``config`` overrides keys of ``churn.yaml``.
@@ -303,8 +318,10 @@ def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, hori
     baseline_seconds = time.perf_counter() - started
 
     y = y_test.to_numpy(dtype=float)
-    probabilities = {"model": model_probabilities(model, x_test),
-                     "baseline": baseline.predict_proba(baseline_inputs(x_test))[:, 1]}
+    probabilities = {
+        "model": model_probabilities(model, x_test),
+        "baseline": baseline.predict_proba(baseline_inputs(x_test))[:, 1],
+    }
     return {
         "horizon_days": horizon_days,
         "train_cutoff": train_cutoff.isoformat(),
@@ -326,32 +343,56 @@ def compare_churn(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, hori
 
 # --- CLI ------------------------------------------------------------------------------------------
 
+
 def read_events(paths: list[Path], dataset: str | None) -> pd.DataFrame:
     """Events from project-schema CSV / Parquet files, or raw dataset files through their adapter."""
     if dataset:
         from interest_decay.events.adapters import ADAPTERS
 
         return pd.concat([ADAPTERS[dataset](path) for path in paths], ignore_index=True)
-    readers = {".parquet": pd.read_parquet, ".csv": lambda p: pd.read_csv(p, dtype={"user_id": str, "item_id": str,
-                                                                                     "category_id": str})}
+    readers = {
+        ".parquet": pd.read_parquet,
+        ".csv": lambda p: pd.read_csv(p, dtype={"user_id": str, "item_id": str, "category_id": str}),
+    }
     return pd.concat([readers[Path(path).suffix](path) for path in paths], ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from interest_decay.events.adapters import ADAPTERS
     from interest_decay.config import reports_dir
+    from interest_decay.events.adapters import ADAPTERS
 
-    parser = argparse.ArgumentParser(prog="python -m models.churn", description=(
-        "Train the churn-risk model and the recency-frequency baseline at cutoff - horizon, test both at the "
-        "cutoff; write churn.json and churn.png."))
-    parser.add_argument("--events", type=Path, nargs="+", required=True,
-                        help="events file(s): project schema (.csv/.parquet), or raw files of --dataset")
-    parser.add_argument("--dataset", choices=sorted(ADAPTERS), default=None,
-                        help="read the raw dataset through interest_decay.events.adapters (default: project schema)")
-    parser.add_argument("--horizon-days", type=int, default=default_horizon_days(),
-                        help=f"churn horizon in days (default {default_horizon_days()}: dbt var churn_horizon_days)")
-    parser.add_argument("--cutoff", type=pd.Timestamp, default=None,
-                        help="test cutoff, ISO 8601 UTC (default: midnight before the last event - horizon)")
+    parser = argparse.ArgumentParser(
+        prog="python -m models.churn",
+        description=(
+            "Train the churn-risk model and the recency-frequency baseline at cutoff - horizon, test both at the "
+            "cutoff; write churn.json and churn.png."
+        ),
+    )
+    parser.add_argument(
+        "--events",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="events file(s): project schema (.csv/.parquet), or raw files of --dataset",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(ADAPTERS),
+        default=None,
+        help="read the raw dataset through interest_decay.events.adapters (default: project schema)",
+    )
+    parser.add_argument(
+        "--horizon-days",
+        type=int,
+        default=default_horizon_days(),
+        help=f"churn horizon in days (default {default_horizon_days()}: dbt var churn_horizon_days)",
+    )
+    parser.add_argument(
+        "--cutoff",
+        type=pd.Timestamp,
+        default=None,
+        help="test cutoff, ISO 8601 UTC (default: midnight before the last event - horizon)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of training and bootstrap (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default $REPORTS_DIR/churn)")
     args = parser.parse_args(argv)
@@ -365,10 +406,14 @@ def main(argv: list[str] | None = None) -> None:
     (out / "churn.json").write_text(json.dumps(result, indent=2))
     print(f"test users {result['test_users']:,} at {result['test_cutoff']}, churn rate {result['test_churn_rate']:.3f}")
     for name, metrics in result["metrics"].items():
-        print(name.ljust(9), "  ".join(f"{m} {v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
-                                       for m, v in metrics.items()))
+        print(
+            name.ljust(9),
+            "  ".join(f"{m} {v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" for m, v in metrics.items()),
+        )
     difference = result["roc_auc_difference"]
-    print(f"ROC-AUC model - baseline {difference['value']:+.3f} [{difference['ci'][0]:+.3f}, {difference['ci'][1]:+.3f}]")
+    print(
+        f"ROC-AUC model - baseline {difference['value']:+.3f} [{difference['ci'][0]:+.3f}, {difference['ci'][1]:+.3f}]"
+    )
     print(f"wrote {out / 'churn.json'} and {plot}")
 
 

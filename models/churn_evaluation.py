@@ -14,8 +14,7 @@ def metric_values(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"roc_auc": roc_auc_score(y, p), "pr_auc": average_precision_score(y, p), "brier": np.mean((p - y) ** 2)}
 
 
-def bootstrap(y: np.ndarray, probabilities: dict[str, np.ndarray], n_resamples: int, level: float,
-              seed: int) -> dict:
+def bootstrap(y: np.ndarray, probabilities: dict[str, np.ndarray], n_resamples: int, level: float, seed: int) -> dict:
     """Metrics of every method with percentile CIs from one shared user bootstrap, and the paired
     CI of the ROC-AUC difference ``model - baseline``. Resamples with a single class are skipped."""
     rng = np.random.default_rng(seed)
@@ -31,14 +30,22 @@ def bootstrap(y: np.ndarray, probabilities: dict[str, np.ndarray], n_resamples: 
     def interval(values) -> list[float]:
         return [float(v) for v in np.percentile(values, tails)]
 
-    metrics = {name: {metric: {"value": float(value), "ci": interval([d[metric] for d in draws[name]])}
-                      for metric, value in metric_values(y, p).items()}
-               for name, p in probabilities.items()}
+    metrics = {
+        name: {
+            metric: {"value": float(value), "ci": interval([d[metric] for d in draws[name]])}
+            for metric, value in metric_values(y, p).items()
+        }
+        for name, p in probabilities.items()
+    }
     difference = np.array([m["roc_auc"] - b["roc_auc"] for m, b in zip(draws["model"], draws["baseline"])])
-    return {"metrics": metrics,
-            "roc_auc_difference": {"value": metrics["model"]["roc_auc"]["value"]
-                                   - metrics["baseline"]["roc_auc"]["value"], "ci": interval(difference)},
-            "resamples_used": len(difference)}
+    return {
+        "metrics": metrics,
+        "roc_auc_difference": {
+            "value": metrics["model"]["roc_auc"]["value"] - metrics["baseline"]["roc_auc"]["value"],
+            "ci": interval(difference),
+        },
+        "resamples_used": len(difference),
+    }
 
 
 def curves(y: np.ndarray, probabilities: dict[str, np.ndarray], bins: int) -> dict:
@@ -47,8 +54,12 @@ def curves(y: np.ndarray, probabilities: dict[str, np.ndarray], bins: int) -> di
     for name, p in probabilities.items():
         fpr, tpr, _ = roc_curve(y, p)
         observed, predicted = calibration_curve(y, p, n_bins=bins)
-        out[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
-                     "calibration_predicted": predicted.tolist(), "calibration_observed": observed.tolist()}
+        out[name] = {
+            "fpr": fpr.tolist(),
+            "tpr": tpr.tolist(),
+            "calibration_predicted": predicted.tolist(),
+            "calibration_observed": observed.tolist(),
+        }
     return out
 
 

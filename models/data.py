@@ -27,15 +27,20 @@ class Windows:
     popular_start: dt.datetime
 
     @classmethod
-    def from_config(cls, as_of: dt.datetime, cfg: dict) -> "Windows":
+    def from_config(cls, as_of: dt.datetime, cfg: dict) -> Windows:
         test_start = as_of - dt.timedelta(days=cfg["eval_days"])
-        return cls(as_of, test_start, test_start - dt.timedelta(days=cfg["train_days"]),
-                   test_start - dt.timedelta(days=cfg["popular_window_days"]))
+        return cls(
+            as_of,
+            test_start,
+            test_start - dt.timedelta(days=cfg["train_days"]),
+            test_start - dt.timedelta(days=cfg["popular_window_days"]),
+        )
 
 
 @dataclass
 class Vocabulary:
     """Item and category indices of a trained model, and what the service needs beside it."""
+
     items: list[str]
     categories: list[str]
     item_category: dict[str, str]
@@ -46,11 +51,15 @@ class Vocabulary:
         self.category_index = {c: i for i, c in enumerate(self.categories)}
 
     def to_json(self) -> dict:
-        return {"items": self.items, "categories": self.categories,
-                "item_category": self.item_category, "popular_items": self.popular_items}
+        return {
+            "items": self.items,
+            "categories": self.categories,
+            "item_category": self.item_category,
+            "popular_items": self.popular_items,
+        }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Vocabulary":
+    def from_json(cls, data: dict) -> Vocabulary:
         return cls(data["items"], data["categories"], data["item_category"], data["popular_items"])
 
     def interest_shares(self, category_ids, interest_scores) -> np.ndarray:
@@ -68,9 +77,12 @@ class Vocabulary:
 
 def load_events(conn, schema: str, start: dt.datetime | None, end: dt.datetime) -> pd.DataFrame:
     """Staged events with ``start <= event_ts < end`` (``start`` None: from the beginning)."""
-    query = (f"select user_id, item_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
-             "where event_ts < %(end)s" + (" and event_ts >= %(start)s" if start else "") +
-             " order by event_ts, user_id, item_id")
+    query = (
+        f"select user_id, item_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
+        "where event_ts < %(end)s"
+        + (" and event_ts >= %(start)s" if start else "")
+        + " order by event_ts, user_id, item_id"
+    )
     with conn.cursor() as cur:
         cur.execute(query, {"start": start, "end": end})
         rows = cur.fetchall()
@@ -95,12 +107,16 @@ def most_popular(events: pd.DataFrame, n: int = 1000) -> list[str]:
 def build_vocabulary(history: pd.DataFrame, popular: pd.DataFrame) -> Vocabulary:
     """Items and categories seen in ``history``; the most popular items of ``popular``."""
     item_category = (history.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]).to_dict()
-    return Vocabulary(sorted(item_category), sorted(history["category_id"].unique()), item_category,
-                      most_popular(popular))
+    return Vocabulary(
+        sorted(item_category), sorted(history["category_id"].unique()), item_category, most_popular(popular)
+    )
 
 
 def feature_matrix(vocab: Vocabulary, features: pd.DataFrame) -> np.ndarray:
     """Interest shares ``[N, C]`` at request time for the rows of a Feast training set."""
     pairs = zip(features["category_ids_now"], features["interest_scores_now"])
-    return np.stack([vocab.interest_shares(c, s) for c, s in pairs]) \
-        if len(features) else np.zeros((0, len(vocab.categories)), dtype=np.float32)
+    return (
+        np.stack([vocab.interest_shares(c, s) for c, s in pairs])
+        if len(features)
+        else np.zeros((0, len(vocab.categories)), dtype=np.float32)
+    )

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,52 +34,82 @@ from interest_decay import decay
 from models.ranking import TrainData, item_categories, target_types
 
 FAMILIES = ("exponential", "logistic", "period")
-MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE   # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
+MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
 LOG_HALF_LIFE = (math.log(1e-2), math.log(MAX_HALF_LIFE))
 LOG_K, LOG_L = (math.log(1e-3), math.log(1e3)), (math.log(1e-6), math.log(50.0))
 DAY_S = 86400.0
-CACHE_BYTES = 1 << 30   # training histories (12 bytes per basket and item) are kept across epochs up to this
-PARAMETER_COLUMNS = ["category_id", "event_type", "family", "half_life_days", "logistic_k", "logistic_l",
-                     "period_days", "period_weights"]
+CACHE_BYTES = 1 << 30  # training histories (12 bytes per basket and item) are kept across epochs up to this
+PARAMETER_COLUMNS = [
+    "category_id",
+    "event_type",
+    "family",
+    "half_life_days",
+    "logistic_k",
+    "logistic_l",
+    "period_days",
+    "period_weights",
+]
 
 
 @dataclass
 class Histories:
     """History pairs of ``n_rows`` queries (a target basket, or a user at the cutoff), flat over pairs."""
-    row: torch.Tensor        # [P] query of each pair
-    item: torch.Tensor       # [P] catalogue index of the event's item
-    category: torch.Tensor   # [P] category index of the event
+
+    row: torch.Tensor  # [P] query of each pair
+    item: torch.Tensor  # [P] catalogue index of the event's item
+    category: torch.Tensor  # [P] category index of the event
     event_type: torch.Tensor  # [P] event type index
-    age: torch.Tensor        # [P] days between the event and the query time
-    shares: torch.Tensor     # [B, 2, I] item shares of the events before the query: all time, recent window
+    age: torch.Tensor  # [P] days between the event and the query time
+    shares: torch.Tensor  # [B, 2, I] item shares of the events before the query: all time, recent window
     category_share: torch.Tensor  # [B, I] item's share of its category's all-time events before the query
     n_rows: int
 
 
 def _scatter_sum(row: torch.Tensor, column: torch.Tensor, value: torch.Tensor, n_rows: int, n_columns: int):
-    """Dense ``[n_rows, n_columns]`` sums of ``value`` per (row, column) (index_add on the flat view is the fast path)."""
+    """Dense ``[n_rows, n_columns]`` sums of ``value`` per (row, column).
+
+    index_add on the flat view is the fast path."""
     return torch.zeros(n_rows * n_columns).index_add(0, row * n_columns + column, value).view(n_rows, n_columns)
 
 
 class DecayModel(nn.Module):
     """The intensity model above; ``forward`` gives log intensities ``[B, I]``."""
 
-    def __init__(self, n_categories: int, n_types: int, n_items: int, family: str = "exponential",
-                 period_days: float = 7.0, period_buckets: int = 12, category_term: bool = True,
-                 popularity: bool = True, init_half_life: float = 30.0):
+    def __init__(
+        self,
+        n_categories: int,
+        n_types: int,
+        n_items: int,
+        family: str = "exponential",
+        period_days: float = 7.0,
+        period_buckets: int = 12,
+        category_term: bool = True,
+        popularity: bool = True,
+        init_half_life: float = 30.0,
+    ):
         super().__init__()
         if family not in FAMILIES:
             raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
-        self.hparams = {"n_categories": n_categories, "n_types": n_types, "n_items": n_items, "family": family,
-                        "period_days": period_days, "period_buckets": period_buckets,
-                        "category_term": category_term, "popularity": popularity, "init_half_life": init_half_life}
+        self.hparams = {
+            "n_categories": n_categories,
+            "n_types": n_types,
+            "n_items": n_items,
+            "family": family,
+            "period_days": period_days,
+            "period_buckets": period_buckets,
+            "category_term": category_term,
+            "popularity": popularity,
+            "init_half_life": init_half_life,
+        }
         self.family, self.period_days, self.popularity = family, float(period_days), popularity
-        init = {"exponential": [math.log(init_half_life)],
-                "logistic": [0.0, math.log(math.log(3.0) / init_half_life)],  # k = 1: half-life = ln 3 / l
-                "period": [3.0] * (period_buckets - 1)}[family]             # sigmoid(3) = 0.95 per bucket back
-        self.global_params = nn.Parameter(torch.tensor(init).repeat(n_types, 1))         # [E, P]
-        self.offsets = nn.Parameter(torch.zeros(n_categories, n_types, len(init)))        # [C, E, P]
-        self.log_type_weight = nn.Parameter(torch.zeros(n_types))                          # [E]
+        init = {
+            "exponential": [math.log(init_half_life)],
+            "logistic": [0.0, math.log(math.log(3.0) / init_half_life)],  # k = 1: half-life = ln 3 / l
+            "period": [3.0] * (period_buckets - 1),
+        }[family]  # sigmoid(3) = 0.95 per bucket back
+        self.global_params = nn.Parameter(torch.tensor(init).repeat(n_types, 1))  # [E, P]
+        self.offsets = nn.Parameter(torch.zeros(n_categories, n_types, len(init)))  # [C, E, P]
+        self.log_type_weight = nn.Parameter(torch.zeros(n_types))  # [E]
         self.log_base = nn.Parameter(torch.tensor([-2.0, 0.0, 0.0]))  # uniform, all-time, recent popularity
         self.log_category_weight = nn.Parameter(torch.tensor(-1.0)) if category_term else None
         self.register_buffer("item_category", torch.zeros(n_items, dtype=torch.long))
@@ -98,7 +128,7 @@ class DecayModel(nn.Module):
     def log_decay(self, age: torch.Tensor, category: torch.Tensor, event_type: torch.Tensor) -> torch.Tensor:
         """log decay multiplier ``[P]`` of events ``age`` days old."""
         table = self.params()
-        p = table.reshape(-1, table.shape[-1]).index_select(0, category * table.shape[1] + event_type)   # [P, params]
+        p = table.reshape(-1, table.shape[-1]).index_select(0, category * table.shape[1] + event_type)  # [P, params]
         if self.family == "exponential":
             return -math.log(2.0) * age / p[:, 0].exp()
         if self.family == "logistic":
@@ -111,12 +141,16 @@ class DecayModel(nn.Module):
     def forward(self, x: Histories) -> torch.Tensor:
         """Log intensity of every catalogue item ``[B, I]``."""
         n_items = self.item_category.shape[0]
-        weight = (self.log_type_weight.index_select(0, x.event_type) + self.log_decay(x.age, x.category, x.event_type)).exp()
+        weight = (
+            self.log_type_weight.index_select(0, x.event_type) + self.log_decay(x.age, x.category, x.event_type)
+        ).exp()
         base = self.log_base.exp()
         intensity = _scatter_sum(x.row, x.item, weight, x.n_rows, n_items) + base[0] / n_items
         if self.log_category_weight is not None:
-            interest = _scatter_sum(x.row, x.category, weight, x.n_rows, self.offsets.shape[0])   # [B, C]
-            intensity = intensity + (self.log_category_weight.exp() * interest)[:, self.item_category] * x.category_share
+            interest = _scatter_sum(x.row, x.category, weight, x.n_rows, self.offsets.shape[0])  # [B, C]
+            intensity = (
+                intensity + (self.log_category_weight.exp() * interest)[:, self.item_category] * x.category_share
+            )
         if self.popularity:
             intensity = intensity + torch.einsum("k,bki->bi", base[1:], x.shares)
         return intensity.log()
@@ -142,7 +176,7 @@ class DecayModel(nn.Module):
         torch.save(self.state_dict(), directory / "model.pt")
 
     @classmethod
-    def load(cls, directory: Path) -> tuple["DecayModel", dict | None]:
+    def load(cls, directory: Path) -> tuple[DecayModel, dict | None]:
         """The model and the vocabulary it was saved with (categories, event types, items)."""
         hparams = json.loads((Path(directory) / "hparams.json").read_text())
         vocabulary = hparams.pop("vocabulary", None)
@@ -152,6 +186,7 @@ class DecayModel(nn.Module):
 
 
 # --- data: target baskets and the histories before them -------------------------------------------------
+
 
 def unix_seconds(ts: pd.Series) -> np.ndarray:
     """Whole Unix seconds of UTC timestamps, int64."""
@@ -170,7 +205,7 @@ class EventIndex:
         seconds = unix_seconds(events["ts"])
         user = self.users.get_indexer(events["user_id"])
         order = np.lexsort((seconds, user))
-        self.key = user[order].astype(np.int64) * 10**10 + seconds[order]   # sorted by user, then time
+        self.key = user[order].astype(np.int64) * 10**10 + seconds[order]  # sorted by user, then time
         self.user_start = np.searchsorted(self.key, np.arange(len(self.users)) * 10**10)
         self.item = self.items.get_indexer(events["item_id"])[order]
         self.category = self.categories.get_indexer(events["category_id"])[order]
@@ -180,11 +215,12 @@ class EventIndex:
         day = seconds // int(DAY_S) - self.day0
         daily = np.zeros((int(day.max()) + 2 if len(day) else 1, len(self.items)), dtype=np.float32)
         np.add.at(daily, (day + 1, self.items.get_indexer(events["item_id"])), 1.0)
-        self.before_day = daily.cumsum(0) + 1.0   # [D, I]: events before the start of each day, plus one
+        self.before_day = daily.cumsum(0) + 1.0  # [D, I]: events before the start of each day, plus one
         self.item_category = self.categories.get_indexer(item_categories(events, self.items))
-        self.category_items = sparse.csr_matrix((np.ones(len(self.items), dtype=np.float32),
-                                                 (self.item_category, np.arange(len(self.items)))),
-                                                shape=(len(self.categories), len(self.items)))   # [C, I] 0/1
+        self.category_items = sparse.csr_matrix(
+            (np.ones(len(self.items), dtype=np.float32), (self.item_category, np.arange(len(self.items)))),
+            shape=(len(self.categories), len(self.items)),
+        )  # [C, I] 0/1
 
     def histories(self, users: np.ndarray, seconds: np.ndarray) -> Histories:
         """Histories of users (indices, -1 unknown) at query times (Unix seconds), last ``max_history`` events;
@@ -198,24 +234,31 @@ class EventIndex:
         age = (seconds[row] - self.event_seconds[index]) / DAY_S
         day = np.clip(seconds // int(DAY_S) - self.day0, 0, len(self.before_day) - 1)
         recent = np.clip(day - int(math.ceil(self.recent_days)), 0, None)
-        all_time = self.before_day[day]                                                     # [B, I]
+        all_time = self.before_day[day]  # [B, I]
         shares = np.stack([all_time, all_time - self.before_day[recent] + 1.0], axis=1)
         shares /= shares.sum(-1, keepdims=True)
-        category_total = np.asarray(self.category_items @ all_time.T).T                  # [B, C]
+        category_total = np.asarray(self.category_items @ all_time.T).T  # [B, C]
         category_share = all_time / category_total[:, self.item_category]
-        return Histories(*(torch.from_numpy(a.astype(np.int64)) for a in
-                           (row, self.item[index], self.category[index], self.event_type[index])),
-                         torch.from_numpy(age.astype(np.float32)), torch.from_numpy(shares),
-                         torch.from_numpy(category_share), len(users))
+        return Histories(
+            *(
+                torch.from_numpy(a.astype(np.int64))
+                for a in (row, self.item[index], self.category[index], self.event_type[index])
+            ),
+            torch.from_numpy(age.astype(np.float32)),
+            torch.from_numpy(shares),
+            torch.from_numpy(category_share),
+            len(users),
+        )
 
 
 @dataclass
 class Baskets:
     """Training targets: a basket is one user's target events at one timestamp, in random order."""
-    user: np.ndarray      # [N] user index of each basket (EventIndex.users)
-    seconds: np.ndarray   # [N] Unix time of each basket
+
+    user: np.ndarray  # [N] user index of each basket (EventIndex.users)
+    seconds: np.ndarray  # [N] Unix time of each basket
     target_basket: np.ndarray  # [T] basket of each (basket, item) target pair, ascending
-    target_item: np.ndarray    # [T] catalogue index of the target item
+    target_item: np.ndarray  # [T] catalogue index of the target item
 
     def targets(self, start: int, stop: int, n_items: int) -> torch.Tensor:
         """0/1 ``[stop - start, I]`` target items of baskets ``start .. stop - 1``."""
@@ -225,12 +268,13 @@ class Baskets:
         return target
 
 
-def target_baskets(data: TrainData, index: "EventIndex", window_days: float, max_baskets: int, seed: int) -> Baskets:
+def target_baskets(data: TrainData, index: EventIndex, window_days: float, max_baskets: int, seed: int) -> Baskets:
     """Target events of the last ``window_days`` before the cutoff grouped into baskets by (user, ts), shuffled
     with ``seed``; at most ``max_baskets`` of them."""
     events = data.events
-    targets = events[events["event_type"].isin(target_types(events)) &
-                     (events["ts"] >= data.cutoff - pd.Timedelta(days=window_days))]
+    targets = events[
+        events["event_type"].isin(target_types(events)) & (events["ts"] >= data.cutoff - pd.Timedelta(days=window_days))
+    ]
     codes, keys = pd.MultiIndex.from_frame(targets[["user_id", "ts"]]).factorize()
     order = np.random.default_rng(seed).permutation(len(keys))[:max_baskets]
     position = np.full(len(keys), -1)
@@ -238,36 +282,62 @@ def target_baskets(data: TrainData, index: "EventIndex", window_days: float, max
     pairs = pd.DataFrame({"basket": position[codes], "item": index.items.get_indexer(targets["item_id"])})
     pairs = pairs[pairs["basket"] >= 0].drop_duplicates().sort_values("basket", kind="stable")
     chosen = keys[order]
-    return Baskets(index.users.get_indexer(chosen.get_level_values(0)),
-                   unix_seconds(pd.Series(chosen.get_level_values(1))),
-                   pairs["basket"].to_numpy(), pairs["item"].to_numpy())
+    return Baskets(
+        index.users.get_indexer(chosen.get_level_values(0)),
+        unix_seconds(pd.Series(chosen.get_level_values(1))),
+        pairs["basket"].to_numpy(),
+        pairs["item"].to_numpy(),
+    )
 
 
 # --- the ranker --------------------------------------------------------------------------------------
 
+
 class DecayRanker:
     """Fits a :class:`DecayModel` on the train period and ranks with it at the cutoff."""
 
-    def __init__(self, family: str = "exponential", l2: float = 1e-3, epochs: int = 8, batch_size: int = 512,
-                 learning_rate: float = 0.1, window_days: float = 90.0, max_baskets: int = 20_000,
-                 max_history: int = 500, recent_days: float = 30.0, period_days: float = 7.0,
-                 period_buckets: int = 12, category_term: bool = True, popularity: bool = True,
-                 init_half_life: float = 30.0, polish_steps: int = 15, seed: int = 0):
+    def __init__(
+        self,
+        family: str = "exponential",
+        l2: float = 1e-3,
+        epochs: int = 8,
+        batch_size: int = 512,
+        learning_rate: float = 0.1,
+        window_days: float = 90.0,
+        max_baskets: int = 20_000,
+        max_history: int = 500,
+        recent_days: float = 30.0,
+        period_days: float = 7.0,
+        period_buckets: int = 12,
+        category_term: bool = True,
+        popularity: bool = True,
+        init_half_life: float = 30.0,
+        polish_steps: int = 15,
+        seed: int = 0,
+    ):
         """Hyperparameters as in models/evaluate.yaml (decay_* methods), which documents each."""
         self.config = {k: v for k, v in locals().items() if k != "self"}
         self.name = f"decay model, {family}"
 
-    def fit(self, data: TrainData) -> "DecayRanker":
+    def fit(self, data: TrainData) -> DecayRanker:
         cfg = self.config
         torch.manual_seed(cfg["seed"])
         self.index = EventIndex(data, cfg["recent_days"], cfg["max_history"])
         self.cutoff = data.cutoff
-        self.model = DecayModel(len(self.index.categories), len(self.index.types), len(data.items), cfg["family"],
-                                cfg["period_days"], cfg["period_buckets"], cfg["category_term"],
-                                cfg["popularity"], cfg["init_half_life"])
+        self.model = DecayModel(
+            len(self.index.categories),
+            len(self.index.types),
+            len(data.items),
+            cfg["family"],
+            cfg["period_days"],
+            cfg["period_buckets"],
+            cfg["category_term"],
+            cfg["popularity"],
+            cfg["init_half_life"],
+        )
         self.model.item_category.copy_(torch.from_numpy(self.index.item_category.astype(np.int64)))
         baskets = target_baskets(data, self.index, cfg["window_days"], cfg["max_baskets"], cfg["seed"])
-        self.losses, self.final_loss = [], None   # no target baskets: only the initial base terms rank
+        self.losses, self.final_loss = [], None  # no target baskets: only the initial base terms rank
         if len(baskets.user):
             batches, cached = self._batches(baskets)
             self.losses = self._train(baskets, batches, cached)
@@ -280,8 +350,11 @@ class DecayRanker:
         """Basket ranges of one batch each, and their histories when they fit in ``CACHE_BYTES``."""
         n = len(baskets.user)
         batches = [(s, min(s + self.config["batch_size"], n)) for s in range(0, n, self.config["batch_size"])]
-        cached = ([self.index.histories(baskets.user[a:b], baskets.seconds[a:b]) for a, b in batches]
-                  if n * len(self.index.items) * 12 <= CACHE_BYTES else None)
+        cached = (
+            [self.index.histories(baskets.user[a:b], baskets.seconds[a:b]) for a, b in batches]
+            if n * len(self.index.items) * 12 <= CACHE_BYTES
+            else None
+        )
         return batches, cached
 
     def _train(self, baskets: Baskets, batches: list[tuple[int, int]], cached: list | None) -> list[float]:
@@ -291,8 +364,9 @@ class DecayRanker:
         cfg, index, n = self.config, self.index, len(baskets.user)
         optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"], betas=(0.9, 0.99))
         # annealing the step size to 5% lets the estimates settle instead of jittering at the end
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, cfg["epochs"] * len(batches),
-                                                              eta_min=0.05 * cfg["learning_rate"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, cfg["epochs"] * len(batches), eta_min=0.05 * cfg["learning_rate"]
+        )
         generator = np.random.default_rng(cfg["seed"])
         losses = []
         self.model.train()
@@ -316,8 +390,9 @@ class DecayRanker:
         is flat (a half-life far beyond the data's span: "no decay"); full-data curvature steps cross such
         plateaus quickly."""
         n, n_items = len(baskets.user), len(self.index.items)
-        optimiser = torch.optim.LBFGS(self.model.parameters(), max_iter=self.config["polish_steps"],
-                                      line_search_fn="strong_wolfe")
+        optimiser = torch.optim.LBFGS(
+            self.model.parameters(), max_iter=self.config["polish_steps"], line_search_fn="strong_wolfe"
+        )
 
         def closure() -> torch.Tensor:
             optimiser.zero_grad()
@@ -345,7 +420,7 @@ class DecayRanker:
         with torch.no_grad():
             per_category, global_params = self.model.params().numpy(), self.model.params(False)[0].numpy()
         rows = [self._parameter_row("*", t, global_params[e]) for e, t in enumerate(self.index.types)]
-        for (category, event_type) in self.support.index:
+        for category, event_type in self.support.index:
             c, e = self.index.categories.get_loc(category), self.index.types.get_loc(event_type)
             rows.append(self._parameter_row(category, event_type, per_category[c, e]))
         return pd.DataFrame(rows, columns=PARAMETER_COLUMNS)
@@ -358,27 +433,49 @@ class DecayRanker:
             k, l = float(np.exp(p[0])), float(np.exp(p[1]))
             return [category, event_type, family, decay.logistic_half_life(k, l), k, l, None, None]
         weights = np.concatenate([[1.0], np.cumprod(1.0 / (1.0 + np.exp(-p)))])
-        return [category, event_type, family, decay.period_half_life(weights, self.config["period_days"]), None,
-                None, self.config["period_days"], ";".join(f"{w:.6g}" for w in weights)]
+        return [
+            category,
+            event_type,
+            family,
+            decay.period_half_life(weights, self.config["period_days"]),
+            None,
+            None,
+            self.config["period_days"],
+            ";".join(f"{w:.6g}" for w in weights),
+        ]
 
     def curve(self, category: str, event_type: str, ages_days: np.ndarray) -> np.ndarray:
         """Fitted decay multiplier of (category, event type) at ``ages_days`` ('*' for the global row)."""
         row = self.half_life_table().set_index(["category_id", "event_type"]).loc[(category, event_type)]
-        weights = [float(w) for w in row["period_weights"].split(";")] if isinstance(row["period_weights"], str) else None
-        return decay.multiplier(row["family"], ages_days, half_life_days=row["half_life_days"],
-                                logistic_k=row["logistic_k"], logistic_l=row["logistic_l"],
-                                period_days=row["period_days"], period_weights=weights)
+        weights = (
+            [float(w) for w in row["period_weights"].split(";")] if isinstance(row["period_weights"], str) else None
+        )
+        return decay.multiplier(
+            row["family"],
+            ages_days,
+            half_life_days=row["half_life_days"],
+            logistic_k=row["logistic_k"],
+            logistic_l=row["logistic_l"],
+            period_days=row["period_days"],
+            period_weights=weights,
+        )
 
 
-def write_parameters(conn, table: pd.DataFrame, fitted_by: str = "models.decay_fit",
-                     target: str = "params.decay_parameters_fitted") -> int:
+def write_parameters(
+    conn, table: pd.DataFrame, fitted_by: str = "models.decay_fit", target: str = "params.decay_parameters_fitted"
+) -> int:
     """Upsert a :meth:`DecayRanker.half_life_table` into PostgreSQL (psycopg connection); returns the row count."""
     columns = PARAMETER_COLUMNS + ["fitted_by"]
-    rows = [tuple(None if isinstance(v, float) and math.isnan(v) else v for v in row) + (fitted_by,)
-            for row in table[PARAMETER_COLUMNS].itertuples(index=False)]
+    rows = [
+        tuple(None if isinstance(v, float) and math.isnan(v) else v for v in row) + (fitted_by,)
+        for row in table[PARAMETER_COLUMNS].itertuples(index=False)
+    ]
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[2:])
     with conn.cursor() as cur:
-        cur.executemany(f"insert into {target} ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))}) "
-                        f"on conflict (category_id, event_type) do update set {updates}, fitted_at = now()", rows)
+        cur.executemany(
+            f"insert into {target} ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))}) "
+            f"on conflict (category_id, event_type) do update set {updates}, fitted_at = now()",
+            rows,
+        )
     conn.commit()
     return len(rows)

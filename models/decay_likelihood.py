@@ -16,8 +16,8 @@ import torch
 from interest_decay import decay
 from models.follow_ups import FitConfig
 
-MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE   # days; the stored half-life of "no decay"
-MIN_HALF_LIFE = 1e-3     # days (86 s)
+MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; the stored half-life of "no decay"
+MIN_HALF_LIFE = 1e-3  # days (86 s)
 
 
 def squash(z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -30,7 +30,7 @@ def unsquash(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-LOG_RATE = (math.log(1e-9), math.log(1e6))   # β and α, events per anchor-day
+LOG_RATE = (math.log(1e-9), math.log(1e6))  # β and α, events per anchor-day
 LOG_HALF = (math.log(MIN_HALF_LIFE), math.log(MAX_HALF_LIFE))
 LOG_K = (math.log(1e-4), math.log(1e4))
 
@@ -47,18 +47,18 @@ class Family:
     def antiderivative(self, theta: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """∫_0^t m(τ) dτ for parameters ``[..., P]`` at ``t`` ``[B]``."""
         if self.name == "exponential":
-            half = squash(theta[..., :1], *LOG_HALF).exp()                     # [..., 1]
+            half = squash(theta[..., :1], *LOG_HALF).exp()  # [..., 1]
             return half / math.log(2.0) * -torch.expm1(-math.log(2.0) * t / half)
         if self.name == "logistic":
             log_k = squash(theta[..., :1], *LOG_K)
-            rate = math.log(3.0) / squash(theta[..., 1:2], *LOG_HALF).exp()     # l, via a half-life scale
+            rate = math.log(3.0) / squash(theta[..., 1:2], *LOG_HALF).exp()  # l, via a half-life scale
             softplus = torch.nn.functional.softplus
             return (1 + log_k.exp()) * (t - (softplus(log_k + rate * t) - softplus(log_k)) / rate)
-        weights = self.weights(theta)                                           # [..., J]
+        weights = self.weights(theta)  # [..., J]
         p = self.cfg.period_days
         full = torch.cumsum(weights * p, dim=-1)
-        full = torch.cat([torch.zeros_like(full[..., :1]), full], dim=-1)       # [..., J + 1]
-        j = torch.clamp(torch.floor(t / p).long(), max=weights.shape[-1] - 1)   # [B]
+        full = torch.cat([torch.zeros_like(full[..., :1]), full], dim=-1)  # [..., J + 1]
+        j = torch.clamp(torch.floor(t / p).long(), max=weights.shape[-1] - 1)  # [B]
         start = torch.minimum(j.double() * p, t)
         return full[..., j] + weights[..., j] * (t - start)
 
@@ -75,7 +75,7 @@ class Family:
         h = np.clip(half_life, MIN_HALF_LIFE * 2, MAX_HALF_LIFE / 2)
         if self.name == "exponential":
             return unsquash(np.log(h), *LOG_HALF)[:, None]
-        if self.name == "logistic":   # k = 1: half-life = ln 3 / l
+        if self.name == "logistic":  # k = 1: half-life = ln 3 / l
             return np.stack([unsquash(np.zeros_like(h), *LOG_K), unsquash(np.log(h), *LOG_HALF)], axis=1)
         step = 0.5 ** (self.cfg.period_days / h)
         z = np.log(step / (1 - step + 1e-12))
@@ -89,11 +89,19 @@ class Family:
         if self.name == "logistic":
             k = float(squash(t[:1], *LOG_K).exp())
             l = math.log(3.0) / float(squash(t[1:2], *LOG_HALF).exp())
-            return {"family": "logistic", "half_life_days": decay.logistic_half_life(k, l), "logistic_k": k,
-                    "logistic_l": l}
+            return {
+                "family": "logistic",
+                "half_life_days": decay.logistic_half_life(k, l),
+                "logistic_k": k,
+                "logistic_l": l,
+            }
         weights = self.weights(t).numpy()
-        return {"family": "period", "half_life_days": decay.period_half_life(weights, self.cfg.period_days),
-                "period_days": self.cfg.period_days, "period_weights": ";".join(f"{w:.6g}" for w in weights)}
+        return {
+            "family": "period",
+            "half_life_days": decay.period_half_life(weights, self.cfg.period_days),
+            "period_days": self.cfg.period_days,
+            "period_weights": ";".join(f"{w:.6g}" for w in weights),
+        }
 
 
 def poisson_nll(family: Family, theta: torch.Tensor, counts: torch.Tensor, exposure: torch.Tensor) -> torch.Tensor:
@@ -116,8 +124,9 @@ def _gradient_and_hessian(family: Family, theta: torch.Tensor, counts: torch.Ten
     return loss.detach(), gradient.detach(), torch.stack(rows, 1)
 
 
-def fit_problems(family: Family, counts: np.ndarray, exposure: np.ndarray, init: np.ndarray,
-                 iterations: int = 80) -> tuple[np.ndarray, np.ndarray]:
+def fit_problems(
+    family: Family, counts: np.ndarray, exposure: np.ndarray, init: np.ndarray, iterations: int = 80
+) -> tuple[np.ndarray, np.ndarray]:
     """Damped Newton (Levenberg-Marquardt) on each problem ``[N, B]`` at once; returns parameters
     ``[N, 2 + P]`` and the Poisson negative log-likelihood of each problem ``[N]``."""
     c = torch.as_tensor(counts, dtype=torch.float64)
@@ -152,14 +161,23 @@ def _rates_init(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:
     return np.stack([unsquash(np.log(beta), *LOG_RATE), unsquash(np.log(alpha), *LOG_RATE)], axis=-1)
 
 
-def fit_family(name: str, counts: np.ndarray, exposure: np.ndarray, edges: np.ndarray, cfg: FitConfig,
-               start_half_life: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_family(
+    name: str,
+    counts: np.ndarray,
+    exposure: np.ndarray,
+    edges: np.ndarray,
+    cfg: FitConfig,
+    start_half_life: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Best parameters and negative log-likelihood of each problem ``[N, B]`` for one family. Exponential
     starts from several half-lives and keeps the best; the others start from ``start_half_life``."""
     family = Family(name, edges, cfg)
     rates = _rates_init(counts, exposure)
-    starts = ([np.full(len(counts), cfg.horizon_days * f) for f in (0.003, 0.03, 0.3, 3.0)]
-              if start_half_life is None else [start_half_life])
+    starts = (
+        [np.full(len(counts), cfg.horizon_days * f) for f in (0.003, 0.03, 0.3, 3.0)]
+        if start_half_life is None
+        else [start_half_life]
+    )
     best_theta, best_nll = None, None
     for half_life in starts:
         theta, nll = fit_problems(family, counts, exposure, np.concatenate([rates, family.initial(half_life)], 1))
@@ -193,8 +211,9 @@ def pearson_dispersion(family: Family, theta: np.ndarray, counts: np.ndarray, ex
     vary than Poisson (users' activity is lumpy), by which likelihood differences are divided."""
     t = torch.as_tensor(theta, dtype=torch.float64)
     with torch.no_grad():
-        mean = (squash(t[:, :1], *LOG_RATE).exp() * torch.as_tensor(exposure[:, 1])
-                + squash(t[:, 1:2], *LOG_RATE).exp() * torch.as_tensor(exposure[:, 0]) * family.bin_mean(t[:, 2:]))
+        mean = squash(t[:, :1], *LOG_RATE).exp() * torch.as_tensor(exposure[:, 1]) + squash(
+            t[:, 1:2], *LOG_RATE
+        ).exp() * torch.as_tensor(exposure[:, 0]) * family.bin_mean(t[:, 2:])
     mean = mean.numpy()
     used = exposure[:, 0] > 0
     chi2 = np.where(used, (counts - mean) ** 2 / np.maximum(mean, 1e-12), 0.0).sum(-1)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from interest_decay.events import adapters
 from interest_decay import config as settings
+from interest_decay.events import adapters
 from models import baselines, ranking
 from models.decay_fit import DecayRanker
 from models.evaluate_report import best_of_kind, method_table, write_outputs
@@ -37,9 +37,9 @@ DATASETS = ("project", "online-retail", "taobao")
 
 @dataclass(frozen=True)
 class Method:
-    factory: Callable[..., ranking.Ranker]   # keyword arguments from evaluate.yaml -> an unfitted ranker
-    kind: str                                # "baseline", "decay" (the fitted decay model), "repeat" (the
-                                             # repeat-purchase family) or "model"
+    factory: Callable[..., ranking.Ranker]  # keyword arguments from evaluate.yaml -> an unfitted ranker
+    kind: str  # "baseline", "decay" (the fitted decay model), "repeat" (the
+    # repeat-purchase family) or "model"
 
 
 # Rankers compared, by the name evaluate.yaml configures them under. Register further models here
@@ -67,6 +67,7 @@ def load_config(path: Path = DEFAULT_CONFIG) -> dict:
 
 # --- input --------------------------------------------------------------------------------------------
 
+
 def read_dataset(paths: list[Path], dataset: str) -> tuple[pd.DataFrame, pd.Series]:
     """Rows in the event schema, and per row a dataset rule's drop reason (null: none), over all ``paths``.
 
@@ -82,7 +83,8 @@ def read_dataset(paths: list[Path], dataset: str) -> tuple[pd.DataFrame, pd.Seri
             frame = adapters.online_retail(path)
             price = pd.read_parquet(path, columns=["UnitPrice"])["UnitPrice"]
             reason = pd.Series(pd.NA, index=frame.index, dtype="string").mask(
-                (price <= 0).to_numpy(), "free line (UnitPrice <= 0, reference protocol)")
+                (price <= 0).to_numpy(), "free line (UnitPrice <= 0, reference protocol)"
+            )
         else:
             frame = adapters.taobao(path)
             reason = pd.Series(pd.NA, index=frame.index, dtype="string")
@@ -92,6 +94,7 @@ def read_dataset(paths: list[Path], dataset: str) -> tuple[pd.DataFrame, pd.Seri
 
 
 # --- tuning and testing -----------------------------------------------------------------------------
+
 
 def grid_points(spec: dict) -> list[dict]:
     """Every combination of ``spec['grid']`` merged over ``spec['params']`` (one point without a grid)."""
@@ -123,8 +126,9 @@ def summarise(result: ranking.Result, split: ranking.Split, indices: np.ndarray,
     return out
 
 
-def run_task(events: pd.DataFrame, target: str, cutoffs: tuple, end: pd.Timestamp, cfg: dict,
-             names: list[str]) -> tuple[dict, dict]:
+def run_task(
+    events: pd.DataFrame, target: str, cutoffs: tuple, end: pd.Timestamp, cfg: dict, names: list[str]
+) -> tuple[dict, dict]:
     """Tune, refit and test every method on one task; returns the task summary and the fitted test rankers."""
     from tqdm import tqdm
 
@@ -143,14 +147,23 @@ def run_task(events: pd.DataFrame, target: str, cutoffs: tuple, end: pd.Timestam
         ranker = method.factory(**best).fit(test.train)
         results[name] = ranking.evaluate(ranker, test)
         fitted[name] = ranker
-        rows[name] = {"label": ranker.name, "kind": method.kind, "params": best,
-                      "tuned": {k: best[k] for k in spec.get("grid") or {}},
-                      "validation_ndcg@10": max(s for _, s in scores),
-                      "validation_grid": [{"params": p, "ndcg@10": s} for p, s in scores],
-                      "seconds": time.perf_counter() - started,
-                      **summarise(results[name], test, indices, categories)}
-    return {"target": target, "validation": validation.describe(), "test": test.describe(),
-            "methods": rows, "gains": gains(rows, results, indices)}, fitted
+        rows[name] = {
+            "label": ranker.name,
+            "kind": method.kind,
+            "params": best,
+            "tuned": {k: best[k] for k in spec.get("grid") or {}},
+            "validation_ndcg@10": max(s for _, s in scores),
+            "validation_grid": [{"params": p, "ndcg@10": s} for p, s in scores],
+            "seconds": time.perf_counter() - started,
+            **summarise(results[name], test, indices, categories),
+        }
+    return {
+        "target": target,
+        "validation": validation.describe(),
+        "test": test.describe(),
+        "methods": rows,
+        "gains": gains(rows, results, indices),
+    }, fitted
 
 
 def gains(rows: dict, results: dict, indices: np.ndarray) -> list[dict]:
@@ -163,16 +176,25 @@ def gains(rows: dict, results: dict, indices: np.ndarray) -> list[dict]:
     out = []
     for name, row in rows.items():
         if row["kind"] != "baseline":
-            gain, low, high = ranking.relative_gain(results[name].per_user[:, column],
-                                                    results[best].per_user[:, column], indices)
+            gain, low, high = ranking.relative_gain(
+                results[name].per_user[:, column], results[best].per_user[:, column], indices
+            )
             out.append({"method": name, "kind": row["kind"], "versus": best, "gain": gain, "ci": [low, high]})
     return out
 
 
 # --- the run ------------------------------------------------------------------------------------------
 
-def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
-        cutoff: pd.Timestamp | None = None, validation_cutoff: pd.Timestamp | None = None) -> dict:
+
+def run(
+    paths: list[Path],
+    dataset: str,
+    out: Path,
+    cfg: dict,
+    names: list[str],
+    cutoff: pd.Timestamp | None = None,
+    validation_cutoff: pd.Timestamp | None = None,
+) -> dict:
     """Read, clean, split, compare, write the report; returns the summary written to evaluation.json."""
     import torch
 
@@ -184,9 +206,9 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
     frame, reasons = read_dataset(paths, dataset)
     events, quality = ranking.clean_events(frame, reasons, cfg["drop_duplicates"])
     split_cfg = cfg["split"]
-    default_test, default_validation = ranking.default_cutoffs(events, split_cfg["test_fraction"],
-                                                               split_cfg["max_test_days"],
-                                                               split_cfg["max_validation_days"])
+    default_test, default_validation = ranking.default_cutoffs(
+        events, split_cfg["test_fraction"], split_cfg["max_test_days"], split_cfg["max_validation_days"]
+    )
     cutoffs = (cutoff or default_test, validation_cutoff or default_validation)
     if not cutoffs[1] < cutoffs[0]:
         raise ValueError(f"validation cutoff {cutoffs[1]} must be before the test cutoff {cutoffs[0]}")
@@ -194,10 +216,17 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
     tasks, fitted = {}, {}
     for target in cfg["tasks"]:
         tasks[target], fitted[target] = run_task(events, target, cutoffs, end, cfg, names)
-    summary = {"inputs": [str(p) for p in paths], "dataset": dataset, "quality": quality,
-               "cutoffs": {"test": str(cutoffs[0]), "validation": str(cutoffs[1]), "end": str(end)},
-               "target_event_types": ranking.target_types(events), "tasks": tasks, "seed": cfg["seed"],
-               "git_commit": git_commit(), "config": cfg}
+    summary = {
+        "inputs": [str(p) for p in paths],
+        "dataset": dataset,
+        "quality": quality,
+        "cutoffs": {"test": str(cutoffs[0]), "validation": str(cutoffs[1]), "end": str(end)},
+        "target_event_types": ranking.target_types(events),
+        "tasks": tasks,
+        "seed": cfg["seed"],
+        "git_commit": git_commit(),
+        "config": cfg,
+    }
     decay_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "decay"}
     summary["fitted_parameters"] = {n: r.half_life_table().to_dict("records") for n, r in decay_models.items()}
     repeat_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "repeat"}
@@ -210,21 +239,39 @@ def run(paths: list[Path], dataset: str, out: Path, cfg: dict, names: list[str],
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=Path, nargs="+", required=True,
-                        help="events file(s), concatenated: project schema (CSV/Parquet) or a raw dataset (--dataset)")
-    parser.add_argument("--dataset", choices=DATASETS, default="project",
-                        help="how to read --events: project schema (default), or a raw dataset through its adapter")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="report folder (default $REPORTS_DIR/evaluate/<stem of the first file>)")
+    parser.add_argument(
+        "--events",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="events file(s), concatenated: project schema (CSV/Parquet) or a raw dataset (--dataset)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="project",
+        help="how to read --events: project schema (default), or a raw dataset through its adapter",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report folder (default $REPORTS_DIR/evaluate/<stem of the first file>)"
+    )
     parser.add_argument("--cutoff", type=pd.Timestamp, default=None, help="test cutoff T, ISO 8601 (UTC if no zone)")
-    parser.add_argument("--validation-cutoff", type=pd.Timestamp, default=None,
-                        help="validation cutoff V < T, ISO 8601 (default T − the test window, at most 31 days)")
+    parser.add_argument(
+        "--validation-cutoff",
+        type=pd.Timestamp,
+        default=None,
+        help="validation cutoff V < T, ISO 8601 (default T − the test window, at most 31 days)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: evaluate.yaml's)")
-    parser.add_argument("--methods", default=None,
-                        help=f"comma-separated methods (default all configured): {', '.join(RANKERS)}")
+    parser.add_argument(
+        "--methods", default=None, help=f"comma-separated methods (default all configured): {', '.join(RANKERS)}"
+    )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML of grids and settings")
-    parser.add_argument("--write-params", action="store_true",
-                        help="write the best decay model's parameters into params.decay_parameters_fitted (PostgreSQL)")
+    parser.add_argument(
+        "--write-params",
+        action="store_true",
+        help="write the best decay model's parameters into params.decay_parameters_fitted (PostgreSQL)",
+    )
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     if args.seed is not None:
@@ -252,7 +299,9 @@ def write_best_parameters(summary: dict) -> None:
     if best is None:
         raise SystemExit("--write-params: no decay model was evaluated on the item task")
     with psycopg.connect(settings.pg_conninfo()) as conn:
-        n = write_parameters(conn, pd.DataFrame(summary["fitted_parameters"][best]), fitted_by=f"models.evaluate:{best}")
+        n = write_parameters(
+            conn, pd.DataFrame(summary["fitted_parameters"][best]), fitted_by=f"models.evaluate:{best}"
+        )
     print(f"wrote {n} parameter rows of {best} into params.decay_parameters_fitted")
 
 

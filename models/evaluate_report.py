@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,22 +38,32 @@ def jsonable(value):
     return value
 
 
-def write_outputs(summary: dict, decay_models: dict, events: pd.DataFrame, out: Path, cfg: dict,
-                  trained: dict | None = None, repeat_models: dict | None = None) -> None:
+def write_outputs(
+    summary: dict,
+    decay_models: dict,
+    events: pd.DataFrame,
+    out: Path,
+    cfg: dict,
+    trained: dict | None = None,
+    repeat_models: dict | None = None,
+) -> None:
     """evaluation.json, the plots and evaluation.md into ``out``; ``trained``: rankers with a per-epoch
     loss ``history`` (the sequence models) get a training-curve plot; ``repeat_models``: a kernel plot each."""
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(jsonable(summary), indent=2))
-    top = events["category_id"].value_counts().index[:cfg["report"]["top_categories"]].tolist()
+    top = events["category_id"].value_counts().index[: cfg["report"]["top_categories"]].tolist()
     plots = [plot_metrics(task, out / f"ndcg_{target}.png") for target, task in summary["tasks"].items()]
     plots += [plot_decay_curves(ranker, top, out / f"decay_curves_{name}.png") for name, ranker in decay_models.items()]
-    plots += [plot_training_curve(ranker, out / f"training_curve_{name}.png") for name, ranker in (trained or {}).items()]
+    plots += [
+        plot_training_curve(ranker, out / f"training_curve_{name}.png") for name, ranker in (trained or {}).items()
+    ]
     plots += [ranker.plot_kernels(out / f"repeat_kernels_{name}.png") for name, ranker in (repeat_models or {}).items()]
     (out / "evaluation.md").write_text(markdown(summary, decay_models, [p.name for p in plots], cfg, repeat_models))
 
 
 # --- report -------------------------------------------------------------------------------------------
+
 
 def plot_training_curve(ranker, path: Path) -> Path:
     """Training loss per epoch, and the held-out loss when the ranker kept one."""
@@ -95,17 +105,25 @@ def _params(params: dict) -> str:
 
 def method_table(task: dict) -> str:
     """Markdown table of a task's test results, one row per method."""
-    head = ("| method | chosen on validation | val NDCG@10 | HR@10 | HR@20 | Recall@20 | NDCG@10 [95% CI] | MRR@20 "
-            "| coverage@10 | category diversity@10 | exposure Gini@10 | seconds |")
-    lines = [f"**{task['target']}**: {task['test']['users']:,} test users, catalogue {task['test']['catalogue']:,}",
-             "", head, "|" + "---|" * 12]
-    for name, r in task["methods"].items():
+    head = (
+        "| method | chosen on validation | val NDCG@10 | HR@10 | HR@20 | Recall@20 | NDCG@10 [95% CI] | MRR@20 "
+        "| coverage@10 | category diversity@10 | exposure Gini@10 | seconds |"
+    )
+    lines = [
+        f"**{task['target']}**: {task['test']['users']:,} test users, catalogue {task['test']['catalogue']:,}",
+        "",
+        head,
+        "|" + "---|" * 12,
+    ]
+    for r in task["methods"].values():
         low, high = r["ndcg@10_ci"]
-        lines.append(f"| {r['label']} | {_params(r['tuned'])} | {_number(r['validation_ndcg@10'])} "
-                     f"| {_number(r['hr@10'])} | {_number(r['hr@20'])} | {_number(r['recall@20'])} "
-                     f"| {_number(r['ndcg@10'])} [{_number(low)}, {_number(high)}] | {_number(r['mrr@20'])} "
-                     f"| {_number(r['coverage@10'])} | {_number(r['category_diversity@10'])} "
-                     f"| {_number(r['exposure_gini@10'])} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['label']} | {_params(r['tuned'])} | {_number(r['validation_ndcg@10'])} "
+            f"| {_number(r['hr@10'])} | {_number(r['hr@20'])} | {_number(r['recall@20'])} "
+            f"| {_number(r['ndcg@10'])} [{_number(low)}, {_number(high)}] | {_number(r['mrr@20'])} "
+            f"| {_number(r['coverage@10'])} | {_number(r['category_diversity@10'])} "
+            f"| {_number(r['exposure_gini@10'])} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -119,7 +137,10 @@ def plot_metrics(task: dict, path: Path) -> Path:
     rows = task["methods"]
     means = np.array([r["ndcg@10"] for r in rows.values()])
     errors = np.abs(np.array([r["ndcg@10_ci"] for r in rows.values()]).T - means)
-    colours = [{"baseline": "tab:grey", "decay": "tab:blue", "repeat": "tab:purple"}.get(r["kind"], "tab:green") for r in rows.values()]
+    colours = [
+        {"baseline": "tab:grey", "decay": "tab:blue", "repeat": "tab:purple"}.get(r["kind"], "tab:green")
+        for r in rows.values()
+    ]
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
     ax.barh(list(rows), means, xerr=errors, color=colours)
     ax.invert_yaxis()
@@ -133,19 +154,27 @@ def plot_metrics(task: dict, path: Path) -> Path:
 def quality_table(quality: dict) -> str:
     rows = [("rows read", quality["rows_read"])]
     rows += [(f"dropped: {reason}", n) for reason, n in quality["dropped"].items()]
-    rows += [("duplicates (equal in every column)" + (", dropped" if quality["duplicates_dropped"] else ", kept"),
-              quality["duplicates"]),
-             ("events kept", quality["events"]), ("users", quality["users"]), ("items", quality["items"]),
-             ("categories", quality["categories"]),
-             ("event types", ", ".join(f"{k} {v:,}" for k, v in quality["event_types"].items())),
-             ("span", f"{quality['first_ts']} .. {quality['last_ts']}"),
-             ("events over a day before the 0.1% time quantile (stray early events)", quality["events_before_span_start"]),
-             ("value present", f"{quality['value_present_share']:.1%}"),
-             ("most events of one user", f"{quality['max_events_per_user']:,} ({quality['top_user_share']:.1%} of all)"),
-             ("busiest day / median day", f"{quality['max_day_over_median_day']:.1f}×"),
-             ("items seen under several categories", quality["items_with_several_categories"])]
-    return "\n".join(["| what | count |", "|---|---|"] +
-                     [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in rows])
+    rows += [
+        (
+            "duplicates (equal in every column)" + (", dropped" if quality["duplicates_dropped"] else ", kept"),
+            quality["duplicates"],
+        ),
+        ("events kept", quality["events"]),
+        ("users", quality["users"]),
+        ("items", quality["items"]),
+        ("categories", quality["categories"]),
+        ("event types", ", ".join(f"{k} {v:,}" for k, v in quality["event_types"].items())),
+        ("span", f"{quality['first_ts']} .. {quality['last_ts']}"),
+        ("events over a day before the 0.1% time quantile (stray early events)", quality["events_before_span_start"]),
+        ("value present", f"{quality['value_present_share']:.1%}"),
+        ("most events of one user", f"{quality['max_events_per_user']:,} ({quality['top_user_share']:.1%} of all)"),
+        ("busiest day / median day", f"{quality['max_day_over_median_day']:.1f}×"),
+        ("items seen under several categories", quality["items_with_several_categories"]),
+    ]
+    return "\n".join(
+        ["| what | count |", "|---|---|"]
+        + [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in rows]
+    )
 
 
 def gains_table(task: dict) -> str:
@@ -154,13 +183,18 @@ def gains_table(task: dict) -> str:
     best = best_of_kind(task, "decay")
     for g in task["gains"]:
         if g["method"] == best:
-            lines += [f"Best decay model (by validation): **{task['methods'][best]['label']}**; test NDCG@10 "
-                      f"{g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] relative to the best baseline "
-                      f"(by validation), {task['methods'][g['versus']]['label']}.", ""]
+            lines += [
+                f"Best decay model (by validation): **{task['methods'][best]['label']}**; test NDCG@10 "
+                f"{g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] relative to the best baseline "
+                f"(by validation), {task['methods'][g['versus']]['label']}.",
+                "",
+            ]
     lines += ["| method | vs best baseline (by validation) | NDCG@10 gain [95% paired-bootstrap CI] |", "|---|---|---|"]
     for g in task["gains"]:
-        lines.append(f"| {task['methods'][g['method']]['label']} | {task['methods'][g['versus']]['label']} "
-                     f"| {g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] |")
+        lines.append(
+            f"| {task['methods'][g['method']]['label']} | {task['methods'][g['versus']]['label']} "
+            f"| {g['gain']:+.1%} [{g['ci'][0]:+.1%}, {g['ci'][1]:+.1%}] |"
+        )
     return "\n".join(lines)
 
 
@@ -169,9 +203,18 @@ def parameter_table(ranker: DecayRanker, n: int) -> str:
     table = ranker.half_life_table()
     support = ranker.support.rename("train events").reset_index()
     table = table.merge(support, on=["category_id", "event_type"], how="left")
-    shown = pd.concat([table[table["category_id"] == "*"],
-                       table[table["category_id"] != "*"].nlargest(n, "train events")])
-    columns = ["category_id", "event_type", "half_life_days", "logistic_k", "logistic_l", "period_weights", "train events"]
+    shown = pd.concat(
+        [table[table["category_id"] == "*"], table[table["category_id"] != "*"].nlargest(n, "train events")]
+    )
+    columns = [
+        "category_id",
+        "event_type",
+        "half_life_days",
+        "logistic_k",
+        "logistic_l",
+        "period_weights",
+        "train events",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in shown[columns].itertuples(index=False):
         cells = [_number(v) if v is None or isinstance(v, float) else str(v) for v in row]
@@ -182,35 +225,61 @@ def parameter_table(ranker: DecayRanker, n: int) -> str:
 def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, repeat_models: dict | None = None) -> str:
     """evaluation.md: data quality, split, per-task results, gains, fitted parameters, plots."""
     cut = summary["cutoffs"]
-    parts = [f"# Offline evaluation: {', '.join(Path(p).name for p in summary['inputs'])}", "",
-             f"Dataset reader: `{summary['dataset']}`; commit `{summary['git_commit'][:12]}`; seed {summary['seed']}; "
-             f"wall time {summary['wall_seconds']:.0f} s.", "",
-             "## Data quality", "", "Cleaning mirrors dbt staging; every dropped row is counted by its first failing rule.",
-             "", quality_table(summary["quality"]), "",
-             "## Split", "",
-             f"Targets: {', '.join(summary['target_event_types'])} events. Test: train before T = {cut['test']}, "
-             f"window [T, {cut['end']}). Validation: train before V = {cut['validation']}, window [V, T). "
-             "Evaluated users have at least one train event and one target in the window; relevant = their distinct "
-             "window targets. Full ranking over the train catalogue, past items not excluded; ties by all-time "
-             "train popularity, then id. Hyperparameters and the best method of each kind are chosen on validation "
-             "NDCG@10, then refitted before T; the test window is used once.", ""]
+    parts = [
+        f"# Offline evaluation: {', '.join(Path(p).name for p in summary['inputs'])}",
+        "",
+        f"Dataset reader: `{summary['dataset']}`; commit `{summary['git_commit'][:12]}`; seed {summary['seed']}; "
+        f"wall time {summary['wall_seconds']:.0f} s.",
+        "",
+        "## Data quality",
+        "",
+        "Cleaning mirrors dbt staging; every dropped row is counted by its first failing rule.",
+        "",
+        quality_table(summary["quality"]),
+        "",
+        "## Split",
+        "",
+        f"Targets: {', '.join(summary['target_event_types'])} events. Test: train before T = {cut['test']}, "
+        f"window [T, {cut['end']}). Validation: train before V = {cut['validation']}, window [V, T). "
+        "Evaluated users have at least one train event and one target in the window; relevant = their distinct "
+        "window targets. Full ranking over the train catalogue, past items not excluded; ties by all-time "
+        "train popularity, then id. Hyperparameters and the best method of each kind are chosen on validation "
+        "NDCG@10, then refitted before T; the test window is used once.",
+        "",
+    ]
     for task in summary["tasks"].values():
-        parts += [f"## Next {task['target'].removesuffix('_id')}", "",
-                  f"Validation: {task['validation']['users']:,} users, mean {task['validation']['mean_relevant']:.1f} "
-                  f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant.", "",
-                  method_table(task), "", gains_table(task), ""]
+        parts += [
+            f"## Next {task['target'].removesuffix('_id')}",
+            "",
+            f"Validation: {task['validation']['users']:,} users, mean {task['validation']['mean_relevant']:.1f} "
+            f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant.",
+            "",
+            method_table(task),
+            "",
+            gains_table(task),
+            "",
+        ]
     for name, ranker in decay_models.items():
-        parts += [f"## Fitted parameters: {name}", "", parameter_table(ranker, cfg["report"]["table_categories"]),
-                  "", f"Training loss (mean negative log-likelihood per basket) {ranker.final_loss:.4f} after "
-                  f"{len(ranker.losses)} Adam epochs and {ranker.config['polish_steps']} L-BFGS iterations."
-                  if ranker.losses else "No target baskets in the training window: not fitted.", ""]
+        parts += [
+            f"## Fitted parameters: {name}",
+            "",
+            parameter_table(ranker, cfg["report"]["table_categories"]),
+            "",
+            f"Training loss (mean negative log-likelihood per basket) {ranker.final_loss:.4f} after "
+            f"{len(ranker.losses)} Adam epochs and {ranker.config['polish_steps']} L-BFGS iterations."
+            if ranker.losses
+            else "No target baskets in the training window: not fitted.",
+            "",
+        ]
     for name, ranker in (repeat_models or {}).items():
         parts += [f"## Fitted parameters: {name}", "", repeat_decay.render(ranker.params, []), ""]
     parts += ["## Plots", ""] + [f"- [{p}]({p})" for p in plots] + [""]
     return "\n".join(parts)
 
 
-def plot_decay_curves(ranker: DecayRanker, categories: Sequence[str], path: Path, event_type: str | None = None) -> Path:
+def plot_decay_curves(
+    ranker: DecayRanker, categories: Sequence[str], path: Path, event_type: str | None = None
+) -> Path:
     """PNG of the fitted decay curves of ``categories`` and the global row, for one event type (default: the
     most common) over the span of the train events."""
     import matplotlib
@@ -226,8 +295,12 @@ def plot_decay_curves(ranker: DecayRanker, categories: Sequence[str], path: Path
     for category in categories:
         if (category, event_type) in ranker.support.index:
             ax.plot(ages, ranker.curve(category, event_type, ages), label=str(category)[:24])
-    ax.set(xlabel="age of the event (days)", ylabel="decay multiplier", ylim=(0, 1.05),
-           title=f"Fitted {ranker.config['family']} decay, {event_type} events")
+    ax.set(
+        xlabel="age of the event (days)",
+        ylabel="decay multiplier",
+        ylim=(0, 1.05),
+        title=f"Fitted {ranker.config['family']} decay, {event_type} events",
+    )
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

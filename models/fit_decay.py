@@ -34,15 +34,18 @@ from models.follow_ups import ANY, FitConfig, FitError, Histograms
 
 TABLE = "params.decay_parameters_fitted"
 MODES = ("always", "weekly", "never")
-REFIT_DAYS = 7   # mode weekly: refit when the stored fit's cutoff is this many days or more before the run's
+REFIT_DAYS = 7  # mode weekly: refit when the stored fit's cutoff is this many days or more before the run's
 log = logging.getLogger(__name__)
 
 
 def staged_events(conn, schema: str, cutoff: dt.datetime) -> pd.DataFrame:
     """The staged events before ``cutoff`` (user pseudonyms, categories, event types, UTC times)."""
     with conn.cursor() as cur:
-        cur.execute(f"select user_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
-                    "where event_ts < %s", (cutoff,))
+        cur.execute(
+            f"select user_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
+            "where event_ts < %s",
+            (cutoff,),
+        )
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["user_id", "category_id", "event_type", "ts"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
@@ -52,6 +55,7 @@ def staged_events(conn, schema: str, cutoff: dt.datetime) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Target:
     """A parameters table the step replaces: its name, the columns the fit gives, the key that orders its rows."""
+
     name: str
     columns: list
     key: list
@@ -64,35 +68,53 @@ REPEAT = Target("params.repeat_parameters_fitted", repeat_decay.TABLE_COLUMNS, [
 def stored_fit(conn, target: Target = KINDS) -> pd.DataFrame:
     """The stored rows of ``target``, in its columns plus ``fit_cutoff``."""
     with conn.cursor() as cur:
-        cur.execute(f"select {', '.join(target.columns)}, fit_cutoff from {target.name} order by {', '.join(target.key)}")
+        cur.execute(
+            f"select {', '.join(target.columns)}, fit_cutoff from {target.name} order by {', '.join(target.key)}"
+        )
         return pd.DataFrame(cur.fetchall(), columns=target.columns + ["fit_cutoff"])
 
 
 def _comparable(table: pd.DataFrame, target: Target) -> list[tuple]:
     frame = table[target.columns + ["fit_cutoff"]].sort_values(target.key)
-    return [tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else
-                  (float(v) if isinstance(v, (float, np.floating)) else
-                   (int(v) if isinstance(v, np.integer) else v)) for v in row)
-            for row in frame.astype(object).itertuples(index=False)]
+    return [
+        tuple(
+            None
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else (float(v) if isinstance(v, (float, np.floating)) else (int(v) if isinstance(v, np.integer) else v))
+            for v in row
+        )
+        for row in frame.astype(object).itertuples(index=False)
+    ]
 
 
-def store(conn, table: pd.DataFrame, cutoff: dt.datetime, fitted_by: str = "interest_pipeline.fit_decay",
-          target: Target = KINDS) -> bool:
+def store(
+    conn,
+    table: pd.DataFrame,
+    cutoff: dt.datetime,
+    fitted_by: str = "interest_pipeline.fit_decay",
+    target: Target = KINDS,
+) -> bool:
     """Replace every stored row of ``target`` by ``table`` in one transaction; returns False (and writes nothing)
     when the stored rows already hold the same parameters from the same cutoff, so a re-run of the same interval
     changes nothing (a later cutoff is written even with equal parameters: ``weekly`` counts from it)."""
     if _comparable(stored_fit(conn, target), target) == _comparable(table.assign(fit_cutoff=cutoff.date()), target):
         return False
     columns = target.columns + ["fit_cutoff", "fitted_by"]
-    rows = [tuple(None if isinstance(v, float) and math.isnan(v) else
-                  (v.item() if isinstance(v, np.generic) else v) for v in row) + (cutoff.date(), fitted_by)
-            for row in table[target.columns].astype(object).itertuples(index=False)]
+    rows = [
+        tuple(
+            None if isinstance(v, float) and math.isnan(v) else (v.item() if isinstance(v, np.generic) else v)
+            for v in row
+        )
+        + (cutoff.date(), fitted_by)
+        for row in table[target.columns].astype(object).itertuples(index=False)
+    ]
     with conn.transaction():
         conn.execute(f"lock table {target.name} in exclusive mode")
         conn.execute(f"delete from {target.name}")
         with conn.cursor() as cur:
-            cur.executemany(f"insert into {target.name} ({', '.join(columns)}) "
-                            f"values ({', '.join(['%s'] * len(columns))})", rows)
+            cur.executemany(
+                f"insert into {target.name} ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})", rows
+            )
     return True
 
 
@@ -110,6 +132,7 @@ def due(mode: str, stored: pd.DataFrame, cutoff: dt.datetime) -> tuple[bool, str
 
 # --- report -------------------------------------------------------------------------------------------------
 
+
 def _interval(row) -> str:
     if row["no_decay"]:
         return "no decay"
@@ -124,15 +147,21 @@ def render(table: pd.DataFrame | None, status: str, cutoff: dt.datetime) -> str:
     if table is None:
         return "\n".join(lines)
     fitted = table[table["origin"] == "fitted"]
-    lines += [f"{len(fitted)} of {len(table)} rows fitted on their own events; "
-              f"{int(table['no_decay'].sum())} say no decay; the others take a pooled fit (origin).", "",
-              "Half-life in days with its 95% bootstrap interval over user groups. Follow-ups are a user's later "
-              "events in the same category; the family is chosen per row on held-out likelihood.", "",
-              "| category | event type | family | half-life (days) [95% CI] | anchors | users | origin |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        f"{len(fitted)} of {len(table)} rows fitted on their own events; "
+        f"{int(table['no_decay'].sum())} say no decay; the others take a pooled fit (origin).",
+        "",
+        "Half-life in days with its 95% bootstrap interval over user groups. Follow-ups are a user's later "
+        "events in the same category; the family is chosen per row on held-out likelihood.",
+        "",
+        "| category | event type | family | half-life (days) [95% CI] | anchors | users | origin |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, row in table.sort_values(["category_id", "event_type"]).iterrows():
-        lines.append(f"| {row['category_id']} | {row['event_type']} | {row['family']} | {_interval(row)} | "
-                     f"{int(row['anchors']):,} | {int(row['users']):,} | {row['origin']} |")
+        lines.append(
+            f"| {row['category_id']} | {row['event_type']} | {row['family']} | {_interval(row)} | "
+            f"{int(row['anchors']):,} | {int(row['users']):,} | {row['origin']} |"
+        )
     return "\n".join(lines + ["", "Decay curves: `decay_curves/<category>__<event type>.png`", ""])
 
 
@@ -150,14 +179,26 @@ def plot_kind(row: pd.Series, hist: Histograms, path: Path) -> Path:
     measured = (counts[seen] - row["background_rate"] * background[seen]) / exposure[seen] / row["excess_rate"]
     ages = np.geomspace(hist.edges[1] / 2, hist.edges[-1], 200)
     weights = [float(w) for w in row["period_weights"].split(";")] if isinstance(row["period_weights"], str) else None
-    curve = decay.multiplier(row["family"], ages, half_life_days=row["half_life_days"], logistic_k=row["logistic_k"],
-                             logistic_l=row["logistic_l"], period_days=row["period_days"], period_weights=weights)
+    curve = decay.multiplier(
+        row["family"],
+        ages,
+        half_life_days=row["half_life_days"],
+        logistic_k=row["logistic_k"],
+        logistic_l=row["logistic_l"],
+        period_days=row["period_days"],
+        period_weights=weights,
+    )
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.scatter(middle[seen], measured, s=10, color="grey", label="measured: (rate − background) / excess")
     ax.plot(ages, curve, color="C0", label=f"{row['family']}, {decay.describe_half_life(row['half_life_days'])}")
-    ax.set(xscale="log", xlabel="days after the event", ylabel="interest left", ylim=(-0.1, 1.3),
-           title=f"{'all categories' if row['category_id'] == ANY else 'category ' + str(row['category_id'])}, "
-                 f"{'all' if row['event_type'] == ANY else row['event_type']} events ({int(row['anchors']):,})")
+    ax.set(
+        xscale="log",
+        xlabel="days after the event",
+        ylabel="interest left",
+        ylim=(-0.1, 1.3),
+        title=f"{'all categories' if row['category_id'] == ANY else 'category ' + str(row['category_id'])}, "
+        f"{'all' if row['event_type'] == ANY else row['event_type']} events ({int(row['anchors']):,})",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -168,24 +209,39 @@ def plot_kind(row: pd.Series, hist: Histograms, path: Path) -> Path:
 @dataclass
 class RepeatFit:
     """What the step did with the repeat-purchase family: the fit (None: none or failed), its grid, and why."""
+
     status: str
     params: repeat_decay.RepeatParameters | None = None
     scores: list | None = None
 
 
-def write_report(out: Path, table: pd.DataFrame | None, hist: Histograms | None, status: str,
-                 cutoff: dt.datetime, repeat: RepeatFit | None = None) -> Path:
+def write_report(
+    out: Path,
+    table: pd.DataFrame | None,
+    hist: Histograms | None,
+    status: str,
+    cutoff: dt.datetime,
+    repeat: RepeatFit | None = None,
+) -> Path:
     """``decay.md``, ``decay.json`` and, after a fit, ``decay_curves/*.png`` (one per row fitted on its own) and
     ``repeat_kernels.png``."""
     out.mkdir(parents=True, exist_ok=True)
     markdown = render(table, status, cutoff)
-    summary = {"cutoff": cutoff.isoformat(), "status": status,
-               "rows": [] if table is None else json.loads(table.to_json(orient="records"))}
+    summary = {
+        "cutoff": cutoff.isoformat(),
+        "status": status,
+        "rows": [] if table is None else json.loads(table.to_json(orient="records")),
+    }
     if repeat is not None:
-        markdown += "\n" + (repeat_decay.render(repeat.params, repeat.scores) if repeat.params is not None else
-                            f"## Repeat-purchase family\n\n{repeat.status}\n")
-        summary["repeat"] = {"status": repeat.status, **(repeat_decay.as_json(repeat.params, repeat.scores)
-                                                         if repeat.params is not None else {})}
+        markdown += "\n" + (
+            repeat_decay.render(repeat.params, repeat.scores)
+            if repeat.params is not None
+            else f"## Repeat-purchase family\n\n{repeat.status}\n"
+        )
+        summary["repeat"] = {
+            "status": repeat.status,
+            **(repeat_decay.as_json(repeat.params, repeat.scores) if repeat.params is not None else {}),
+        }
         if repeat.params is not None:
             repeat_decay.plot_kernels(repeat.params, out / "repeat_kernels.png")
     (out / "decay.md").write_text(markdown)
@@ -201,11 +257,15 @@ def write_report(out: Path, table: pd.DataFrame | None, hist: Histograms | None,
 
 # --- the step -----------------------------------------------------------------------------------------------
 
+
 def staged_purchases(conn, schema: str, cutoff: dt.datetime) -> pd.DataFrame:
     """The staged purchases before ``cutoff`` with their items (what the repeat family is fitted on)."""
     with conn.cursor() as cur:
-        cur.execute(f"select user_id, item_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
-                    "where event_type = 'purchase' and event_ts < %s", (cutoff,))
+        cur.execute(
+            f"select user_id, item_id, category_id, event_type, event_ts from {schema}.stg_behaviour__events "
+            "where event_type = 'purchase' and event_ts < %s",
+            (cutoff,),
+        )
         frame = pd.DataFrame(cur.fetchall(), columns=["user_id", "item_id", "category_id", "event_type", "ts"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame.sort_values("ts", kind="stable", ignore_index=True)
@@ -243,17 +303,25 @@ def run(as_of: dt.date, cutoff: dt.datetime, mode: str = "always", cfg: FitConfi
                 reason = f"The fit failed, so the stored parameters are kept: {error}."
             else:
                 changed = store(conn, table, cutoff)
-                reason += (f" ({len(events):,} events): {len(table)} rows stored." if changed else
-                           f" ({len(events):,} events): the stored parameters are the same; nothing written.")
+                reason += (
+                    f" ({len(events):,} events): {len(table)} rows stored."
+                    if changed
+                    else f" ({len(events):,} events): the stored parameters are the same; nothing written."
+                )
         log.info("fit_decay: %s", reason)
     report = write_report(out, table, hist, reason, cutoff, repeat)
-    return {"fitted": table is not None, "reason": reason, "report": str(report),
-            "rows": 0 if table is None else len(table),
-            "repeat_fitted": repeat is not None and repeat.params is not None}
+    return {
+        "fitted": table is not None,
+        "reason": reason,
+        "report": str(report),
+        "rows": 0 if table is None else len(table),
+        "repeat_fitted": repeat is not None and repeat.params is not None,
+    }
 
 
-def fit_file(paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: Path,
-             cfg: FitConfig | None = None) -> Path:
+def fit_file(
+    paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: Path, cfg: FitConfig | None = None
+) -> Path:
     """Fit an events file (cleaned as staging does, dataset rules as ``make evaluate``) and write the report;
     the cutoff defaults to the day after the last event."""
     from models.evaluate import read_dataset
@@ -271,20 +339,41 @@ def fit_file(paths: list[Path], dataset: str, cutoff: pd.Timestamp | None, out: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.fit_decay", description=__doc__.split("\n")[0])
-    parser.add_argument("--as-of", type=dt.date.fromisoformat,
-                        help="the run's day, YYYY-MM-DD (fits the staged events)")
-    parser.add_argument("--test-days", type=int, default=7,
-                        help="days before as_of left out of the fit (the run's test window; default 7)")
+    parser.add_argument(
+        "--as-of", type=dt.date.fromisoformat, help="the run's day, YYYY-MM-DD (fits the staged events)"
+    )
+    parser.add_argument(
+        "--test-days",
+        type=int,
+        default=7,
+        help="days before as_of left out of the fit (the run's test window; default 7)",
+    )
     parser.add_argument("--mode", choices=MODES, default="always", help="always (default), weekly or never")
     parser.add_argument("--events", type=Path, nargs="+", help="fit these files instead (report only, nothing stored)")
-    parser.add_argument("--dataset", choices=("project", "online-retail", "taobao"), default="project",
-                        help="format of --events (default: the project's event schema)")
-    parser.add_argument("--cutoff", type=pd.Timestamp, default=None,
-                        help="with --events: fit the events before this time (ISO 8601, UTC; default: all)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="with --events: report folder (default $REPORTS_DIR/decay/<stem of the first file>)")
-    parser.add_argument("--min-gap-days", type=float, default=None,
-                        help="with --events: follow-ups this close count as the same visit (default: decay_kinds.yaml)")
+    parser.add_argument(
+        "--dataset",
+        choices=("project", "online-retail", "taobao"),
+        default="project",
+        help="format of --events (default: the project's event schema)",
+    )
+    parser.add_argument(
+        "--cutoff",
+        type=pd.Timestamp,
+        default=None,
+        help="with --events: fit the events before this time (ISO 8601, UTC; default: all)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="with --events: report folder (default $REPORTS_DIR/decay/<stem of the first file>)",
+    )
+    parser.add_argument(
+        "--min-gap-days",
+        type=float,
+        default=None,
+        help="with --events: follow-ups this close count as the same visit (default: decay_kinds.yaml)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.events:
@@ -300,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.as_of is None:
         parser.error("give --as-of (fit the staged events) or --events (fit a file)")
-    cutoff = dt.datetime.combine(args.as_of - dt.timedelta(days=args.test_days), dt.time(), dt.timezone.utc)
+    cutoff = dt.datetime.combine(args.as_of - dt.timedelta(days=args.test_days), dt.time(), dt.UTC)
     result = run(args.as_of, cutoff, args.mode)
     print(f"{result['reason']}\nreport: {result['report']}")
 

@@ -18,11 +18,13 @@ import pandas as pd
 
 DAY_S = 86400.0
 ANY = "*"
+DEFAULT_CONFIG = Path(__file__).with_name("decay_kinds.yaml")
 
 
 @dataclass(frozen=True)
 class FitConfig:
     """Settings of a decay fit; ``models/decay_kinds.yaml`` holds their values and says what each means."""
+
     horizon_days: float
     burn_in_days: float
     min_gap_days: float
@@ -37,7 +39,7 @@ class FitConfig:
     seed: int
 
     @classmethod
-    def load(cls, path: Path = Path(__file__).with_name("decay_kinds.yaml"), **overrides) -> "FitConfig":
+    def load(cls, path: Path = DEFAULT_CONFIG, **overrides) -> FitConfig:
         import yaml
 
         values = {**yaml.safe_load(Path(path).read_text()), **overrides}
@@ -51,19 +53,27 @@ class FitError(ValueError):
 @dataclass
 class Histograms:
     """Follow-up counts and exposure per (kind, user group, τ bin)."""
-    kinds: pd.MultiIndex          # (category_id, event_type) of each row; '*' rows pool over that level
-    counts: np.ndarray            # [K, G, B] follow-up events
-    exposure: np.ndarray          # [K, G, 2, B] anchor-days of each bin; [..., 1, :] weighted by the category's
-                                  #   relative activity at the time (the background's exposure)
-    anchors: np.ndarray           # [K] anchor events
-    users: np.ndarray             # [K] users with an anchor
-    edges: np.ndarray             # [B + 1] bin edges in days
+
+    kinds: pd.MultiIndex  # (category_id, event_type) of each row; '*' rows pool over that level
+    counts: np.ndarray  # [K, G, B] follow-up events
+    exposure: np.ndarray  # [K, G, 2, B] anchor-days of each bin; [..., 1, :] weighted by the category's
+    #   relative activity at the time (the background's exposure)
+    anchors: np.ndarray  # [K] anchor events
+    users: np.ndarray  # [K] users with an anchor
+    edges: np.ndarray  # [B + 1] bin edges in days
     span_days: float = 0.0
 
-    def subset(self, rows: np.ndarray) -> "Histograms":
+    def subset(self, rows: np.ndarray) -> Histograms:
         """The histograms of the kinds at positions ``rows``."""
-        return Histograms(self.kinds[rows], self.counts[rows], self.exposure[rows], self.anchors[rows],
-                          self.users[rows], self.edges, self.span_days)
+        return Histograms(
+            self.kinds[rows],
+            self.counts[rows],
+            self.exposure[rows],
+            self.anchors[rows],
+            self.users[rows],
+            self.edges,
+            self.span_days,
+        )
 
 
 def bin_edges(cfg: FitConfig) -> np.ndarray:
@@ -88,15 +98,16 @@ def follow_up_histograms(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: FitCon
     n_bins = len(edges) - 1
     counts = np.empty((len(key), n_bins), dtype=np.int64)
     edge_seconds = np.round(edges * DAY_S).astype(np.int64)
-    for lo in range(0, len(key), 200_000):   # bounded memory: [chunk, B + 1] positions at a time
-        chunk = key[lo:lo + 200_000]
+    for lo in range(0, len(key), 200_000):  # bounded memory: [chunk, B + 1] positions at a time
+        chunk = key[lo : lo + 200_000]
         positions = np.searchsorted(key, chunk[:, None] + edge_seconds[None, :], side="right")
-        counts[lo:lo + len(chunk)] = np.diff(positions, axis=1)
-    window = np.minimum(cfg.horizon_days, (cutoff.timestamp() - seconds[order]) / DAY_S)   # [N] days
-    exposure = np.clip(window[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])   # [N, B]
+        counts[lo : lo + len(chunk)] = np.diff(positions, axis=1)
+    window = np.minimum(cfg.horizon_days, (cutoff.timestamp() - seconds[order]) / DAY_S)  # [N] days
+    exposure = np.clip(window[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])  # [N, B]
     frame = events.iloc[order]
-    background = activity_exposure(frame["category_id"].astype(str).to_numpy(), seconds[order] / DAY_S,
-                                   edges, window, cutoff.timestamp() / DAY_S)
+    background = activity_exposure(
+        frame["category_id"].astype(str).to_numpy(), seconds[order] / DAY_S, edges, window, cutoff.timestamp() / DAY_S
+    )
     # Anchors of the first burn_in_days are left out (their events still count as follow-ups): just after the
     # data start, a user's activity has no earlier history, and the episodes then seen have just begun.
     anchor = (seconds[order] >= seconds.min() + cfg.burn_in_days * DAY_S) if len(seconds) else np.ones(0, bool)
@@ -106,8 +117,10 @@ def follow_up_histograms(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: FitCon
     levels = [("category_id", "event_type"), ("category_id",), ()]
     parts = []
     for level in levels:
-        kind = pd.DataFrame({c: (frame[c].astype(str).to_numpy() if c in level else ANY)
-                             for c in ("category_id", "event_type")}, index=range(len(frame)))
+        kind = pd.DataFrame(
+            {c: (frame[c].astype(str).to_numpy() if c in level else ANY) for c in ("category_id", "event_type")},
+            index=range(len(frame)),
+        )
         parts.append(kind)
     kinds_frame = pd.concat(parts, ignore_index=True)
     codes, kinds = pd.MultiIndex.from_frame(kinds_frame).factorize()
@@ -123,16 +136,18 @@ def follow_up_histograms(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: FitCon
     anchors = np.bincount(codes, np.tile(anchor, len(levels)).astype(float), minlength=len(kinds)).astype(np.int64)
     anchoring = np.tile(anchor, len(levels))
     user_codes = np.tile(pd.factorize(users)[0], len(levels))
-    users_per_kind = (pd.Series(user_codes[anchoring]).groupby(codes[anchoring]).nunique()
-                      .reindex(range(len(kinds)), fill_value=0))
+    users_per_kind = (
+        pd.Series(user_codes[anchoring]).groupby(codes[anchoring]).nunique().reindex(range(len(kinds)), fill_value=0)
+    )
     span = (seconds.max() - seconds.min()) / DAY_S if len(seconds) else 0.0
     shape = (len(kinds), cfg.groups, n_bins)
     exposures = np.stack([hist_exposure.reshape(shape), hist_background.reshape(shape)], axis=2)
     return Histograms(kinds, hist_counts.reshape(shape), exposures, anchors, users_per_kind.to_numpy(), edges, span)
 
 
-def activity_exposure(category: np.ndarray, day: np.ndarray, edges: np.ndarray, window: np.ndarray,
-                      end_day: float, smooth_days: int = 7) -> np.ndarray:
+def activity_exposure(
+    category: np.ndarray, day: np.ndarray, edges: np.ndarray, window: np.ndarray, end_day: float, smooth_days: int = 7
+) -> np.ndarray:
     """``[N, B]``: each anchor's exposure to its category's activity, ``∫ r(t_e + τ) dτ`` over each bin within
     its window, where ``r`` is the category's daily event count (all users, a centred ``smooth_days`` mean)
     divided by its mean. A category whose activity grows, falls or has seasons would otherwise shift the
@@ -148,13 +163,14 @@ def activity_exposure(category: np.ndarray, day: np.ndarray, edges: np.ndarray, 
     bounds = np.searchsorted(codes[order], np.arange(codes.max() + 2 if len(codes) else 1))
     for lo_i, hi_i in zip(bounds[:-1], bounds[1:]):
         mine = order[lo_i:hi_i]
-        start = day[mine] - first                                                      # [n] anchor time in days
+        start = day[mine] - first  # [n] anchor time in days
         daily = np.bincount(start.astype(np.int64), minlength=n_days)[:observed].astype(float)
-        rate = (np.convolve(daily, kernel, mode="same")
-                / np.convolve(np.ones(observed), kernel, mode="same"))                 # a mean at the edges too
-        rate = np.maximum(rate / max(rate.mean(), 1e-12), 0.05)                       # relative activity, > 0
+        rate = np.convolve(daily, kernel, mode="same") / np.convolve(
+            np.ones(observed), kernel, mode="same"
+        )  # a mean at the edges too
+        rate = np.maximum(rate / max(rate.mean(), 1e-12), 0.05)  # relative activity, > 0
         rate = np.concatenate([rate, np.full(n_days - observed, rate[-smooth_days:].mean())])
-        cumulative = np.concatenate([[0.0], np.cumsum(rate)])                # ∫ r from `first`, at whole days
+        cumulative = np.concatenate([[0.0], np.cumsum(rate)])  # ∫ r from `first`, at whole days
         lo = start[:, None] + np.minimum(edges[None, :-1], window[mine][:, None])
         hi = start[:, None] + np.minimum(edges[None, 1:], window[mine][:, None])
         out[mine] = np.interp(hi, grid, cumulative) - np.interp(lo, grid, cumulative)

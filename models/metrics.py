@@ -6,7 +6,7 @@ Binary gain; NDCG@k uses the discount 1/log2(rank + 1) and an ideal DCG of min(|
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def hit_rate(ranked: Sequence, relevant: set, k: int) -> float:
@@ -31,8 +31,14 @@ def evaluate_rankings(rankings: Iterable[tuple[Sequence, set]], k: int, n_items:
     """Mean HR@k, NDCG@k, Recall@2k, MRR@2k over (ranking, relevant set) pairs, and catalogue coverage@k."""
     rows, shown = [], set()
     for ranked, relevant in rankings:
-        rows.append((hit_rate(ranked, relevant, k), ndcg(ranked, relevant, k),
-                     recall(ranked, relevant, 2 * k), mrr(ranked, relevant, 2 * k)))
+        rows.append(
+            (
+                hit_rate(ranked, relevant, k),
+                ndcg(ranked, relevant, k),
+                recall(ranked, relevant, 2 * k),
+                mrr(ranked, relevant, 2 * k),
+            )
+        )
         shown.update(ranked[:k])
     n = len(rows)
     if n == 0:

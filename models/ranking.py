@@ -13,9 +13,10 @@ reason a row is dropped, and every drop is counted for the report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,25 +28,26 @@ METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")
 TOP_N = 20  # the harness keeps this many items per user; every metric is cut at 10 or 20
 MAX_ID_LENGTH = 256
 EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
-SPAN_START_QUANTILE = 0.001   # the data's span starts here, not at its earliest (possibly stray) event
+SPAN_START_QUANTILE = 0.001  # the data's span starts here, not at its earliest (possibly stray) event
 
 
 @dataclass
 class TrainData:
-    events: pd.DataFrame      # cleaned events before the cutoff: user_id, item_id, category_id, event_type, ts, value
-    items: pd.Index           # the catalogue: distinct item_ids of the train events; score columns follow it
+    events: pd.DataFrame  # cleaned events before the cutoff: user_id, item_id, category_id, event_type, ts, value
+    items: pd.Index  # the catalogue: distinct item_ids of the train events; score columns follow it
     cutoff: pd.Timestamp
 
 
 class Ranker(Protocol):
     name: str
 
-    def fit(self, data: TrainData) -> "Ranker": ...
+    def fit(self, data: TrainData) -> Ranker: ...
 
-    def score(self, user_ids: Sequence[str]) -> np.ndarray: ...   # float [len(user_ids), len(items)], higher = better
+    def score(self, user_ids: Sequence[str]) -> np.ndarray: ...  # float [len(user_ids), len(items)], higher = better
 
 
 # --- reading and cleaning -------------------------------------------------------------------------------
+
 
 def read_events(path: Path) -> pd.DataFrame:
     """An events file of the project schema (CSV read as text, like ingest does, or Parquet)."""
@@ -85,8 +87,12 @@ def _values(column: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return value.mask(non_finite), text.notna() & value.isna() & ~says_nan, non_finite
 
 
-def clean_events(frame: pd.DataFrame, extra_reasons: pd.Series | None = None, drop_duplicates: bool = False,
-                 now: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict]:
+def clean_events(
+    frame: pd.DataFrame,
+    extra_reasons: pd.Series | None = None,
+    drop_duplicates: bool = False,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """Typed, valid events sorted by ts, and a data-quality summary (drops per reason, duplicates, completeness).
 
     ``extra_reasons`` (aligned to ``frame``; null = keep) adds dataset rules checked after staging's.
@@ -116,9 +122,9 @@ def clean_events(frame: pd.DataFrame, extra_reasons: pd.Series | None = None, dr
         reason = reason.mask(reason.isna() & failed.fillna(False).astype(bool), name)
     if extra_reasons is not None:
         reason = reason.fillna(extra_reasons.astype("string"))
-    events = pd.DataFrame({"user_id": user, "item_id": item, "category_id": category, "event_type": event_type,
-                           "ts": ts, "value": value})[reason.isna().to_numpy()].astype(
-        {"user_id": str, "item_id": str, "category_id": str, "event_type": str})
+    events = pd.DataFrame(
+        {"user_id": user, "item_id": item, "category_id": category, "event_type": event_type, "ts": ts, "value": value}
+    )[reason.isna().to_numpy()].astype({"user_id": str, "item_id": str, "category_id": str, "event_type": str})
     duplicated = events.duplicated(keep="first")
     if drop_duplicates:
         events = events[~duplicated]
@@ -148,8 +154,11 @@ def describe_events(events: pd.DataFrame) -> dict:
         "categories": int(events["category_id"].nunique()),
         "event_types": {str(k): int(v) for k, v in events["event_type"].value_counts().items()},
         "first_ts": str(events["ts"].min()),
-        "events_before_span_start": int((events["ts"] < events["ts"].quantile(SPAN_START_QUANTILE)
-                                         - pd.Timedelta(days=1)).sum()) if len(events) else 0,
+        "events_before_span_start": int(
+            (events["ts"] < events["ts"].quantile(SPAN_START_QUANTILE) - pd.Timedelta(days=1)).sum()
+        )
+        if len(events)
+        else 0,
         "last_ts": str(events["ts"].max()),
         "value_present_share": float(events["value"].notna().mean()) if len(events) else 0.0,
         "max_events_per_user": int(per_user.max()) if len(per_user) else 0,
@@ -160,6 +169,7 @@ def describe_events(events: pd.DataFrame) -> dict:
 
 
 # --- tasks and the time split ------------------------------------------------------------------------
+
 
 def retarget(events: pd.DataFrame, target: str) -> pd.DataFrame:
     """Events whose ``item_id`` is ``target`` (e.g. ``category_id``), so categories rank like items."""
@@ -188,15 +198,19 @@ def target_types(events: pd.DataFrame) -> list[str]:
 @dataclass
 class Split:
     train: TrainData
-    users: np.ndarray          # evaluated users: >= 1 train event and >= 1 target event in the window
-    relevant: list[set]        # per user: distinct target ids of the window
-    window: tuple[pd.Timestamp, pd.Timestamp]   # [start, end) of the window
+    users: np.ndarray  # evaluated users: >= 1 train event and >= 1 target event in the window
+    relevant: list[set]  # per user: distinct target ids of the window
+    window: tuple[pd.Timestamp, pd.Timestamp]  # [start, end) of the window
 
     def describe(self) -> dict:
         sizes = [len(r) for r in self.relevant]
-        return {"train_events": int(len(self.train.events)), "catalogue": int(len(self.train.items)),
-                "window": [str(self.window[0]), str(self.window[1])], "users": int(len(self.users)),
-                "mean_relevant": float(np.mean(sizes)) if sizes else 0.0}
+        return {
+            "train_events": int(len(self.train.events)),
+            "catalogue": int(len(self.train.items)),
+            "window": [str(self.window[0]), str(self.window[1])],
+            "users": int(len(self.users)),
+            "mean_relevant": float(np.mean(sizes)) if sizes else 0.0,
+        }
 
 
 def make_split(events: pd.DataFrame, cutoff: pd.Timestamp, end: pd.Timestamp, types: list[str]) -> Split:
@@ -208,8 +222,9 @@ def make_split(events: pd.DataFrame, cutoff: pd.Timestamp, end: pd.Timestamp, ty
     return Split(train, relevant.index.to_numpy(), relevant.tolist(), (cutoff, end))
 
 
-def default_cutoffs(events: pd.DataFrame, test_fraction: float, max_test_days: float,
-                    max_validation_days: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+def default_cutoffs(
+    events: pd.DataFrame, test_fraction: float, max_test_days: float, max_validation_days: float
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Test cutoff T and validation cutoff V when none are given.
 
     T is the midnight nearest to ``last − min(max_test_days, test_fraction · span)`` (Online Retail:
@@ -226,6 +241,7 @@ def default_cutoffs(events: pd.DataFrame, test_fraction: float, max_test_days: f
 
 # --- ranking and metrics -----------------------------------------------------------------------------
 
+
 def tie_order(train: TrainData) -> np.ndarray:
     """Catalogue positions from most to least popular (event count desc, then item id asc)."""
     counts = train.events["item_id"].value_counts().reindex(train.items).to_numpy()
@@ -240,14 +256,19 @@ def top_items(scores: np.ndarray, order: np.ndarray, n: int = TOP_N) -> np.ndarr
 
 def user_metrics(ranked: Sequence, relevant: set) -> list[float]:
     """One user's HR@10, HR@20, Recall@20, NDCG@10, MRR@20 (the order of ``METRICS``)."""
-    return [hit_rate(ranked, relevant, 10), hit_rate(ranked, relevant, 20), recall(ranked, relevant, 20),
-            ndcg(ranked, relevant, 10), mrr(ranked, relevant, 20)]
+    return [
+        hit_rate(ranked, relevant, 10),
+        hit_rate(ranked, relevant, 20),
+        recall(ranked, relevant, 20),
+        ndcg(ranked, relevant, 10),
+        mrr(ranked, relevant, 20),
+    ]
 
 
 @dataclass
 class Result:
-    per_user: np.ndarray       # [U, len(METRICS)]
-    top: np.ndarray            # [U, TOP_N] catalogue positions
+    per_user: np.ndarray  # [U, len(METRICS)]
+    top: np.ndarray  # [U, TOP_N] catalogue positions
 
     def mean(self, metric: str = "ndcg@10") -> float:
         return float(self.per_user[:, METRICS.index(metric)].mean()) if len(self.per_user) else 0.0
@@ -259,7 +280,7 @@ def evaluate(ranker: Ranker, split: Split, batch_size: int = 1024) -> Result:
     items = split.train.items.to_numpy()
     tops = []
     for start in range(0, len(split.users), batch_size):
-        scores = np.asarray(ranker.score(list(split.users[start:start + batch_size])), dtype=float)
+        scores = np.asarray(ranker.score(list(split.users[start : start + batch_size])), dtype=float)
         tops.append(top_items(scores, order))
     top = np.concatenate(tops) if tops else np.zeros((0, TOP_N), dtype=int)
     per_user = np.array([user_metrics(items[row].tolist(), relevant) for row, relevant in zip(top, split.relevant)])

@@ -16,8 +16,12 @@ from models.persistence import Persisted
 class InterestRecommender(Persisted, nn.Module):
     def __init__(self, n_categories: int, n_items: int, embedding_dim: int = 32, dropout: float = 0.1):
         super().__init__()
-        self.hparams = {"n_categories": n_categories, "n_items": n_items,
-                        "embedding_dim": embedding_dim, "dropout": dropout}
+        self.hparams = {
+            "n_categories": n_categories,
+            "n_items": n_items,
+            "embedding_dim": embedding_dim,
+            "dropout": dropout,
+        }
         self.dropout = nn.Dropout(dropout)
         self.user_proj = nn.Linear(n_categories, embedding_dim)
         self.item_embedding = nn.Embedding(n_items, embedding_dim)
@@ -39,4 +43,3 @@ class InterestRecommender(Persisted, nn.Module):
     def calculate_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the next item ``target`` ``[B]`` over the full catalogue."""
         return nn.functional.cross_entropy(self.full_sort_predict(x), target)
-

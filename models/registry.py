@@ -23,8 +23,9 @@ from interest_decay import config as settings
 def git_commit() -> str:
     """The checkout's commit, recorded with every trained model and report ("unknown" outside git)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=settings.PROJECT_ROOT).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=settings.PROJECT_ROOT
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -59,7 +60,8 @@ def history(name: str | None = None) -> list[dict]:
 def promote(tag: str, reason: str, name: str | None = None) -> None:
     data = _read()
     data.setdefault(name or settings.model_name(), []).append(
-        {"tag": tag, "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(), "reason": reason})
+        {"tag": tag, "promoted_at": dt.datetime.now(dt.UTC).isoformat(), "reason": reason}
+    )
     _write(data)
 
 
@@ -69,8 +71,9 @@ def rollback(name: str | None = None) -> str:
     data = _read()
     entries = data.get(name, [])
     if len(entries) < 2:
-        raise ValueError(f"no previous champion of {name} to roll back to "
-                         f"({len(entries)} promotion(s) recorded in {_path()})")
+        raise ValueError(
+            f"no previous champion of {name} to roll back to ({len(entries)} promotion(s) recorded in {_path()})"
+        )
     entries.pop()
     _write(data)
     return entries[-1]["tag"]
@@ -91,8 +94,11 @@ def gate(challenger: dict, incumbent: dict, metric: str, margin: float) -> tuple
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.registry", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["champion", "history", "rollback"],
-                        help="show the champion, list the promotions, or restore the previous champion")
+    parser.add_argument(
+        "command",
+        choices=["champion", "history", "rollback"],
+        help="show the champion, list the promotions, or restore the previous champion",
+    )
     parser.add_argument("--name", default=None, help="model name (default $MODEL_NAME, interest_recommender)")
     args = parser.parse_args(argv)
     if args.command == "champion":

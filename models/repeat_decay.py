@@ -19,25 +19,34 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from interest_decay import config, decay
-from models.baselines import popularity, user_item_matrix
 from models import ranking
+from models.baselines import popularity, user_item_matrix
 from models.ranking import TrainData, item_categories, target_types
 
 DAY = pd.Timedelta(days=1)
-MAD_TO_SD = 1.4826   # σ of a normal distribution per median absolute deviation
-DEFAULT_BUMP = (30.0, 10.0)   # days: the bump (mean, sd) of a shop without any repurchase
-ANY = "*"            # item_id of the shop's row
-TABLE_COLUMNS = ["item_id", "category_id", "half_life_days", "bump_weight", "bump_mean_days", "bump_sd_days", "gaps",
-                 "origin"]
+MAD_TO_SD = 1.4826  # σ of a normal distribution per median absolute deviation
+DEFAULT_BUMP = (30.0, 10.0)  # days: the bump (mean, sd) of a shop without any repurchase
+ANY = "*"  # item_id of the shop's row
+DEFAULT_CONFIG = Path(__file__).with_name("repeat_decay.yaml")
+TABLE_COLUMNS = [
+    "item_id",
+    "category_id",
+    "half_life_days",
+    "bump_weight",
+    "bump_mean_days",
+    "bump_sd_days",
+    "gaps",
+    "origin",
+]
 
 
 def purchase_occasions(events: pd.DataFrame, types: Sequence[str]) -> pd.DataFrame:
@@ -45,8 +54,9 @@ def purchase_occasions(events: pd.DataFrame, types: Sequence[str]) -> pd.DataFra
     targets = events[events["event_type"].isin(types)]
     day = targets["ts"].dt.floor("D")
     first = targets.assign(day=day).groupby(["user_id", "item_id", "day"], sort=False, observed=True)["ts"].min()
-    return first.reset_index()[["user_id", "item_id", "ts"]].sort_values(["user_id", "item_id", "ts"],
-                                                                           ignore_index=True)
+    return first.reset_index()[["user_id", "item_id", "ts"]].sort_values(
+        ["user_id", "item_id", "ts"], ignore_index=True
+    )
 
 
 def repurchase_gaps(occasions: pd.DataFrame) -> pd.DataFrame:
@@ -65,12 +75,14 @@ def _group_median_spread(gaps: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per ``by`` group of ``gaps``: size, median and MAD-based spread of gap_days."""
     groups = gaps.groupby(by)["gap_days"]
     deviation = (gaps["gap_days"] - groups.transform("median")).abs()
-    return pd.DataFrame({"size": groups.size(), "median": groups.median(),
-                         "spread": MAD_TO_SD * deviation.groupby(gaps[by]).median()})
+    return pd.DataFrame(
+        {"size": groups.size(), "median": groups.median(), "spread": MAD_TO_SD * deviation.groupby(gaps[by]).median()}
+    )
 
 
-def fit_bumps(gaps: pd.DataFrame, item_category: pd.Series, prior_gaps: float = 10.0,
-              min_sd_days: float = 1.0) -> pd.DataFrame:
+def fit_bumps(
+    gaps: pd.DataFrame, item_category: pd.Series, prior_gaps: float = 10.0, min_sd_days: float = 1.0
+) -> pd.DataFrame:
     """Per item of ``item_category`` (index item_id, value category_id): bump_mean_days, bump_sd_days, gaps,
     origin, shrunk item → category → global. Without any gap in the shop the bump sits at 30 ± 10 days."""
     if gaps.empty:
@@ -82,11 +94,14 @@ def fit_bumps(gaps: pd.DataFrame, item_category: pd.Series, prior_gaps: float = 
     def shrunk(by, prior_mean, prior_sd):
         stats = _group_median_spread(gaps, by)
         weight = stats["size"] / (stats["size"] + prior_gaps)
-        return (stats["size"], weight * stats["median"] + (1 - weight) * prior_mean,
-                weight * stats["spread"] + (1 - weight) * prior_sd)
+        return (
+            stats["size"],
+            weight * stats["median"] + (1 - weight) * prior_mean,
+            weight * stats["spread"] + (1 - weight) * prior_sd,
+        )
 
     n_c, mean_c, sd_c = shrunk("category_id", global_mean, global_sd)
-    n_i, mean_i, sd_i = shrunk("item_id", 0.0, 0.0)   # the item's own weighted part
+    n_i, mean_i, sd_i = shrunk("item_id", 0.0, 0.0)  # the item's own weighted part
     out = pd.DataFrame({"category_id": item_category})
     n_c_i = n_c.reindex(out["category_id"]).fillna(0).to_numpy()
     prior_mean = mean_c.reindex(out["category_id"]).fillna(global_mean).to_numpy()
@@ -94,18 +109,26 @@ def fit_bumps(gaps: pd.DataFrame, item_category: pd.Series, prior_gaps: float = 
     n = n_i.reindex(out.index).fillna(0).to_numpy()
     weight = n / (n + prior_gaps)
     out["bump_mean_days"] = mean_i.reindex(out.index).fillna(0).to_numpy() + (1 - weight) * prior_mean
-    out["bump_sd_days"] = np.maximum(sd_i.reindex(out.index).fillna(0).to_numpy() + (1 - weight) * prior_sd,
-                                     min_sd_days)
+    out["bump_sd_days"] = np.maximum(
+        sd_i.reindex(out.index).fillna(0).to_numpy() + (1 - weight) * prior_sd, min_sd_days
+    )
     out["gaps"] = n.astype(int)
     category_weight = (1 - weight) * n_c_i / (n_c_i + prior_gaps)
-    out["origin"] = np.select([weight >= np.maximum(category_weight, 1 - weight - category_weight),
-                               category_weight >= 1 - weight - category_weight], ["item", "category"], "global")
+    out["origin"] = np.select(
+        [
+            weight >= np.maximum(category_weight, 1 - weight - category_weight),
+            category_weight >= 1 - weight - category_weight,
+        ],
+        ["item", "category"],
+        "global",
+    )
     return out
 
 
 @dataclass(frozen=True)
 class RepeatConfig:
     """The fit's settings (``repeat_decay.yaml``) and the bounded state's (dbt vars, read from dbt_project.yml)."""
+
     prior_gaps: float = 10.0
     min_sd_days: float = 1.0
     holdout_days: float = 28.0
@@ -115,13 +138,18 @@ class RepeatConfig:
     max_purchases: int = 50
 
     @classmethod
-    def load(cls, path: Path = Path(__file__).with_name("repeat_decay.yaml")) -> "RepeatConfig":
+    def load(cls, path: Path = DEFAULT_CONFIG) -> RepeatConfig:
         values = yaml.safe_load(Path(path).read_text())
         dbt_vars = config.dbt_vars()
-        return cls(**{**values, "half_lives": tuple(float(h) for h in values["half_lives"]),
-                      "bump_weights": tuple(float(p) for p in values["bump_weights"]),
-                      "window_days": float(dbt_vars["repeat_window_days"]),
-                      "max_purchases": int(dbt_vars["repeat_max_purchases"])})
+        return cls(
+            **{
+                **values,
+                "half_lives": tuple(float(h) for h in values["half_lives"]),
+                "bump_weights": tuple(float(p) for p in values["bump_weights"]),
+                "window_days": float(dbt_vars["repeat_window_days"]),
+                "max_purchases": int(dbt_vars["repeat_max_purchases"]),
+            }
+        )
 
 
 class RepeatFitError(ValueError):
@@ -130,56 +158,87 @@ class RepeatFitError(ValueError):
 
 @dataclass
 class RepeatParameters:
-    half_life_days: float      # h: fade of the need a purchase met (inf: never fades)
-    bump_weight: float         # π: share of the interest that returns around the repurchase interval
-    window_days: float         # purchases older than this are forgotten
-    max_purchases: int         # at most this many latest purchase days per user × item
-    bumps: pd.DataFrame        # per item_id: category_id, bump_mean_days, bump_sd_days, gaps, origin
-    shop_bump: tuple[float, float]   # (mean, sd) of items without a row: the shop's
+    half_life_days: float  # h: fade of the need a purchase met (inf: never fades)
+    bump_weight: float  # π: share of the interest that returns around the repurchase interval
+    window_days: float  # purchases older than this are forgotten
+    max_purchases: int  # at most this many latest purchase days per user × item
+    bumps: pd.DataFrame  # per item_id: category_id, bump_mean_days, bump_sd_days, gaps, origin
+    shop_bump: tuple[float, float]  # (mean, sd) of items without a row: the shop's
 
     def table(self) -> pd.DataFrame:
         """Rows of ``params.repeat_parameters_fitted``: one per item, then the shop's row '*'."""
-        shop = pd.DataFrame({"category_id": [None], "bump_mean_days": [self.shop_bump[0]],
-                             "bump_sd_days": [self.shop_bump[1]], "gaps": [int(self.bumps["gaps"].sum())],
-                             "origin": ["global"]}, index=pd.Index([ANY], name="item_id"))
+        shop = pd.DataFrame(
+            {
+                "category_id": [None],
+                "bump_mean_days": [self.shop_bump[0]],
+                "bump_sd_days": [self.shop_bump[1]],
+                "gaps": [int(self.bumps["gaps"].sum())],
+                "origin": ["global"],
+            },
+            index=pd.Index([ANY], name="item_id"),
+        )
         rows = pd.concat([self.bumps.rename_axis("item_id"), shop]).reset_index()
         return rows.assign(half_life_days=self.half_life_days, bump_weight=self.bump_weight)[TABLE_COLUMNS]
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, window_days: float, max_purchases: int) -> "RepeatParameters":
+    def from_table(cls, table: pd.DataFrame, window_days: float, max_purchases: int) -> RepeatParameters:
         """The parameters a ``params.repeat_parameters_fitted`` table holds (one π and h for all rows)."""
         shop = table[table["item_id"] == ANY].iloc[0]
         bumps = table[table["item_id"] != ANY].set_index("item_id")
-        return cls(float(shop["half_life_days"]), float(shop["bump_weight"]), window_days, max_purchases,
-                   bumps[["category_id", "bump_mean_days", "bump_sd_days", "gaps", "origin"]],
-                   (float(shop["bump_mean_days"]), float(shop["bump_sd_days"])))
+        return cls(
+            float(shop["half_life_days"]),
+            float(shop["bump_weight"]),
+            window_days,
+            max_purchases,
+            bumps[["category_id", "bump_mean_days", "bump_sd_days", "gaps", "origin"]],
+            (float(shop["bump_mean_days"]), float(shop["bump_sd_days"])),
+        )
 
 
-def fit(events: pd.DataFrame, items: pd.Index, half_life_days: float, bump_weight: float, window_days: float,
-        max_purchases: int, prior_gaps: float = 10.0, min_sd_days: float = 1.0) -> RepeatParameters:
+def fit(
+    events: pd.DataFrame,
+    items: pd.Index,
+    half_life_days: float,
+    bump_weight: float,
+    window_days: float,
+    max_purchases: int,
+    prior_gaps: float = 10.0,
+    min_sd_days: float = 1.0,
+) -> RepeatParameters:
     """Bump location and spread per catalogue item from ``events`` (π and h are given)."""
     occasions = purchase_occasions(events, target_types(events))
     gaps = repurchase_gaps(occasions)
     category = pd.Series(item_categories(events, items), index=items, name="category_id")
     bumps = fit_bumps(gaps, category, prior_gaps, min_sd_days)
     shop = _median_spread(gaps["gap_days"]) if len(gaps) else (DEFAULT_BUMP[0], DEFAULT_BUMP[1])
-    return RepeatParameters(float(half_life_days), float(bump_weight), float(window_days), int(max_purchases), bumps,
-                            (shop[0], max(shop[1], min_sd_days)))
+    return RepeatParameters(
+        float(half_life_days),
+        float(bump_weight),
+        float(window_days),
+        int(max_purchases),
+        bumps,
+        (shop[0], max(shop[1], min_sd_days)),
+    )
 
 
 def interest(occasions: pd.DataFrame, params: RepeatParameters, as_of: pd.Timestamp) -> pd.DataFrame:
     """user_id, item_id, interest at ``as_of``: the kernel summed over each pair's latest ``max_purchases``
     occasions (of all given, as the state keeps them) that are before ``as_of`` and no older than the window.
     The SQL twin is the dbt mart user_item_repeat_interest over the state user_item_purchase_days."""
-    latest = occasions[occasions.groupby(["user_id", "item_id"], sort=False).cumcount(ascending=False)
-                       < params.max_purchases]
+    latest = occasions[
+        occasions.groupby(["user_id", "item_id"], sort=False).cumcount(ascending=False) < params.max_purchases
+    ]
     ages = ((as_of - latest["ts"]) / DAY).to_numpy(dtype=float)
     kept = latest.assign(age=ages)[(ages > 0) & (ages <= params.window_days)]
     bumps = params.bumps.reindex(kept["item_id"])
-    kernel = decay.repeat(kept["age"].to_numpy(), params.half_life_days, params.bump_weight,
-                          bumps["bump_mean_days"].fillna(params.shop_bump[0]).to_numpy(),
-                          bumps["bump_sd_days"].fillna(params.shop_bump[1]).to_numpy())
-    return (kept.assign(interest=kernel).groupby(["user_id", "item_id"], sort=False, as_index=False)["interest"].sum())
+    kernel = decay.repeat(
+        kept["age"].to_numpy(),
+        params.half_life_days,
+        params.bump_weight,
+        bumps["bump_mean_days"].fillna(params.shop_bump[0]).to_numpy(),
+        bumps["bump_sd_days"].fillna(params.shop_bump[1]).to_numpy(),
+    )
+    return kept.assign(interest=kernel).groupby(["user_id", "item_id"], sort=False, as_index=False)["interest"].sum()
 
 
 def choose(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RepeatConfig) -> tuple[dict, list[dict]]:
@@ -188,16 +247,31 @@ def choose(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RepeatConfig) -> tup
     grid point's score."""
     holdout = ranking.make_split(events, cutoff - pd.Timedelta(days=cfg.holdout_days), cutoff, ["purchase"])
     if not len(holdout.users):
-        raise RepeatFitError(f"nobody who bought before {cutoff - pd.Timedelta(days=cfg.holdout_days):%Y-%m-%d} "
-                             f"bought again in the {cfg.holdout_days:g} days held out to choose π and h")
-    bumps = fit(holdout.train.events, holdout.train.items, math.inf, 0.0, cfg.window_days, cfg.max_purchases,
-                cfg.prior_gaps, cfg.min_sd_days)   # π and h do not enter the bumps: fitted once
+        raise RepeatFitError(
+            f"nobody who bought before {cutoff - pd.Timedelta(days=cfg.holdout_days):%Y-%m-%d} "
+            f"bought again in the {cfg.holdout_days:g} days held out to choose π and h"
+        )
+    bumps = fit(
+        holdout.train.events,
+        holdout.train.items,
+        math.inf,
+        0.0,
+        cfg.window_days,
+        cfg.max_purchases,
+        cfg.prior_gaps,
+        cfg.min_sd_days,
+    )  # π and h do not enter the bumps: fitted once
     scores = []
     for half_life, weight in itertools.product(cfg.half_lives, cfg.bump_weights):
         ranker = RepeatRanker(half_life, weight, cfg.window_days, cfg.max_purchases, cfg.prior_gaps, cfg.min_sd_days)
         ranker.fit(holdout.train, dataclasses.replace(bumps, half_life_days=half_life, bump_weight=weight))
-        scores.append({"half_life_days": half_life, "bump_weight": weight,
-                       "ndcg@10": ranking.evaluate(ranker, holdout).mean("ndcg@10")})
+        scores.append(
+            {
+                "half_life_days": half_life,
+                "bump_weight": weight,
+                "ndcg@10": ranking.evaluate(ranker, holdout).mean("ndcg@10"),
+            }
+        )
     return max(scores, key=lambda s: s["ndcg@10"]), scores
 
 
@@ -209,19 +283,32 @@ def fit_repeat(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RepeatConfig) ->
         raise RepeatFitError(f"no purchase before {cutoff:%Y-%m-%d}")
     best, scores = choose(purchases, cutoff, cfg)
     items = pd.Index(np.sort(purchases["item_id"].unique()))
-    params = fit(purchases, items, best["half_life_days"], best["bump_weight"], cfg.window_days, cfg.max_purchases,
-                 cfg.prior_gaps, cfg.min_sd_days)
+    params = fit(
+        purchases,
+        items,
+        best["half_life_days"],
+        best["bump_weight"],
+        cfg.window_days,
+        cfg.max_purchases,
+        cfg.prior_gaps,
+        cfg.min_sd_days,
+    )
     return params, scores
 
 
 def as_json(params: RepeatParameters, scores: list[dict]) -> dict:
     """The fit for decay.json (an infinite half-life as the string "inf")."""
-    days = lambda h: "inf" if math.isinf(h) else h   # noqa: E731
-    return {"half_life_days": days(params.half_life_days), "bump_weight": params.bump_weight,
-            "window_days": params.window_days, "max_purchases": params.max_purchases,
-            "shop_bump_days": list(params.shop_bump), "items": len(params.bumps),
-            "origins": {k: int(n) for k, n in params.bumps["origin"].value_counts().items()},
-            "grid": [{**s, "half_life_days": days(s["half_life_days"])} for s in scores]}
+    days = lambda h: "inf" if math.isinf(h) else h  # noqa: E731
+    return {
+        "half_life_days": days(params.half_life_days),
+        "bump_weight": params.bump_weight,
+        "window_days": params.window_days,
+        "max_purchases": params.max_purchases,
+        "shop_bump_days": list(params.shop_bump),
+        "items": len(params.bumps),
+        "origins": {k: int(n) for k, n in params.bumps["origin"].value_counts().items()},
+        "grid": [{**s, "half_life_days": days(s["half_life_days"])} for s in scores],
+    }
 
 
 def render(params: RepeatParameters, scores: list[dict], top: int = 10) -> str:
@@ -230,35 +317,67 @@ def render(params: RepeatParameters, scores: list[dict], top: int = 10) -> str:
     grid = ["| h (days) | π | held-out NDCG@10 |", "|---|---|---|"] if scores else []
     grid += [f"| {s['half_life_days']:g} | {s['bump_weight']:g} | {s['ndcg@10']:.4f} |" for s in scores]
     origins = ", ".join(f"{n:,} {k}" for k, n in params.bumps["origin"].value_counts().items())
-    chosen = ("no fade and no bump: the count of purchase days ranks best" if params.bump_weight == 0
-              and math.isinf(params.half_life_days) else
-              f"π = {params.bump_weight:g}, h = {params.half_life_days:g} days")
+    chosen = (
+        "no fade and no bump: the count of purchase days ranks best"
+        if params.bump_weight == 0 and math.isinf(params.half_life_days)
+        else f"π = {params.bump_weight:g}, h = {params.half_life_days:g} days"
+    )
     busiest = params.bumps.nlargest(top, "gaps")
     items = ["| item | category | usual repurchase (days) | spread (days) | gaps | from |", "|---|---|---|---|---|---|"]
-    items += [f"| {i} | {r['category_id']} | {r['bump_mean_days']:.1f} | {r['bump_sd_days']:.1f} | {int(r['gaps'])} | "
-              f"{r['origin']} |" for i, r in busiest.iterrows()]
-    return "\n".join(["## Repeat-purchase family", "",
-                      f"Chosen on held-out purchases: {chosen}. Items: {len(params.bumps):,} ({origins}); the shop's "
-                      f"repurchase interval {params.shop_bump[0]:.1f} ± {params.shop_bump[1]:.1f} days. Kept per "
-                      f"user × item: the latest {params.max_purchases} purchase days within {params.window_days:g} days.",
-                      "", *grid, "", *items, "", "Kernels: `repeat_kernels.png`", ""])
+    items += [
+        f"| {i} | {r['category_id']} | {r['bump_mean_days']:.1f} | {r['bump_sd_days']:.1f} | {int(r['gaps'])} | "
+        f"{r['origin']} |"
+        for i, r in busiest.iterrows()
+    ]
+    return "\n".join(
+        [
+            "## Repeat-purchase family",
+            "",
+            f"Chosen on held-out purchases: {chosen}. Items: {len(params.bumps):,} ({origins}); the shop's "
+            f"repurchase interval {params.shop_bump[0]:.1f} ± {params.shop_bump[1]:.1f} days. Kept per "
+            f"user × item: the latest {params.max_purchases} purchase days within {params.window_days:g} days.",
+            "",
+            *grid,
+            "",
+            *items,
+            "",
+            "Kernels: `repeat_kernels.png`",
+            "",
+        ]
+    )
 
 
 class RepeatRanker:
     """Repeat-purchase interest at the cutoff; ties broken by the item's ``days``-day popularity (< ``epsilon``)."""
 
-    def __init__(self, half_life_days: float = float("inf"), bump_weight: float = 0.0, window_days: float = 365.0,
-                 max_purchases: int = 50, prior_gaps: float = 10.0, min_sd_days: float = 1.0, days: float = 30.0,
-                 epsilon: float = 1e-3):
+    def __init__(
+        self,
+        half_life_days: float = float("inf"),
+        bump_weight: float = 0.0,
+        window_days: float = 365.0,
+        max_purchases: int = 50,
+        prior_gaps: float = 10.0,
+        min_sd_days: float = 1.0,
+        days: float = 30.0,
+        epsilon: float = 1e-3,
+    ):
         """Hyperparameters as in models/evaluate.yaml (method repeat), which documents each."""
         self.config = {k: v for k, v in locals().items() if k != "self"}
         self.name = f"repeat family (h = {half_life_days:g} d, π = {bump_weight:g})"
 
-    def fit(self, data: TrainData, params: RepeatParameters | None = None) -> "RepeatRanker":
+    def fit(self, data: TrainData, params: RepeatParameters | None = None) -> RepeatRanker:
         """Fit the bumps on ``data`` (or take ``params``, fitted on the same data) and score at its cutoff."""
         cfg = self.config
-        self.params = params or fit(data.events, data.items, cfg["half_life_days"], cfg["bump_weight"],
-                                    cfg["window_days"], cfg["max_purchases"], cfg["prior_gaps"], cfg["min_sd_days"])
+        self.params = params or fit(
+            data.events,
+            data.items,
+            cfg["half_life_days"],
+            cfg["bump_weight"],
+            cfg["window_days"],
+            cfg["max_purchases"],
+            cfg["prior_gaps"],
+            cfg["min_sd_days"],
+        )
         scores = interest(purchase_occasions(data.events, target_types(data.events)), self.params, data.cutoff)
         self.users = pd.Index(scores["user_id"].unique())
         self.matrix = user_item_matrix(scores, self.users, data.items, scores["interest"])
@@ -277,12 +396,16 @@ class RepeatRanker:
         """JSON-ready: π, h, window, cap, how many items took their bump from which level, the bump quartiles
         and the ``top`` items with the most repurchase gaps."""
         bumps = self.params.bumps
-        return {"half_life_days": self.params.half_life_days, "bump_weight": self.params.bump_weight,
-                "window_days": self.params.window_days, "max_purchases": self.params.max_purchases,
-                "origins": {k: int(v) for k, v in bumps["origin"].value_counts().items()},
-                "bump_mean_days_quartiles": bumps["bump_mean_days"].quantile([.25, .5, .75]).round(2).tolist(),
-                "bump_sd_days_quartiles": bumps["bump_sd_days"].quantile([.25, .5, .75]).round(2).tolist(),
-                "top_items": bumps.nlargest(top, "gaps").reset_index(names="item_id").round(3).to_dict("records")}
+        return {
+            "half_life_days": self.params.half_life_days,
+            "bump_weight": self.params.bump_weight,
+            "window_days": self.params.window_days,
+            "max_purchases": self.params.max_purchases,
+            "origins": {k: int(v) for k, v in bumps["origin"].value_counts().items()},
+            "bump_mean_days_quartiles": bumps["bump_mean_days"].quantile([0.25, 0.5, 0.75]).round(2).tolist(),
+            "bump_sd_days_quartiles": bumps["bump_sd_days"].quantile([0.25, 0.5, 0.75]).round(2).tolist(),
+            "top_items": bumps.nlargest(top, "gaps").reset_index(names="item_id").round(3).to_dict("records"),
+        }
 
     def plot_kernels(self, path: Path, top: int = 6) -> Path:
         """PNG of the fitted kernel of the ``top`` items with the most repurchase gaps (:func:`plot_kernels`)."""
@@ -299,10 +422,17 @@ def plot_kernels(params: RepeatParameters, path: Path, top: int = 6) -> Path:
     ages = np.linspace(0.0, min(params.window_days, 365.0), 300)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for item, row in params.bumps.nlargest(top, "gaps").iterrows():
-        ax.plot(ages, decay.repeat(ages, params.half_life_days, params.bump_weight, row["bump_mean_days"],
-                                   row["bump_sd_days"]), label=str(item)[:24])
-    ax.set(xlabel="days since the purchase", ylabel="repeat interest", ylim=(0, 1.05),
-           title=f"Repeat-purchase kernel (π = {params.bump_weight:g}, h = {params.half_life_days:g} d)")
+        ax.plot(
+            ages,
+            decay.repeat(ages, params.half_life_days, params.bump_weight, row["bump_mean_days"], row["bump_sd_days"]),
+            label=str(item)[:24],
+        )
+    ax.set(
+        xlabel="days since the purchase",
+        ylabel="repeat interest",
+        ylim=(0, 1.05),
+        title=f"Repeat-purchase kernel (π = {params.bump_weight:g}, h = {params.half_life_days:g} d)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -20,8 +20,9 @@ A batch is a dict of left-padded ``[B, L]`` tensors, the fields of ``Windows`` (
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,16 +33,24 @@ from tqdm import tqdm
 
 from interest_decay.events.schema import EVENT_TYPES
 from models.persistence import Persisted
-from models.sequence_data import (Windows, event_codes, hold_out_last, length_batches, scoring_windows,
-                                  training_windows)
+from models.sequence_data import Windows, event_codes, hold_out_last, length_batches, scoring_windows, training_windows
 
 if TYPE_CHECKING:
     from models.ranking import TrainData
 
 DEFAULT_CONFIG = Path(__file__).with_name("sequence.yaml")
 TARGETS = ("item_id", "category_id")
-MODEL_KEYS = ("max_len", "hidden", "n_blocks", "n_heads", "dropout", "use_repeat", "n_time_buckets",
-              "min_interval_minutes", "max_interval_days")
+MODEL_KEYS = (
+    "max_len",
+    "hidden",
+    "n_blocks",
+    "n_heads",
+    "dropout",
+    "use_repeat",
+    "n_time_buckets",
+    "min_interval_minutes",
+    "max_interval_days",
+)
 
 
 class AttentionBlock(nn.Module):
@@ -73,7 +82,9 @@ class AttentionBlock(nn.Module):
         attention = self.dropout(attention)
         context = attention @ v  # [B, h, L, d]
         if self.relation_value is not None:
-            mass = torch.zeros(*attention.shape[:3], self.relation_value.num_embeddings).scatter_add_(-1, index, attention)
+            mass = torch.zeros(*attention.shape[:3], self.relation_value.num_embeddings).scatter_add_(
+                -1, index, attention
+            )
             context = context + mass @ self.relation_value.weight.view(-1, heads, size).transpose(0, 1)
         x = x + self.dropout(self.out(context.transpose(1, 2).reshape(batch, length, hidden)))
         return x + self.dropout(self.ffn(self.norm_ffn(x)))
@@ -82,18 +93,40 @@ class AttentionBlock(nn.Module):
 class NeuralDecayRecommender(Persisted, nn.Module):
     """Next-target log-probabilities from a user's event window (see the module docstring)."""
 
-    def __init__(self, n_items: int, n_categories: int, target: str = "item_id", use_time_intervals: bool = True,
-                 max_len: int = 100, hidden: int = 64, n_blocks: int = 2, n_heads: int = 1, dropout: float = 0.2,
-                 use_repeat: bool = True, n_time_buckets: int = 32, min_interval_minutes: float = 1.0,
-                 max_interval_days: float = 365.0):
+    def __init__(
+        self,
+        n_items: int,
+        n_categories: int,
+        target: str = "item_id",
+        use_time_intervals: bool = True,
+        max_len: int = 100,
+        hidden: int = 64,
+        n_blocks: int = 2,
+        n_heads: int = 1,
+        dropout: float = 0.2,
+        use_repeat: bool = True,
+        n_time_buckets: int = 32,
+        min_interval_minutes: float = 1.0,
+        max_interval_days: float = 365.0,
+    ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-        self.hparams = {"n_items": n_items, "n_categories": n_categories, "target": target,
-                        "use_time_intervals": use_time_intervals, "max_len": max_len, "hidden": hidden,
-                        "n_blocks": n_blocks, "n_heads": n_heads, "dropout": dropout, "use_repeat": use_repeat,
-                        "n_time_buckets": n_time_buckets, "min_interval_minutes": min_interval_minutes,
-                        "max_interval_days": max_interval_days}
+        self.hparams = {
+            "n_items": n_items,
+            "n_categories": n_categories,
+            "target": target,
+            "use_time_intervals": use_time_intervals,
+            "max_len": max_len,
+            "hidden": hidden,
+            "n_blocks": n_blocks,
+            "n_heads": n_heads,
+            "dropout": dropout,
+            "use_repeat": use_repeat,
+            "n_time_buckets": n_time_buckets,
+            "min_interval_minutes": min_interval_minutes,
+            "max_interval_days": max_interval_days,
+        }
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.category_embedding = nn.Embedding(n_categories + 1, hidden, padding_idx=0)
         self.type_embedding = nn.Embedding(len(EVENT_TYPES) + 1, hidden, padding_idx=0)
@@ -110,8 +143,9 @@ class NeuralDecayRecommender(Persisted, nn.Module):
             self.type_weight = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
             self.repeat_query = nn.Linear(hidden, hidden)
             self.repeat_gate = nn.Linear(hidden, 1)
-        edges = torch.logspace(math.log10(min_interval_minutes / 60), math.log10(max_interval_days * 24),
-                               n_time_buckets - 1)
+        edges = torch.logspace(
+            math.log10(min_interval_minutes / 60), math.log10(max_interval_days * 24), n_time_buckets - 1
+        )
         self.register_buffer("bucket_edges", edges, persistent=False)  # hours; rebuilt from hparams on load
         for embedding in (self.item_embedding, self.category_embedding, self.type_embedding, self.position_embedding):
             nn.init.normal_(embedding.weight, std=0.05)
@@ -136,8 +170,12 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         valid = batch["event_types"] > 0
         length = valid.shape[1]
         positions = torch.arange(self.hparams["max_len"] - length, self.hparams["max_len"])
-        x = (self.item_embedding(batch["items"]) + self.category_embedding(batch["categories"])
-             + self.type_embedding(batch["event_types"]) + self.position_embedding(positions))
+        x = (
+            self.item_embedding(batch["items"])
+            + self.category_embedding(batch["categories"])
+            + self.type_embedding(batch["event_types"])
+            + self.position_embedding(positions)
+        )
         relations = self.relation_buckets(batch)
         if self.gap_embedding is not None:  # interval from each event to its own prediction time
             x = x + self.gap_embedding(relations.diagonal(dim1=1, dim2=2))
@@ -152,8 +190,9 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         """Hidden state ``[B, L, H]`` at every position."""
         return self.encode(batch)[0]
 
-    def heads(self, batch: dict[str, torch.Tensor], rows: torch.Tensor,
-              cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def heads(
+        self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """At the positions ``(rows, cols)``: generation logits over the targets ``[P, T]``; with the repeat head
         also the copy weights over the window's events ``[P, L]`` (sum 1) and the gate logit of repeating ``[P, 1]``."""
         hidden, relations, allowed = self.encode(batch)
@@ -172,8 +211,9 @@ class NeuralDecayRecommender(Persisted, nn.Module):
     @staticmethod
     def mix(generate: torch.Tensor, copy: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         """log((1 - g)·p_generate + g·p_copy) from log p_generate, p_copy and the gate logit of g."""
-        return torch.logaddexp(nn.functional.logsigmoid(-gate) + generate,
-                               nn.functional.logsigmoid(gate) + copy.clamp_min(1e-30).log())
+        return torch.logaddexp(
+            nn.functional.logsigmoid(-gate) + generate, nn.functional.logsigmoid(gate) + copy.clamp_min(1e-30).log()
+        )
 
     def log_probs(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Log-probabilities ``[P, T]`` of the next target at the positions ``(rows, cols)``."""
@@ -206,7 +246,6 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         return self.full_sort_predict(batch).gather(1, targets[:, None]).squeeze(1)
 
 
-
 def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> dict:
     return {**yaml.safe_load(Path(path).read_text()), **(overrides or {})}
 
@@ -225,8 +264,14 @@ def mean_loss(model: NeuralDecayRecommender, windows: Windows, batch_size: int) 
     return total / max(count, 1)
 
 
-def train_epoch(model: NeuralDecayRecommender, optimiser: torch.optim.Optimizer, windows: Windows,
-                cfg: dict, rng: np.random.Generator, description: str) -> float:
+def train_epoch(
+    model: NeuralDecayRecommender,
+    optimiser: torch.optim.Optimizer,
+    windows: Windows,
+    cfg: dict,
+    rng: np.random.Generator,
+    description: str,
+) -> float:
     """One pass of Adam over ``windows``, the loss on a random ``target_fraction`` of the positions;
     returns the mean training loss per target."""
     model.train()
@@ -253,19 +298,21 @@ class SequenceRanker:
     ``score`` is aligned to ``self.targets``: ``data.items`` for the item target, the sorted categories of the
     training events for the category target. Users without history get a row of zeros."""
 
-    def __init__(self, config: dict | None = None, target: str = "item_id", use_time_intervals: bool = True,
-                 seed: int = 0):
+    def __init__(
+        self, config: dict | None = None, target: str = "item_id", use_time_intervals: bool = True, seed: int = 0
+    ):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         self.config = load_config(overrides=config)
         self.target, self.use_time_intervals, self.seed = target, use_time_intervals, seed
         kind = "tisasrec" if use_time_intervals else "sasrec"
-        self.name = f"{kind}{'+repeat' if self.config['use_repeat'] else ''}" + \
-            ("" if target == "item_id" else "-category")
-        self.history: list[float] = []           # mean training loss per epoch
+        self.name = f"{kind}{'+repeat' if self.config['use_repeat'] else ''}" + (
+            "" if target == "item_id" else "-category"
+        )
+        self.history: list[float] = []  # mean training loss per epoch
         self.held_out_history: list[float] = []  # mean loss on each user's held-out last target per epoch
 
-    def fit(self, data: TrainData) -> "SequenceRanker":
+    def fit(self, data: TrainData) -> SequenceRanker:
         """Train on every user's event sequence before ``data.cutoff``; keeps the epoch of best held-out loss."""
         cfg = self.config
         torch.manual_seed(self.seed)
@@ -277,8 +324,13 @@ class SequenceRanker:
         held_out = None
         if cfg["patience"] > 0:
             train, held_out = hold_out_last(train, latest)
-        self.model = NeuralDecayRecommender(len(data.items), len(self.categories), self.target,
-                                            self.use_time_intervals, **{k: cfg[k] for k in MODEL_KEYS})
+        self.model = NeuralDecayRecommender(
+            len(data.items),
+            len(self.categories),
+            self.target,
+            self.use_time_intervals,
+            **{k: cfg[k] for k in MODEL_KEYS},
+        )
         self._train(train, held_out, rng)
         self._windows, users = scoring_windows(codes, cfg["max_len"])
         self._user_rows = pd.Index(users)
@@ -286,8 +338,7 @@ class SequenceRanker:
 
     def _train(self, train: Windows, held_out: Windows | None, rng: np.random.Generator) -> None:
         cfg = self.config
-        optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"],
-                                     weight_decay=cfg["weight_decay"])
+        optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
         best, best_state, stale = math.inf, None, 0
         for epoch in range(1, cfg["epochs"] + 1):
             description = f"{self.name} epoch {epoch}/{cfg['epochs']}"
@@ -314,6 +365,6 @@ class SequenceRanker:
         self.model.eval()
         with torch.no_grad():
             for start in range(0, len(known), 256):
-                chunk = known[start:start + 256]
+                chunk = known[start : start + 256]
                 scores[chunk] = self.model.full_sort_predict(self._windows.batch(rows[chunk])).numpy()
         return scores

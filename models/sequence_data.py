@@ -17,13 +17,14 @@ from interest_decay.events.schema import EVENT_TYPES
 class Windows:
     """Users' events cut into left-padded windows of ``max_len`` columns; every field ``[N, L]``.
     A position holds one event and the prediction made right after it (its target and the time of it)."""
-    items: np.ndarray            # int64: item id + 1 (0 = padding)
-    categories: np.ndarray       # int64: category id + 1 (0 = padding)
-    event_types: np.ndarray      # int64: index in EVENT_TYPES + 1 (0 = padding)
-    hours: np.ndarray            # float32: event time, hours relative to the cutoff (negative = before)
-    query_hours: np.ndarray      # float32: prediction time: the next event's time, or the cutoff after the last
+
+    items: np.ndarray  # int64: item id + 1 (0 = padding)
+    categories: np.ndarray  # int64: category id + 1 (0 = padding)
+    event_types: np.ndarray  # int64: index in EVENT_TYPES + 1 (0 = padding)
+    hours: np.ndarray  # float32: event time, hours relative to the cutoff (negative = before)
+    query_hours: np.ndarray  # float32: prediction time: the next event's time, or the cutoff after the last
     history_targets: np.ndarray  # int64: target id of the event itself (-1 = padding or not in the targets)
-    targets: np.ndarray          # int64: target id of the next event (-1 = no loss here)
+    targets: np.ndarray  # int64: target id of the next event (-1 = no loss here)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -37,21 +38,24 @@ class Windows:
         return {f.name: torch.from_numpy(getattr(self, f.name)[rows][:, first:]) for f in fields(self)}
 
 
-def event_codes(events: pd.DataFrame, items: pd.Index, categories: pd.Index, target: str,
-                cutoff: pd.Timestamp) -> pd.DataFrame:
+def event_codes(
+    events: pd.DataFrame, items: pd.Index, categories: pd.Index, target: str, cutoff: pd.Timestamp
+) -> pd.DataFrame:
     """Events as integer codes, ordered by user then time, each with the time and target of the user's next event
     (NaN / -1 after the last one). ``rank`` counts back from the user's last event (0 = last)."""
     event_type = pd.Categorical(events["event_type"].str.lower(), categories=EVENT_TYPES).codes + 1
     item = items.get_indexer(events["item_id"])
     category = categories.get_indexer(events["category_id"])
-    codes = pd.DataFrame({
-        "user_id": events["user_id"].to_numpy(),
-        "item": item + 1,
-        "category": category + 1,
-        "event_type": event_type.astype(np.int64),
-        "hours": ((events["ts"] - cutoff) / pd.Timedelta(hours=1)).to_numpy(np.float32),
-        "target": item if target == "item_id" else category,
-    })[event_type > 0]  # event types outside the contract carry no meaning here
+    codes = pd.DataFrame(
+        {
+            "user_id": events["user_id"].to_numpy(),
+            "item": item + 1,
+            "category": category + 1,
+            "event_type": event_type.astype(np.int64),
+            "hours": ((events["ts"] - cutoff) / pd.Timedelta(hours=1)).to_numpy(np.float32),
+            "target": item if target == "item_id" else category,
+        }
+    )[event_type > 0]  # event types outside the contract carry no meaning here
     codes = codes.iloc[np.lexsort((codes["hours"].to_numpy(), codes["user_id"].to_numpy()))].reset_index(drop=True)
     by_user = codes.groupby("user_id", sort=False)
     codes["next_hours"] = by_user["hours"].shift(-1)
@@ -74,10 +78,14 @@ def cut_windows(codes: pd.DataFrame, rank: np.ndarray, max_len: int) -> tuple[Wi
         return out
 
     windows = Windows(
-        items=column("item", 0, np.int64), categories=column("category", 0, np.int64),
-        event_types=column("event_type", 0, np.int64), hours=column("hours", 0, np.float32),
-        query_hours=column("next_hours", 0, np.float32), history_targets=column("target", -1, np.int64),
-        targets=column("next_target", -1, np.int64))
+        items=column("item", 0, np.int64),
+        categories=column("category", 0, np.int64),
+        event_types=column("event_type", 0, np.int64),
+        hours=column("hours", 0, np.float32),
+        query_hours=column("next_hours", 0, np.float32),
+        history_targets=column("target", -1, np.int64),
+        targets=column("next_target", -1, np.int64),
+    )
     users = np.empty(shape[0], dtype=object)
     users[row] = codes["user_id"].to_numpy()
     return windows, users, keys[1] == 0
@@ -114,5 +122,5 @@ def length_batches(windows: Windows, batch_size: int, rng: np.random.Generator) 
     """Shuffled batches of windows of similar length, so that little padding is computed."""
     order = rng.permutation(len(windows))
     order = order[np.argsort(windows.lengths()[order], kind="stable")]  # random within equal lengths
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]

@@ -18,8 +18,16 @@ import pandas as pd
 import yaml
 
 from interest_decay import config as settings
-from models.data import FEATURE_SERVICE, Vocabulary, Windows, build_vocabulary, feature_matrix, load_events, \
-    most_popular, point_in_time_features
+from models.data import (
+    FEATURE_SERVICE,
+    Vocabulary,
+    Windows,
+    build_vocabulary,
+    feature_matrix,
+    load_events,
+    most_popular,
+    point_in_time_features,
+)
 from models.metrics import evaluate_rankings
 from models.registry import git_commit
 
@@ -50,11 +58,11 @@ def fit(model, x: np.ndarray, y: np.ndarray, cfg: dict) -> list[float]:
     generator = torch.Generator().manual_seed(cfg["seed"])
     losses = []
     model.train()
-    for epoch in tqdm(range(cfg["epochs"]), desc="training", unit="epoch"):
+    for _ in tqdm(range(cfg["epochs"]), desc="training", unit="epoch"):
         order = torch.randperm(len(y_t), generator=generator)
         total = 0.0
         for start in range(0, len(order), cfg["batch_size"]):
-            batch = order[start:start + cfg["batch_size"]]
+            batch = order[start : start + cfg["batch_size"]]
             loss = model.calculate_loss(x_t[batch], y_t[batch])
             optimiser.zero_grad()
             loss.backward()
@@ -98,7 +106,7 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
 
     cfg = cfg or load_config()
     seed_everything(cfg["seed"])
-    windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.timezone.utc), cfg)
+    windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.UTC), cfg)
     schema = settings.dbt_schema()
     with psycopg.connect(settings.pg_conninfo()) as conn:
         history = load_events(conn, schema, None, windows.test_start)
@@ -111,8 +119,13 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     if len(labels) > cfg["max_train_examples"]:
         labels = labels.sample(cfg["max_train_examples"], random_state=cfg["seed"]).sort_values("event_ts")
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
-    entity_df = pd.DataFrame({"user_id": labels.user_id.values, "item_id": labels.item_id.values,
-                              "event_timestamp": pd.to_datetime(labels.event_ts.values, utc=True)})
+    entity_df = pd.DataFrame(
+        {
+            "user_id": labels.user_id.values,
+            "item_id": labels.item_id.values,
+            "event_timestamp": pd.to_datetime(labels.event_ts.values, utc=True),
+        }
+    )
     train = point_in_time_features(store, entity_df).dropna(subset=["total_interest"])
     x_train = feature_matrix(vocab, train)
     y_train = train["item_id"].map(vocab.item_index).to_numpy(dtype=np.int64)
@@ -125,7 +138,7 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     test = point_in_time_features(store, test_users).dropna(subset=["total_interest"])
     k = cfg["top_k"]
     model_ranked = rank_items(model, vocab, feature_matrix(vocab, test), 2 * k)
-    popular_ranked = [vocab.popular_items[:2 * k]] * len(test)
+    popular_ranked = [vocab.popular_items[: 2 * k]] * len(test)
     truth = [relevant[u] for u in test["user_id"]]
     metrics = {
         "model": evaluate_rankings(zip(model_ranked, truth), k, len(vocab.items)),
@@ -150,9 +163,13 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     # The served model must also know the popularity of the latest window for its fallback.
     if len(test_events):
         vocab.popular_items = most_popular(test_events)
-    summary["quality"] = recommendation_quality(
-        test["user_id"].tolist(), model_ranked, truth, labels[["user_id", "item_id"]], min(k, len(vocab.items)),
-        out) if len(test) else None
+    summary["quality"] = (
+        recommendation_quality(
+            test["user_id"].tolist(), model_ranked, truth, labels[["user_id", "item_id"]], min(k, len(vocab.items)), out
+        )
+        if len(test)
+        else None
+    )
     if register:
         summary["model_tag"] = register_model(model, vocab, summary)
         summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
@@ -165,17 +182,21 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     return summary
 
 
-def recommendation_quality(users: list[str], ranked: list[list[str]], truth: list[set], train_interactions:
-                           pd.DataFrame, k: int, out_dir: Path) -> dict:
+def recommendation_quality(
+    users: list[str], ranked: list[list[str]], truth: list[set], train_interactions: pd.DataFrame, k: int, out_dir: Path
+) -> dict:
     """Evidently's recsys metrics of the model's top-k lists on the test window (``quality.html`` /
     ``quality.json`` in ``out_dir``): accuracy and beyond-accuracy (personalization, novelty, popularity
     bias, coverage, Gini), with the training window's interactions as the popularity reference."""
     from interest_decay.monitoring.recsys_quality import recsys_report
 
-    recommendations = pd.DataFrame([(user, item, rank + 1) for user, items in zip(users, ranked)
-                                    for rank, item in enumerate(items[:k])], columns=["user_id", "item_id", "rank"])
-    relevant = pd.DataFrame([(user, item) for user, items in zip(users, truth) for item in items],
-                            columns=["user_id", "item_id"])
+    recommendations = pd.DataFrame(
+        [(user, item, rank + 1) for user, items in zip(users, ranked) for rank, item in enumerate(items[:k])],
+        columns=["user_id", "item_id", "rank"],
+    )
+    relevant = pd.DataFrame(
+        [(user, item) for user, items in zip(users, truth) for item in items], columns=["user_id", "item_id"]
+    )
     return recsys_report(recommendations, relevant, train_interactions, k, out_dir)
 
 
@@ -202,8 +223,13 @@ def decide_promotion(tag: str, metrics: dict, test: pd.DataFrame, truth: list[se
         promote, why = registry.gate(metrics["model"], incumbent, metric, margin)
     if promote:
         registry.promote(tag, why)
-    return {"promoted": promote, "reason": why, "incumbent": incumbent_tag, "incumbent_metrics": incumbent,
-            "champion": registry.champion()}
+    return {
+        "promoted": promote,
+        "reason": why,
+        "incumbent": incumbent_tag,
+        "incumbent_metrics": incumbent,
+        "champion": registry.champion(),
+    }
 
 
 def register_model(model, vocab: Vocabulary, summary: dict) -> str:
@@ -219,8 +245,9 @@ def register_model(model, vocab: Vocabulary, summary: dict) -> str:
         "hyperparameters": summary["hyperparameters"],
         "metrics": summary["metrics"],
     }
-    with bentoml.models.create(settings.model_name(), metadata=metadata,
-                               labels={"feature_service": FEATURE_SERVICE}) as bento_model:
+    with bentoml.models.create(
+        settings.model_name(), metadata=metadata, labels={"feature_service": FEATURE_SERVICE}
+    ) as bento_model:
         model.save(Path(bento_model.path))
         Path(bento_model.path_of("vocabulary.json")).write_text(json.dumps(vocab.to_json()))
     return str(bento_model.tag)
@@ -235,8 +262,11 @@ def staged_events(before: dt.datetime) -> pd.DataFrame:
     import psycopg
 
     with psycopg.connect(settings.pg_conninfo()) as conn, conn.cursor() as cur:
-        cur.execute(f"select {', '.join(STAGED_EVENT_COLUMNS)} "
-                    f"from {settings.dbt_schema()}.stg_behaviour__events where event_ts < %s", (before,))
+        cur.execute(
+            f"select {', '.join(STAGED_EVENT_COLUMNS)} "
+            f"from {settings.dbt_schema()}.stg_behaviour__events where event_ts < %s",
+            (before,),
+        )
         return staged_frame(cur.fetchall())
 
 
@@ -254,11 +284,12 @@ def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: 
     (features before ``as_of - horizon``, purchases in the horizon after) and registered."""
     from models import churn
 
-    end = dt.datetime.combine(as_of, dt.time(), dt.timezone.utc)
+    end = dt.datetime.combine(as_of, dt.time(), dt.UTC)
     events = staged_events(end)
     cutoff = pd.Timestamp(end) - pd.Timedelta(days=horizon_days)
-    comparison = churn.compare_churn(events, cutoff=cutoff, horizon_days=horizon_days, seed=seed,
-                                     observed_until=pd.Timestamp(end))
+    comparison = churn.compare_churn(
+        events, cutoff=cutoff, horizon_days=horizon_days, seed=seed, observed_until=pd.Timestamp(end)
+    )
     cfg = comparison["config"]
     features, churned = churn.churn_dataset(events, cutoff, horizon_days, cfg["half_lives_days"], pd.Timestamp(end))
     model, _ = churn.fit_model(features, churned, cfg, seed)
@@ -266,14 +297,25 @@ def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: 
     out.mkdir(parents=True, exist_ok=True)
     (out / "churn.json").write_text(json.dumps({k: v for k, v in comparison.items() if k != "curves"}, indent=2))
     churn.plot_churn(comparison, out)
-    summary = {"as_of": str(as_of), "horizon_days": horizon_days, "metrics": comparison["metrics"],
-               "roc_auc_difference": comparison["roc_auc_difference"], "train_users": int(len(churned)),
-               "report": str(out / "churn.json")}
+    summary = {
+        "as_of": str(as_of),
+        "horizon_days": horizon_days,
+        "metrics": comparison["metrics"],
+        "roc_auc_difference": comparison["roc_auc_difference"],
+        "train_users": int(len(churned)),
+        "report": str(out / "churn.json"),
+    }
     if register:
         import bentoml
 
-        metadata = {"as_of": str(as_of), "horizon_days": horizon_days, "train_cutoff": cutoff.isoformat(),
-                    "metrics": comparison["metrics"], "git_commit": git_commit(), "hyperparameters": cfg}
+        metadata = {
+            "as_of": str(as_of),
+            "horizon_days": horizon_days,
+            "train_cutoff": cutoff.isoformat(),
+            "metrics": comparison["metrics"],
+            "git_commit": git_commit(),
+            "hyperparameters": cfg,
+        }
         with bentoml.models.create(CHURN_MODEL_NAME, metadata=metadata) as bento_model:
             model.save(Path(bento_model.path))
         summary["model_tag"] = str(bento_model.tag)
@@ -282,14 +324,23 @@ def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True, help="UTC day the run is as of, YYYY-MM-DD")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/config.yaml)")
-    parser.add_argument("--half-life-days", type=float, default=7.0,
-                        help="half-life the features were computed with (dbt var half_life_days; default 7)")
+    parser.add_argument(
+        "--as-of", type=dt.date.fromisoformat, required=True, help="UTC day the run is as of, YYYY-MM-DD"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/config.yaml)"
+    )
+    parser.add_argument(
+        "--half-life-days",
+        type=float,
+        default=7.0,
+        help="half-life the features were computed with (dbt var half_life_days; default 7)",
+    )
     parser.add_argument("--no-register", action="store_true", help="do not save the model to the BentoML model store")
     args = parser.parse_args(argv)
-    summary = run(args.as_of, load_config(args.config), register=not args.no_register,
-                  half_life_days=args.half_life_days)
+    summary = run(
+        args.as_of, load_config(args.config), register=not args.no_register, half_life_days=args.half_life_days
+    )
     print(json.dumps({"metrics": summary["metrics"], "model_tag": summary.get("model_tag")}, indent=2))
 
 

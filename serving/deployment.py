@@ -15,9 +15,9 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class LoadedRecommender:
     deployed_at: dt.datetime
 
     @classmethod
-    def from_directory(cls, tag: str, path: Path) -> "LoadedRecommender":
+    def from_directory(cls, tag: str, path: Path) -> LoadedRecommender:
         """Load and check the model saved in ``path``; raises ValueError when it cannot serve."""
         import torch
 
@@ -47,13 +47,15 @@ class LoadedRecommender:
         with torch.no_grad():
             scores = model.full_sort_predict(torch.zeros(1, len(vocab.categories)))
         if tuple(scores.shape) != (1, len(vocab.items)) or not bool(torch.isfinite(scores).all()):
-            raise ValueError(f"model {tag} fails the smoke check: scores of shape {tuple(scores.shape)} for "
-                             f"{len(vocab.items)} items, finite: {bool(torch.isfinite(scores).all())}")
+            raise ValueError(
+                f"model {tag} fails the smoke check: scores of shape {tuple(scores.shape)} for "
+                f"{len(vocab.items)} items, finite: {bool(torch.isfinite(scores).all())}"
+            )
         categories = np.array([vocab.item_category.get(i) for i in vocab.items], dtype=object)
-        return cls(tag, model, vocab, categories, dt.datetime.now(dt.timezone.utc))
+        return cls(tag, model, vocab, categories, dt.datetime.now(dt.UTC))
 
     @classmethod
-    def from_store(cls, tag: str) -> "LoadedRecommender":
+    def from_store(cls, tag: str) -> LoadedRecommender:
         import bentoml
 
         bento_model = bentoml.models.get(tag)
@@ -63,8 +65,12 @@ class LoadedRecommender:
 class ChampionFollower:
     """Holds the recommender being served (``current``) and swaps in a new champion once it has loaded."""
 
-    def __init__(self, initial: LoadedRecommender, champion: Callable[[], str | None],
-                 load: Callable[[str], LoadedRecommender] = LoadedRecommender.from_store):
+    def __init__(
+        self,
+        initial: LoadedRecommender,
+        champion: Callable[[], str | None],
+        load: Callable[[str], LoadedRecommender] = LoadedRecommender.from_store,
+    ):
         self.current = initial
         self.last_error: str | None = None
         self._champion, self._load = champion, load
@@ -122,5 +128,7 @@ def wait_until_serving(url: str, tag: str, timeout_seconds: float = 120, token: 
         if state.get("last_error") and tag in state["last_error"]:
             break
         time.sleep(1)
-    raise RuntimeError(f"{url} did not deploy {tag}: it serves {state.get('model')} "
-                       f"({state.get('last_error') or 'no error reported; timed out'})")
+    raise RuntimeError(
+        f"{url} did not deploy {tag}: it serves {state.get('model')} "
+        f"({state.get('last_error') or 'no error reported; timed out'})"
+    )

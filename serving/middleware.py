@@ -18,8 +18,13 @@ OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json"
 
 async def _answer(send, status: int, message: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *(extra_headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(extra_headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -33,8 +38,12 @@ class JsonBodyMiddleware:
         if scope["type"] == "http" and scope.get("method") == "POST":
             content_type = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
             if content_type and content_type != b"application/json":
-                return await _answer(send, 415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}: "
-                                                "send the request body as JSON (Content-Type: application/json)")
+                return await _answer(
+                    send,
+                    415,
+                    f"unsupported Content-Type {content_type.decode(errors='replace')!r}: "
+                    "send the request body as JSON (Content-Type: application/json)",
+                )
         return await self.app(scope, receive, send)
 
 
@@ -51,9 +60,13 @@ class BearerTokenMiddleware:
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
         if hmac.compare_digest(given, self.expected):
             return await self.app(scope, receive, send)
-        await _answer(send, 401, "missing or wrong bearer token: send the header "
-                                 "'Authorization: Bearer <token>' (the token is SERVE_API_TOKEN)",
-                      [(b"www-authenticate", b"Bearer")])
+        await _answer(
+            send,
+            401,
+            "missing or wrong bearer token: send the header "
+            "'Authorization: Bearer <token>' (the token is SERVE_API_TOKEN)",
+            [(b"www-authenticate", b"Bearer")],
+        )
 
 
 def tracing_config(sample_rate: str | None) -> dict:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+
 def audience_sql(schema: str, event_types: list[str]) -> str:
     """Users of category %(category)s whose interest decayed to %(now)s is at least %(min_interest)s, best
     first (at most %(limit)s), from dbt's interest_snapshots (one column "interest_<type>" per event type
     in ``event_types``, see its docs): an exponential row decays from its day with its (category, type)
     half-life; a recomputed (logistic, period) row counts at the latest stored day only."""
     age = "extract(epoch from (%(now)s - s.as_of))::float8 / 86400.0"
-    per_type = [f"""coalesce(case
+    per_type = [
+        f"""coalesce(case
                     when s.recomputed then s."interest_{t}"
                     when s."interest_{t}" <= 0 or ln(s."interest_{t}") - 0.6931471805599453::float8 * {age}
                         / k."half_life_{t}" < -690 then 0::float8
                     else s."interest_{t}" * power(0.5::float8, {age} / k."half_life_{t}") end, 0::float8)"""
-                for t in event_types]
-    half_lives = "".join(f"""max(half_life_days) filter (where event_type = '{t}') as "half_life_{t}", """
-                         for t in event_types)
+        for t in event_types
+    ]
+    half_lives = "".join(
+        f"""max(half_life_days) filter (where event_type = '{t}') as "half_life_{t}", """ for t in event_types
+    )
     return f"""
         with latest as (select max(as_of) as as_of from {schema}.interest_snapshots where user_id is null),
         kinds as (

@@ -22,8 +22,9 @@ class Recommendation(BaseModel):
     user_id: str = Field(description="The user asked about, as sent (features are looked up by its pseudonym).")
     items: list[RecommendedItem] = Field(description="Items, best first.")
     fallback: bool = Field(description="True when the user has no interest profile and popular items are returned.")
-    interest_as_of: dt.datetime | None = Field(description="When the stored interest was computed (UTC); it is "
-                                                           "decayed from then to the request time.")
+    interest_as_of: dt.datetime | None = Field(
+        description="When the stored interest was computed (UTC); it is decayed from then to the request time."
+    )
     model: str = Field(description="Tag of the model that ranked the items.")
 
 
@@ -33,7 +34,8 @@ class CategoryInterest(BaseModel):
     share: float = Field(description="This category's share of the user's interest (0-1).")
     half_life_days: dict[str, float | None] = Field(
         description="Half-life in days per event type behind this interest, as the run's fit_decay found it "
-                    "(100000: no decay; null: logistic or period decay).")
+        "(100000: no decay; null: logistic or period decay)."
+    )
 
 
 class InterestProfile(BaseModel):
@@ -59,8 +61,9 @@ class Audience(BaseModel):
 
 class UserChurnRisk(BaseModel):
     user_id: str = Field(description="The user asked about, as sent.")
-    probability: float | None = Field(description="Probability that the user buys nothing within the horizon "
-                                                  "(null: no events known for this user).")
+    probability: float | None = Field(
+        description="Probability that the user buys nothing within the horizon (null: no events known for this user)."
+    )
     known_user: bool = Field(description="False when there are no staged events of this user.")
 
 
@@ -78,8 +81,7 @@ class EventIn(BaseModel):
     user_id: str | None = Field(default=None, max_length=4096, description="Who acted.")
     item_id: str | None = Field(default=None, max_length=4096, description="What they acted on.")
     category_id: str | None = Field(default=None, max_length=4096, description="The item's category.")
-    event_type: str | None = Field(default=None, max_length=4096,
-                                   description="view, cart, fav, purchase or rating.")
+    event_type: str | None = Field(default=None, max_length=4096, description="view, cart, fav, purchase or rating.")
     ts: str | None = Field(default=None, max_length=4096, description="ISO 8601 time; no offset means UTC.")
     value: float | str | None = Field(default=None, description="Rating, quantity or amount (>= 0).")
 

@@ -1,8 +1,8 @@
 """BentoML service: recommendations, interest profiles, audiences and live events.
 
 - The model comes from the BentoML model store (``$MODEL_TAG``, default the champion of
-  ``models.registry``, else the latest ``interest_recommender``); user features from the Feast online store, decayed to the request time
-  by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
+  ``models.registry``, else the latest ``interest_recommender``); user features from the Feast online store,
+  decayed to the request time by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
 - PostgreSQL (``PG*``) holds the raw events ``/events`` appends to and the marts ``/audience`` reads.
@@ -28,12 +28,27 @@ from pydantic import Field
 
 from interest_decay import config as settings
 from interest_decay import decay
-from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
+from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from serving.deployment import ChampionFollower, LoadedRecommender
-from serving.queries import audience_sql
-from serving.schemas import (UserId, RecommendedItem, Recommendation, CategoryInterest, InterestProfile, AudienceMember, Audience, UserChurnRisk, ChurnRisk, EventIn, EventOutcome, EventsResult, DeploymentState)
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
+from serving.queries import audience_sql
+from serving.schemas import (
+    Audience,
+    AudienceMember,
+    CategoryInterest,
+    ChurnRisk,
+    DeploymentState,
+    EventIn,
+    EventOutcome,
+    EventsResult,
+    InterestProfile,
+    Recommendation,
+    RecommendedItem,
+    UserChurnRisk,
+    UserId,
+)
+
 
 def _default_model_tag() -> str:
     from models.registry import champion
@@ -53,6 +68,7 @@ EVENTS_LOCK_TIMEOUT_S = 5.0
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = SETTINGS.serve_workers or "cpu_count"
 
+
 def _ago(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
@@ -62,8 +78,8 @@ def _utc(value) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
 
 
 def _signature_once(method):
@@ -73,9 +89,12 @@ def _signature_once(method):
     return method
 
 
-@bentoml.service(traffic={"timeout": 30}, workers=WORKERS,
-                 tracing=tracing_config(SETTINGS.serve_tracing_sample_rate),
-                 logging={"access": access_log_config(SETTINGS.serve_access_log)})
+@bentoml.service(
+    traffic={"timeout": 30},
+    workers=WORKERS,
+    tracing=tracing_config(SETTINGS.serve_tracing_sample_rate),
+    logging={"access": access_log_config(SETTINGS.serve_access_log)},
+)
 class InterestService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)
@@ -100,11 +119,15 @@ class InterestService:
         self.features = self.store.get_feature_service(FEATURE_SERVICE)
         self.profile_features = self.store.get_feature_service(PROFILE_SERVICE)
         self.churn_features = self.store.get_feature_service(CHURN_SERVICE)
-        served = {f"{f.name}" for projection in self.churn_features.feature_view_projections for f in projection.features}
+        served = {
+            f"{f.name}" for projection in self.churn_features.feature_view_projections for f in projection.features
+        }
         missing = [n for n in self.churn_model.hparams["feature_names"] if f"{n}_now" not in served]
         if missing:
-            raise RuntimeError(f"feature service {CHURN_SERVICE} lacks the churn model's inputs {missing}: "
-                               "retrain the churn model or update feature_repo/features.py")
+            raise RuntimeError(
+                f"feature service {CHURN_SERVICE} lacks the churn model's inputs {missing}: "
+                "retrain the churn model or update feature_repo/features.py"
+            )
         self.schema = settings.dbt_schema()
         self._pool = None
         self._updater = None
@@ -117,8 +140,9 @@ class InterestService:
             if self._pool is None:
                 from psycopg_pool import ConnectionPool
 
-                self._pool = ConnectionPool(settings.pg_conninfo(), min_size=1, max_size=4, open=True,
-                                            kwargs={"autocommit": True}, timeout=5)
+                self._pool = ConnectionPool(
+                    settings.pg_conninfo(), min_size=1, max_size=4, open=True, kwargs={"autocommit": True}, timeout=5
+                )
         try:
             return self._pool.connection()
         except Exception as error:  # noqa: BLE001 (any driver error means the same to a caller)
@@ -163,7 +187,7 @@ class InterestService:
         # database query (exclude_purchased) goes to a thread so it does not hold up other requests.
         import torch
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         deployed = self.follower.current  # one model for the whole request, even if a deploy swaps it now
         vocab = deployed.vocab
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
@@ -171,13 +195,20 @@ class InterestService:
         allowed = self._allowed_items(deployed, category_id, bought)
         row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], now).items()}
         if row["total_interest_now"] is None:
-            items = [RecommendedItem(item_id=item, category_id=vocab.item_category.get(item), score=0.0,
-                                     explanation="popular recently (no interest profile for this user)")
-                     for item in vocab.popular_items
-                     if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])]
+            items = [
+                RecommendedItem(
+                    item_id=item,
+                    category_id=vocab.item_category.get(item),
+                    score=0.0,
+                    explanation="popular recently (no interest profile for this user)",
+                )
+                for item in vocab.popular_items
+                if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])
+            ]
             self._log_recommendation(now, deployed.tag, pseudonym, True, items[:k])
-            return Recommendation(user_id=user_id, items=items[:k], fallback=True, interest_as_of=None,
-                                  model=deployed.tag)
+            return Recommendation(
+                user_id=user_id, items=items[:k], fallback=True, interest_as_of=None, model=deployed.tag
+            )
 
         categories, scores = row["category_ids_now"], row["interest_scores_now"]
         interest = dict(zip(categories, scores))
@@ -203,28 +234,49 @@ class InterestService:
                 half_life = half_lives.get(category)
                 reason = reasons[category] = (
                     f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
-                    + (f", {decay.describe_half_life(half_life)}" if half_life else "") + seen)
+                    + (f", {decay.describe_half_life(half_life)}" if half_life else "")
+                    + seen
+                )
             items.append(RecommendedItem(item_id=item, category_id=category, score=score, explanation=reason))
         self._log_recommendation(now, deployed.tag, pseudonym, False, items)
-        return Recommendation(user_id=user_id, items=items, fallback=False,
-                              interest_as_of=_utc(row.get("scores_as_of")), model=deployed.tag)
+        return Recommendation(
+            user_id=user_id,
+            items=items,
+            fallback=False,
+            interest_as_of=_utc(row.get("scores_as_of")),
+            model=deployed.tag,
+        )
 
-    def _log_recommendation(self, now: dt.datetime, model: str, pseudonym: str, fallback: bool,
-                            items: list[RecommendedItem]) -> None:
+    def _log_recommendation(
+        self, now: dt.datetime, model: str, pseudonym: str, fallback: bool, items: list[RecommendedItem]
+    ) -> None:
         """One row for prediction-drift checks (interest_decay.monitoring.prediction_log); no database work here."""
         scores = [item.score for item in items]
-        self.prediction_log.add(ServedPrediction(
-            now, "recommend", model, pseudonym, fallback,
-            scores[0] if scores and not fallback else None,
-            sum(scores) / len(scores) if scores and not fallback else None,
-            items[0].category_id if items else None, len(items)))
+        self.prediction_log.add(
+            ServedPrediction(
+                now,
+                "recommend",
+                model,
+                pseudonym,
+                fallback,
+                scores[0] if scores and not fallback else None,
+                sum(scores) / len(scores) if scores and not fallback else None,
+                items[0].category_id if items else None,
+                len(items),
+            )
+        )
 
     def _purchased_items(self, pseudonym: str) -> list[str]:
         """Items the user bought (staged purchase events)."""
         with self._db() as conn:
-            return [item for (item,) in conn.execute(
-                f"select distinct item_id from {self.schema}.stg_behaviour__events "
-                "where user_id = %s and event_type = 'purchase'", (pseudonym,)).fetchall()]
+            return [
+                item
+                for (item,) in conn.execute(
+                    f"select distinct item_id from {self.schema}.stg_behaviour__events "
+                    "where user_id = %s and event_type = 'purchase'",
+                    (pseudonym,),
+                ).fetchall()
+            ]
 
     @staticmethod
     def _allowed_items(deployed: LoadedRecommender, category_id: str | None, bought: list[str] | None):
@@ -235,8 +287,10 @@ class InterestService:
         allowed = np.ones(len(vocab.items), dtype=bool)
         if category_id is not None:
             if category_id not in vocab.category_index:
-                raise BadInput(f"unknown category_id {category_id!r}: the model knows "
-                               f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}")
+                raise BadInput(
+                    f"unknown category_id {category_id!r}: the model knows "
+                    f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}"
+                )
             allowed &= deployed.item_categories == category_id
         for item in bought or ():
             if item in vocab.item_index:
@@ -247,8 +301,9 @@ class InterestService:
     def _half_lives(row: dict) -> dict[str, float]:
         """Half-life of each category's strongest exponential kind (for explanations)."""
         best: dict[str, tuple[float, float]] = {}
-        for category, score, half_life in zip(row.get("kind_category_ids") or [], row.get("kind_scores") or [],
-                                              row.get("kind_half_lives") or []):
+        for category, score, half_life in zip(
+            row.get("kind_category_ids") or [], row.get("kind_scores") or [], row.get("kind_half_lives") or []
+        ):
             if half_life == half_life and (category not in best or score > best[category][0]):
                 best[category] = (score, half_life)
         return {category: half_life for category, (_, half_life) in best.items()}
@@ -258,20 +313,29 @@ class InterestService:
     async def interest(self, user_id: UserId) -> InterestProfile:
         """The user's interest per category, decayed to now, with the half-lives behind it."""
         # A coroutine like recommend: one short online-store read, run inline on the event loop.
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         row = {key: values[0] for key, values in self._lookup(self.profile_features, [pseudonym], now).items()}
         kinds: dict[str, dict[str, float | None]] = {}
-        for category, kind, half_life in zip(row.get("kind_category_ids") or [], row.get("kind_event_types") or [],
-                                             row.get("kind_half_lives") or []):
+        for category, kind, half_life in zip(
+            row.get("kind_category_ids") or [], row.get("kind_event_types") or [], row.get("kind_half_lives") or []
+        ):
             kinds.setdefault(category, {})[kind] = half_life if half_life == half_life else None
         total = row.get("total_interest_now") or 0.0
-        categories = [CategoryInterest(category_id=c, interest=s, share=s / total if total else 0.0,
-                                       half_life_days=kinds.get(c, {}))
-                      for c, s in zip(row.get("category_ids_now") or [], row.get("interest_scores_now") or [])]
-        return InterestProfile(user_id=user_id, as_of=now, scores_as_of=_utc(row.get("scores_as_of")),
-                               last_event_ts=_utc(row.get("last_event_ts")), categories=categories,
-                               known_user=row.get("total_interest_now") is not None)
+        categories = [
+            CategoryInterest(
+                category_id=c, interest=s, share=s / total if total else 0.0, half_life_days=kinds.get(c, {})
+            )
+            for c, s in zip(row.get("category_ids_now") or [], row.get("interest_scores_now") or [])
+        ]
+        return InterestProfile(
+            user_id=user_id,
+            as_of=now,
+            scores_as_of=_utc(row.get("scores_as_of")),
+            last_event_ts=_utc(row.get("last_event_ts")),
+            categories=categories,
+            known_user=row.get("total_interest_now") is not None,
+        )
 
     @bentoml.api
     @_signature_once
@@ -286,16 +350,24 @@ class InterestService:
         Read from the batch marts (dbt ``interest_snapshots``, see its docs) and decayed to now per kind:
         exponential kinds exactly from each stored day; logistic and period kinds at their value of the
         latest stored day."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self._db() as conn:
-            columns = [c.name for c in conn.execute(
-                f"select * from {self.schema}.interest_snapshots limit 0").description]
-            sql = audience_sql(self.schema, [c.removeprefix("interest_") for c in columns
-                                             if re.fullmatch(r"interest_[a-z][a-z0-9_]*", c)])
-            rows = conn.execute(sql, {"now": now, "category": category_id, "min_interest": min_interest,
-                                      "limit": limit}).fetchall()
-        return Audience(category_id=category_id, as_of=now, computed_from=rows[0][2] if rows else None,
-                        users=[AudienceMember(user_id=u, interest=i) for u, i, _ in rows])
+            columns = [
+                c.name for c in conn.execute(f"select * from {self.schema}.interest_snapshots limit 0").description
+            ]
+            sql = audience_sql(
+                self.schema,
+                [c.removeprefix("interest_") for c in columns if re.fullmatch(r"interest_[a-z][a-z0-9_]*", c)],
+            )
+            rows = conn.execute(
+                sql, {"now": now, "category": category_id, "min_interest": min_interest, "limit": limit}
+            ).fetchall()
+        return Audience(
+            category_id=category_id,
+            as_of=now,
+            computed_from=rows[0][2] if rows else None,
+            users=[AudienceMember(user_id=u, interest=i) for u, i, _ in rows],
+        )
 
     @bentoml.api
     @_signature_once
@@ -309,7 +381,7 @@ class InterestService:
 
         from models.churn import model_probabilities
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
         keys = sorted(set(pseudonyms.values()))
         response = self._lookup(self.churn_features, keys, now)
@@ -321,19 +393,25 @@ class InterestService:
             probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features.astype(float))))
         model = str(self.churn_bento_model.tag)
         for user, probability in probabilities.items():
-            self.prediction_log.add(ServedPrediction(now, "churn_risk", model, user, False, float(probability),
-                                                     float(probability), None, 1))
-        users = [UserChurnRisk(user_id=u, probability=probabilities.get(pseudonyms[u]),
-                               known_user=pseudonyms[u] in probabilities) for u in user_ids]
-        return ChurnRisk(horizon_days=int(self.churn_metadata["horizon_days"]), as_of=now,
-                         model=model, users=users)
+            self.prediction_log.add(
+                ServedPrediction(now, "churn_risk", model, user, False, float(probability), float(probability), None, 1)
+            )
+        users = [
+            UserChurnRisk(
+                user_id=u, probability=probabilities.get(pseudonyms[u]), known_user=pseudonyms[u] in probabilities
+            )
+            for u in user_ids
+        ]
+        return ChurnRisk(horizon_days=int(self.churn_metadata["horizon_days"]), as_of=now, model=model, users=users)
 
     @bentoml.api
     @_signature_once
     def events(
         self,
-        events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS,
-                                               description=f"1 to {MAX_EVENTS:,} events in the event schema.")],
+        events: Annotated[
+            list[EventIn],
+            Field(min_length=1, max_length=MAX_EVENTS, description=f"1 to {MAX_EVENTS:,} events in the event schema."),
+        ],
     ) -> EventsResult:
         """Store live events (the same raw tables as batch ingest) and fold the accepted ones into the
         users' online interest at once; answers accepted / rejected per event with the reason."""
@@ -344,15 +422,24 @@ class InterestService:
         records = [e.model_dump() for e in events]
         with self._db() as conn:
             try:
-                result = accept_batch(conn, self._online_updater(conn), records, self.pseudonym_key,
-                                      lock_timeout_s=EVENTS_LOCK_TIMEOUT_S)
+                result = accept_batch(
+                    conn, self._online_updater(conn), records, self.pseudonym_key, lock_timeout_s=EVENTS_LOCK_TIMEOUT_S
+                )
             except LockNotAvailable:  # staging holds new loads back while it waits for a long batch load
-                raise ServiceUnavailable(f"staging is reading the raw events (waited {EVENTS_LOCK_TIMEOUT_S:g} s): "
-                                         "nothing was stored, send the batch again shortly") from None
+                raise ServiceUnavailable(
+                    f"staging is reading the raw events (waited {EVENTS_LOCK_TIMEOUT_S:g} s): "
+                    "nothing was stored, send the batch again shortly"
+                ) from None
         outcomes = [EventOutcome(index=i, accepted=r is None, reason=r) for i, r in enumerate(result.reasons)]
         accepted = sum(o.accepted for o in outcomes)
-        return EventsResult(load_id=result.load_id, duplicate_batch=result.duplicate_batch, accepted=accepted,
-                            rejected=len(outcomes) - accepted, users_updated=result.users_updated, events=outcomes)
+        return EventsResult(
+            load_id=result.load_id,
+            duplicate_batch=result.duplicate_batch,
+            accepted=accepted,
+            rejected=len(outcomes) - accepted,
+            users_updated=result.users_updated,
+            events=outcomes,
+        )
 
     @bentoml.api
     @_signature_once
@@ -361,8 +448,9 @@ class InterestService:
         from models.registry import champion
 
         current = self.follower.current
-        return DeploymentState(model=current.tag, deployed_at=current.deployed_at, champion=champion(),
-                               last_error=self.follower.last_error)
+        return DeploymentState(
+            model=current.tag, deployed_at=current.deployed_at, champion=champion(), last_error=self.follower.last_error
+        )
 
 
 InterestService.add_asgi_middleware(JsonBodyMiddleware)

@@ -19,8 +19,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_PSEUDONYM_KEY = "test-pseudonym-key"
 os.environ["PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY  # tests pseudonymise with a known key
 # The event types of the dbt seed: interest_snapshots has an "interest_<type>" column for each.
-EVENT_TYPES = sorted(row["event_type"] for row in csv.DictReader(
-    (PROJECT_ROOT / "dbt_project" / "seeds" / "event_type_weights.csv").read_text().splitlines()))
+EVENT_TYPES = sorted(
+    row["event_type"]
+    for row in csv.DictReader(
+        (PROJECT_ROOT / "dbt_project" / "seeds" / "event_type_weights.csv").read_text().splitlines()
+    )
+)
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
 
 
@@ -51,29 +55,32 @@ def recreate_database(name: str) -> str:
 def stack_env(state_dir: Path, database: str, airflow_database: str | None = None) -> dict[str, str]:
     """Environment of a local stack whose state lives in ``state_dir`` and data in ``database``."""
     env = dict(os.environ)
-    env.update({
-        "DECAY_STATE_DIR": str(state_dir),
-        "PGDATABASE": database,
-        "FEAST_REGISTRY_PATH": str(state_dir / "feast" / "registry.db"),
-        "FEAST_ONLINE_PATH": str(state_dir / "feast" / "online.db"),
-        "BENTOML_HOME": str(state_dir / "bentoml"),
-        "REPORTS_DIR": str(state_dir / "reports"),
-        "EVENTS_DIR": str(state_dir / "events"),
-        "DBT_TARGET_PATH": str(state_dir / "dbt" / "target"),
-        "DBT_LOG_PATH": str(state_dir / "dbt" / "logs"),
-    })
+    env.update(
+        {
+            "DECAY_STATE_DIR": str(state_dir),
+            "PGDATABASE": database,
+            "FEAST_REGISTRY_PATH": str(state_dir / "feast" / "registry.db"),
+            "FEAST_ONLINE_PATH": str(state_dir / "feast" / "online.db"),
+            "BENTOML_HOME": str(state_dir / "bentoml"),
+            "REPORTS_DIR": str(state_dir / "reports"),
+            "EVENTS_DIR": str(state_dir / "events"),
+            "DBT_TARGET_PATH": str(state_dir / "dbt" / "target"),
+            "DBT_LOG_PATH": str(state_dir / "dbt" / "logs"),
+        }
+    )
     if airflow_database:
         user = env.get("PGUSER", "decay")
         password = f":{env['PGPASSWORD']}" if env.get("PGPASSWORD") else ""
-        env.update({
-            "AIRFLOW_HOME": str(state_dir / "airflow"),
-            # Tests trigger their runs; a scheduled run (from a DAG serialized with the daily schedule)
-            # would queue ahead of them (max_active_runs=1).
-            "INTEREST_PIPELINE_SCHEDULE": "none",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
-                f"postgresql+psycopg2://{user}{password}@{env.get('PGHOST', '127.0.0.1')}:"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(state_dir / "airflow"),
+                # Tests trigger their runs; a scheduled run (from a DAG serialized with the daily schedule)
+                # would queue ahead of them (max_active_runs=1).
+                "INTEREST_PIPELINE_SCHEDULE": "none",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{user}{password}@{env.get('PGHOST', '127.0.0.1')}:"
                 f"{env.get('PGPORT', '55432')}/{airflow_database}",
-        })
+            }
+        )
     return env
 
 
@@ -90,8 +97,7 @@ def dbt(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 def start_dbt(env: dict, *args: str) -> subprocess.Popen:
     """``dbt *args`` started in the background (stdout piped as text), for tests that act while it runs."""
-    return subprocess.Popen([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
 
 
 def wait_for_a_blocked_advisory_lock(conninfo: str, run, timeout_s: float = 120) -> bool:

@@ -26,7 +26,24 @@ from interest_decay.decay.families import (
     repeat_interest,
 )
 
-__all__ = ["GAUSS_EXPONENT_CAP", "HALF_LIVES_CAP", "LN2", "LOGISTIC_EXPONENT_CAP", "NO_DECAY_HALF_LIFE", "PERIOD_DAYS",
-           "decayed_sum", "describe_half_life", "exponential", "exponential_half_life", "half_life_from_rate",
-           "logistic", "logistic_half_life", "multiplier", "period", "period_half_life", "rate_from_half_life",
-           "repeat", "repeat_interest"]
+__all__ = [
+    "GAUSS_EXPONENT_CAP",
+    "HALF_LIVES_CAP",
+    "LN2",
+    "LOGISTIC_EXPONENT_CAP",
+    "NO_DECAY_HALF_LIFE",
+    "PERIOD_DAYS",
+    "decayed_sum",
+    "describe_half_life",
+    "exponential",
+    "exponential_half_life",
+    "half_life_from_rate",
+    "logistic",
+    "logistic_half_life",
+    "multiplier",
+    "period",
+    "period_half_life",
+    "rate_from_half_life",
+    "repeat",
+    "repeat_interest",
+]

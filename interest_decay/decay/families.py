@@ -25,7 +25,7 @@ float underflow instead of returning 0), so the two agree to rounding.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ def describe_half_life(half_life_days: float) -> str:
     """How explanations and reports name a half-life: 'half-life 2.5 days', or 'no decay'."""
     if half_life_days >= NO_DECAY_HALF_LIFE or math.isinf(half_life_days):
         return "no decay"
-    return f"half-life {half_life_days:.3g} days" if half_life_days >= 1 else f"half-life {half_life_days * 24:.3g} hours"
+    return (
+        f"half-life {half_life_days:.3g} days" if half_life_days >= 1 else f"half-life {half_life_days * 24:.3g} hours"
+    )
 
 
 def rate_from_half_life(half_life_days: float) -> float:
@@ -107,10 +109,16 @@ def repeat(t, half_life_days: float, bump_weight: float, bump_mean_days: float, 
     """``(1 - π) 0.5^(t / h) + π exp(-((t - μ) / σ)² / 2)`` with π = ``bump_weight``, μ = ``bump_mean_days``,
     σ = ``bump_sd_days``: the repeat-purchase kernel, in [0, 1]; ``h`` may be inf (the need never fades).
     μ and σ may be arrays (one per age: each purchase's item has its own bump)."""
-    if not (half_life_days > 0 and 0 <= bump_weight <= 1 and np.all(np.asarray(bump_mean_days) >= 0)
-            and np.all(np.asarray(bump_sd_days) > 0)):
-        raise ValueError("repeat decay needs half_life_days > 0, 0 <= bump_weight <= 1, bump_mean_days >= 0 and "
-                         f"bump_sd_days > 0, got {half_life_days}, {bump_weight}, {bump_mean_days}, {bump_sd_days}")
+    if not (
+        half_life_days > 0
+        and 0 <= bump_weight <= 1
+        and np.all(np.asarray(bump_mean_days) >= 0)
+        and np.all(np.asarray(bump_sd_days) > 0)
+    ):
+        raise ValueError(
+            "repeat decay needs half_life_days > 0, 0 <= bump_weight <= 1, bump_mean_days >= 0 and "
+            f"bump_sd_days > 0, got {half_life_days}, {bump_weight}, {bump_mean_days}, {bump_sd_days}"
+        )
     t = np.asarray(t, dtype=float)
     offset = t - bump_mean_days
     z = np.where(np.abs(offset) < 1e-100 * bump_sd_days, 0.0, offset / bump_sd_days)  # at the peak (as SQL)
@@ -119,8 +127,15 @@ def repeat(t, half_life_days: float, bump_weight: float, bump_mean_days: float, 
     return (1.0 - bump_weight) * exponential_half_life(t, half_life_days) + bump_weight * bump
 
 
-def repeat_interest(purchase_ages_days, half_life_days: float, bump_weight: float, bump_mean_days: float,
-                    bump_sd_days: float, window_days: float, max_purchases: int) -> float:
+def repeat_interest(
+    purchase_ages_days,
+    half_life_days: float,
+    bump_weight: float,
+    bump_mean_days: float,
+    bump_sd_days: float,
+    window_days: float,
+    max_purchases: int,
+) -> float:
     """Interest in buying an item again: the repeat kernel summed over the latest ``max_purchases`` purchases
     given (the bounded state the marts keep per user × item) that lie before now (age > 0) and no more than
     ``window_days`` back."""
@@ -129,9 +144,16 @@ def repeat_interest(purchase_ages_days, half_life_days: float, bump_weight: floa
     return float(np.sum(repeat(ages, half_life_days, bump_weight, bump_mean_days, bump_sd_days)))
 
 
-def multiplier(family: str, t, *, half_life_days: float | None = None, logistic_k: float | None = None,
-               logistic_l: float | None = None, period_days: float | None = None,
-               period_weights: Sequence[float] | None = None):
+def multiplier(
+    family: str,
+    t,
+    *,
+    half_life_days: float | None = None,
+    logistic_k: float | None = None,
+    logistic_l: float | None = None,
+    period_days: float | None = None,
+    period_weights: Sequence[float] | None = None,
+):
     """Decay multiplier of ``family`` with the parameters of a ``decay_parameters`` row."""
     if family == "exponential":
         return exponential_half_life(t, half_life_days)

@@ -7,7 +7,7 @@ know what a mart row means without reading SQL.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -26,8 +26,9 @@ def resolve_parameters(parameters: pd.DataFrame, category_id: str, event_type: s
     raise KeyError(f"no decay parameters for category {category_id!r}, event type {event_type!r}")
 
 
-def event_interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict[str, float],
-                   as_of: dt.datetime) -> pd.Series:
+def event_interest(
+    events: pd.DataFrame, parameters: pd.DataFrame, weights: dict[str, float], as_of: dt.datetime
+) -> pd.Series:
     """Each event's interest at ``as_of`` (0 for events at or after it)."""
     ages = (pd.Timestamp(as_of) - events["event_ts"]).dt.total_seconds() / 86400.0
     values = []
@@ -40,8 +41,13 @@ def event_interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict
     return pd.Series(values, index=events.index)
 
 
-def interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict[str, float],
-             as_of_days: Iterable[dt.datetime], by: tuple[str, ...] = ("user_id", "category_id")) -> pd.DataFrame:
+def interest(
+    events: pd.DataFrame,
+    parameters: pd.DataFrame,
+    weights: dict[str, float],
+    as_of_days: Iterable[dt.datetime],
+    by: tuple[str, ...] = ("user_id", "category_id"),
+) -> pd.DataFrame:
     """Interest per ``by`` key and as_of day, like ``user_category_interest`` (only keys with events before as_of)."""
     frames = []
     for as_of in as_of_days:
@@ -49,8 +55,11 @@ def interest(events: pd.DataFrame, parameters: pd.DataFrame, weights: dict[str, 
         if before.empty:
             continue
         scored = before.assign(interest=event_interest(before, parameters, weights, as_of))
-        grouped = scored.groupby(list(by)).agg(interest=("interest", "sum"), event_count=("interest", "size"),
-                                                last_event_ts=("event_ts", "max")).reset_index()
+        grouped = (
+            scored.groupby(list(by))
+            .agg(interest=("interest", "sum"), event_count=("interest", "size"), last_event_ts=("event_ts", "max"))
+            .reset_index()
+        )
         frames.append(grouped.assign(as_of=pd.Timestamp(as_of)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -10,7 +10,8 @@ behaviours) are converted as they are and rejected by dbt staging with a reason,
 - ``ts`` = InvoiceDate, which the source gives without a zone (UK shop time); read as UTC.
 - ``category_id`` is derived, as the source has none: the product's head noun, i.e. the last word of
   its Description (upper case, letters only, a regular plural made singular: "WHITE HANGING HEART
-  T-LIGHT HOLDERS" -> "HOLDER", "BOXES" -> "BOX", "CHRISTMAS" stays). Non-product codes (POST, DOT, M, BANK CHARGES, AMAZONFEE, ...: StockCodes that do not
+  T-LIGHT HOLDERS" -> "HOLDER", "BOXES" -> "BOX", "CHRISTMAS" stays). Non-product codes
+  (POST, DOT, M, BANK CHARGES, AMAZONFEE, ...: StockCodes that do not
   start with a digit) get "NON-PRODUCT"; a missing Description gives "UNKNOWN".
 
 **Taobao UserBehavior** (CSV without header: user_id, item_id, category_id, behavior, unix_ts):
@@ -41,28 +42,37 @@ def retail_category(description: pd.Series, stock_code: pd.Series) -> pd.Series:
 def online_retail(path: Path) -> pd.DataFrame:
     raw = pd.read_parquet(path)
     customer = raw["CustomerID"].astype("Int64").astype("string").fillna("")
-    return pd.DataFrame({
-        "user_id": customer,
-        "item_id": raw["StockCode"].astype(str),
-        "category_id": retail_category(raw["Description"], raw["StockCode"]),
-        "event_type": "purchase",
-        "ts": pd.to_datetime(raw["InvoiceDate"]).dt.tz_localize("UTC"),
-        "value": raw["Quantity"].astype(float),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": customer,
+            "item_id": raw["StockCode"].astype(str),
+            "category_id": retail_category(raw["Description"], raw["StockCode"]),
+            "event_type": "purchase",
+            "ts": pd.to_datetime(raw["InvoiceDate"]).dt.tz_localize("UTC"),
+            "value": raw["Quantity"].astype(float),
+        }
+    )
 
 
 def taobao(path: Path) -> pd.DataFrame:
-    raw = pd.read_csv(path, header=None, names=["user_id", "item_id", "category_id", "behavior", "unix_ts"],
-                      dtype=str, keep_default_na=False)
+    raw = pd.read_csv(
+        path,
+        header=None,
+        names=["user_id", "item_id", "category_id", "behavior", "unix_ts"],
+        dtype=str,
+        keep_default_na=False,
+    )
     seconds = pd.to_numeric(raw["unix_ts"], errors="coerce")
-    return pd.DataFrame({
-        "user_id": raw["user_id"],
-        "item_id": raw["item_id"],
-        "category_id": raw["category_id"],
-        "event_type": raw["behavior"].map(TAOBAO_BEHAVIOURS).fillna(raw["behavior"]),
-        "ts": pd.to_datetime(seconds, unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ").fillna(raw["unix_ts"]),
-        "value": float("nan"),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": raw["user_id"],
+            "item_id": raw["item_id"],
+            "category_id": raw["category_id"],
+            "event_type": raw["behavior"].map(TAOBAO_BEHAVIOURS).fillna(raw["behavior"]),
+            "ts": pd.to_datetime(seconds, unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ").fillna(raw["unix_ts"]),
+            "value": float("nan"),
+        }
+    )
 
 
 ADAPTERS = {"online-retail": online_retail, "taobao": taobao}
@@ -90,8 +100,10 @@ def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m interest_decay.events.adapters",
-                                     description="Convert a real dataset into the project's event schema.")
+    parser = argparse.ArgumentParser(
+        prog="python -m interest_decay.events.adapters",
+        description="Convert a real dataset into the project's event schema.",
+    )
     parser.add_argument("dataset", choices=sorted(ADAPTERS), help="which dataset the input file is")
     parser.add_argument("source", type=Path, help="input file (Online Retail parquet, Taobao CSV)")
     parser.add_argument("out", type=Path, help="output file, .parquet or .csv")

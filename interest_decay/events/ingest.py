@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -138,8 +138,9 @@ def read_events(path: Path) -> tuple[pa.Table, list[str]]:
 
         def keep_bad_row(row) -> str:
             where = f"line {row.number}" if row.number and row.number > 0 else f"bad row {len(bad_rows) + 1}"
-            bad_rows.append(f"{where}: expected {row.expected_columns} fields, "
-                            f"got {row.actual_columns}: {row.text[:200]}")
+            bad_rows.append(
+                f"{where}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text[:200]}"
+            )
             return "skip"
 
         table = pacsv.read_csv(
@@ -163,8 +164,9 @@ def load_file(conn, path: Path) -> LoadResult:
     return load_table(conn, lambda: read_events(path), source=path.name, sha=file_sha256(path))
 
 
-def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str, sha: str,
-               lock_timeout_s: float | None = None) -> LoadResult:
+def load_table(
+    conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str, sha: str, lock_timeout_s: float | None = None
+) -> LoadResult:
     """Store one batch of events (``read()``: the contract columns as text, plus unsplittable rows) as
     one load, unless a load with the same content hash ``sha`` exists (then nothing is read or added).
     ``lock_timeout_s``: see hold_load_order_lock (the service sets it; batch ingest waits)."""
@@ -193,7 +195,7 @@ def load_table(conn, read: Callable[[], tuple[pa.Table, list[str]]], source: str
         with cur.copy(f"copy raw.events ({columns}) from stdin (format csv)") as copy:
             view = buffer.getbuffer()
             for start in range(0, len(view), 1 << 20):
-                copy.write(view[start:start + (1 << 20)])
+                copy.write(view[start : start + (1 << 20)])
         return LoadResult(source, load_id, table.num_rows, len(bad_rows), skipped=False)
 
 
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m interest_decay.events.ingest",
         description="Load event files (CSV or Parquet in the project's event schema) into PostgreSQL "
-                    "raw tables, idempotently. Connection from PGHOST/PGPORT/PGUSER/PGDATABASE.",
+        "raw tables, idempotently. Connection from PGHOST/PGPORT/PGUSER/PGDATABASE.",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="event files, or folders of .csv/.parquet files")
     args = parser.parse_args(argv)

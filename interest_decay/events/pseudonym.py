@@ -20,8 +20,10 @@ def pseudonym_key() -> str:
     secret = config.get().pseudonym_key
     key = secret.get_secret_value() if secret is not None else ""
     if not key:
-        raise RuntimeError("PSEUDONYM_KEY is not set: the key that pseudonymises user ids must come from the "
-                           "environment (infra/env.sh generates one for the local stack)")
+        raise RuntimeError(
+            "PSEUDONYM_KEY is not set: the key that pseudonymises user ids must come from the "
+            "environment (infra/env.sh generates one for the local stack)"
+        )
     return key
 
 

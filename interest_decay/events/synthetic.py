@@ -72,7 +72,7 @@ def generate(
     if n_events < 1:
         raise ValueError("n_events must be >= 1")
     rng = np.random.default_rng(seed)
-    end = end or dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = end or dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end_s = end.timestamp()
     window_s = days * 86400.0
     n_users = n_users or max(20, n_events // 100)
@@ -93,13 +93,17 @@ def generate(
         ts = onset[local] + rng.exponential(1.0 / k_per_day[cat[local]]) * 86400.0
         keep = ts < end_s
         batches.append((episode[keep], user[local][keep], cat[local][keep], ts[keep]))
-        episode_batches.append(pd.DataFrame({
-            "episode": np.arange(next_episode, next_episode + n_episodes),
-            "user_id": [f"u{u}" for u in user],
-            "category_id": (cat + 1).astype(str),
-            "onset": pd.to_datetime(onset, unit="s", utc=True),
-            "k_per_day": k_per_day[cat],
-        }))
+        episode_batches.append(
+            pd.DataFrame(
+                {
+                    "episode": np.arange(next_episode, next_episode + n_episodes),
+                    "user_id": [f"u{u}" for u in user],
+                    "category_id": (cat + 1).astype(str),
+                    "onset": pd.to_datetime(onset, unit="s", utc=True),
+                    "k_per_day": k_per_day[cat],
+                }
+            )
+        )
         total += int(keep.sum())
         next_episode += n_episodes
 
@@ -115,15 +119,21 @@ def generate(
     value[is_purchase] = rng.integers(1, 4, is_purchase.sum())
     value[is_rating] = rng.integers(1, 6, is_rating.sum())
 
-    events = pd.DataFrame({
-        "user_id": pd.Series(user).map(lambda u: f"u{u}"),
-        "item_id": (cat * items_per_category + item + 1).astype(str),
-        "category_id": (cat + 1).astype(str),
-        "event_type": event_type,
-        "ts": pd.to_datetime(ts, unit="s", utc=True).floor("s"),
-        "value": value,
-        "_episode": episode,
-    }).sort_values(["ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+    events = (
+        pd.DataFrame(
+            {
+                "user_id": pd.Series(user).map(lambda u: f"u{u}"),
+                "item_id": (cat * items_per_category + item + 1).astype(str),
+                "category_id": (cat + 1).astype(str),
+                "event_type": event_type,
+                "ts": pd.to_datetime(ts, unit="s", utc=True).floor("s"),
+                "value": value,
+                "_episode": episode,
+            }
+        )
+        .sort_values(["ts", "user_id", "item_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     episodes = pd.concat(episode_batches, ignore_index=True)
     episodes = episodes[episodes["episode"].isin(np.unique(events["_episode"]))]
     if return_episodes:
@@ -153,14 +163,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--categories", type=int, default=20, help="number of categories (default 20)")
     parser.add_argument("--items-per-category", type=int, default=50, help="items per category (default 50)")
     parser.add_argument("--days", type=float, default=60.0, help="length of the window in days (default 60)")
-    parser.add_argument("--end", type=dt.date.fromisoformat, default=None,
-                        help="UTC date the window ends (exclusive), YYYY-MM-DD (default today)")
+    parser.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="UTC date the window ends (exclusive), YYYY-MM-DD (default today)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
     args = parser.parse_args(argv)
-    end = dt.datetime.combine(args.end, dt.time(), dt.timezone.utc) if args.end else None
-    events = generate(args.events, n_users=args.users, n_categories=args.categories,
-                      items_per_category=args.items_per_category, days=args.days, end=end, seed=args.seed)
+    end = dt.datetime.combine(args.end, dt.time(), dt.UTC) if args.end else None
+    events = generate(
+        args.events,
+        n_users=args.users,
+        n_categories=args.categories,
+        items_per_category=args.items_per_category,
+        days=args.days,
+        end=end,
+        seed=args.seed,
+    )
     write_events(events, args.out)
     table = ", ".join(f"{c}: {h:.2f} d" for c, h in zip(category_ids(args.categories), half_lives(args.categories)))
     print(f"wrote {len(events):,} events of {events.user_id.nunique():,} users to {args.out}")

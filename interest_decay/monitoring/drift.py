@@ -7,7 +7,8 @@ chi-squared/Z for categories). Saves ``drift.html`` (self-contained) and ``drift
 summary row per (as_of, check) in PostgreSQL ``monitoring.drift_runs`` (re-running a day replaces it).
 The dataset counts as drifted when at least ``DRIFT_SHARE_THRESHOLD`` (default 0.5) of the columns drift.
 
-CLI: ``python -m interest_decay.monitoring.drift --as-of 2026-11-28 --reference-start 2026-10-24 --reference-end 2026-11-21``
+CLI: ``python -m interest_decay.monitoring.drift --as-of 2026-11-28 --reference-start 2026-10-24
+--reference-end 2026-11-21``
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ def drift_share_threshold() -> float:
     return settings.get().drift_share_threshold
 
 
-def record_summary(conn, summary: dict, as_of: dt.date, check_name: str, reference_start: dt.date,
-                   reference_end: dt.date, report_path: Path) -> None:
+def record_summary(
+    conn,
+    summary: dict,
+    as_of: dt.date,
+    check_name: str,
+    reference_start: dt.date,
+    reference_end: dt.date,
+    report_path: Path,
+) -> None:
     """Upsert the summary row of one drift check (idempotent per as_of and check)."""
     with conn.transaction(), conn.cursor() as cur:
         create_table(cur, SUMMARY_DDL)
@@ -56,9 +64,21 @@ def record_summary(conn, summary: dict, as_of: dt.date, check_name: str, referen
             "insert into monitoring.drift_runs (as_of, check_name, reference_start, reference_end, reference_rows, "
             "current_rows, drifted_columns, drifted_share, drift_share_threshold, dataset_drift, report_path) "
             "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (as_of, check_name, reference_start, reference_end, summary["reference_rows"], summary["current_rows"],
-             summary["drifted_columns"], summary["drifted_share"], summary["drift_share_threshold"],
-             summary["dataset_drift"], str(report_path)))
+            (
+                as_of,
+                check_name,
+                reference_start,
+                reference_end,
+                summary["reference_rows"],
+                summary["current_rows"],
+                summary["drifted_columns"],
+                summary["drifted_share"],
+                summary["drift_share_threshold"],
+                summary["dataset_drift"],
+                str(report_path),
+            ),
+        )
+
 
 FEATURE_QUERY = """
 select
@@ -82,9 +102,12 @@ def feature_rows(conn, start: dt.datetime, end: dt.datetime, limit: int = 20_000
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float | None = None,
-                 name: str = "drift") -> dict:
-    """Run Evidently's data-drift preset, save ``<name>.html`` + ``<name>.json`` into ``out_dir``, return the summary."""
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float | None = None, name: str = "drift"
+) -> dict:
+    """Run Evidently's data-drift preset, save ``<name>.html`` + ``<name>.json`` into ``out_dir``.
+
+    Returns the summary."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -99,8 +122,11 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
     for metric in result["metrics"]:
         config = metric["config"]
         if config["type"].endswith("ValueDrift"):
-            columns[config["column"]] = {"method": config["method"], "threshold": config["threshold"],
-                                         "score": metric["value"]}
+            columns[config["column"]] = {
+                "method": config["method"],
+                "threshold": config["threshold"],
+                "score": metric["value"],
+            }
         elif config["type"].endswith("DriftedColumnsCount"):
             drifted = metric["value"]
     summary = {
@@ -116,14 +142,19 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
     return summary
 
 
-def run(as_of: dt.date, reference_start: dt.date, reference_end: dt.date, out_dir: Path | None = None,
-        check_name: str = "pipeline") -> dict:
+def run(
+    as_of: dt.date,
+    reference_start: dt.date,
+    reference_end: dt.date,
+    out_dir: Path | None = None,
+    check_name: str = "pipeline",
+) -> dict:
     """Drift of the features as of ``as_of`` against those of [reference_start, reference_end);
     the report goes to ``out_dir`` (default ``$REPORTS_DIR/<as_of>``), the summary row to PostgreSQL."""
     import psycopg
 
     def utc(day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+        return dt.datetime.combine(day, dt.time(), dt.UTC)
 
     out_dir = out_dir or settings.reports_dir() / str(as_of)
     with psycopg.connect(settings.pg_conninfo()) as conn:
@@ -143,15 +174,18 @@ PREDICTION_COLUMNS = {  # what is compared per endpoint (interest_decay.monitori
 def prediction_rows(conn, endpoint: str, start: dt.datetime, end: dt.datetime, limit: int = 20_000) -> pd.DataFrame:
     """Served predictions of ``endpoint`` with ``start <= served_at < end`` (a stable sample of ``limit``)."""
     with conn.cursor() as cur:
-        cur.execute(f"select {PREDICTION_COLUMNS[endpoint]} from monitoring.served_predictions "
-                    "where endpoint = %(endpoint)s and served_at >= %(start)s and served_at < %(end)s "
-                    "order by md5(user_id || served_at::text) limit %(limit)s",
-                    {"endpoint": endpoint, "start": start, "end": end, "limit": limit})
+        cur.execute(
+            f"select {PREDICTION_COLUMNS[endpoint]} from monitoring.served_predictions "
+            "where endpoint = %(endpoint)s and served_at >= %(start)s and served_at < %(end)s "
+            "order by md5(user_id || served_at::text) limit %(limit)s",
+            {"endpoint": endpoint, "start": start, "end": end, "limit": limit},
+        )
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "recommend", out_dir: Path | None = None,
-                     min_rows: int = 30) -> dict:
+def prediction_drift(
+    day: dt.date, reference_days: int = 7, endpoint: str = "recommend", out_dir: Path | None = None, min_rows: int = 30
+) -> dict:
     """Prediction drift: what ``endpoint`` served on ``day`` against the ``reference_days`` before it
     (Evidently data drift of the served scores, fallback share and top category). Report
     ``prediction_drift_<endpoint>.html/.json`` in ``out_dir`` (default ``$REPORTS_DIR/monitor/<day>``), summary
@@ -161,7 +195,7 @@ def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "rec
 
     from interest_decay.monitoring.prediction_log import DDL
 
-    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
     reference_start = start - dt.timedelta(days=reference_days)
     out_dir = out_dir or settings.reports_dir() / "monitor" / str(day)
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
@@ -170,17 +204,29 @@ def prediction_drift(day: dt.date, reference_days: int = 7, endpoint: str = "rec
         reference = prediction_rows(conn, endpoint, reference_start, start)
         current = prediction_rows(conn, endpoint, start, start + dt.timedelta(days=1))
         if min(len(reference), len(current)) < min_rows:
-            return {"skipped": f"too few served predictions to compare: {len(reference)} in the reference days, "
-                               f"{len(current)} on {day} (at least {min_rows} each)",
-                    "reference_rows": len(reference), "current_rows": len(current)}
+            return {
+                "skipped": f"too few served predictions to compare: {len(reference)} in the reference days, "
+                f"{len(current)} on {day} (at least {min_rows} each)",
+                "reference_rows": len(reference),
+                "current_rows": len(current),
+            }
         summary = drift_report(reference, current, out_dir, name=f"prediction_drift_{endpoint}")
-        record_summary(conn, summary, day, f"predictions:{endpoint}", reference_start.date(), day,
-                       out_dir / f"prediction_drift_{endpoint}.html")
+        record_summary(
+            conn,
+            summary,
+            day,
+            f"predictions:{endpoint}",
+            reference_start.date(),
+            day,
+            out_dir / f"prediction_drift_{endpoint}.html",
+        )
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m interest_decay.monitoring.drift", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m interest_decay.monitoring.drift", description=__doc__.split("\n")[0]
+    )
     day = dt.date.fromisoformat
     parser.add_argument("--as-of", type=day, required=True, help="current day, YYYY-MM-DD")
     parser.add_argument("--reference-start", type=day, required=True, help="first day of the reference window")

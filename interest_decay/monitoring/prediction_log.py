@@ -35,21 +35,30 @@ create table if not exists monitoring.served_predictions (
 );
 create index if not exists served_predictions_served_at on monitoring.served_predictions (served_at);
 """
-COLUMNS = ("served_at", "endpoint", "model", "user_id", "fallback", "top_score", "mean_score", "top_category",
-           "item_count")
+COLUMNS = (
+    "served_at",
+    "endpoint",
+    "model",
+    "user_id",
+    "fallback",
+    "top_score",
+    "mean_score",
+    "top_category",
+    "item_count",
+)
 
 
 @dataclass(frozen=True)
 class ServedPrediction:
     served_at: dt.datetime
-    endpoint: str          # "recommend" or "churn_risk"
-    model: str             # tag of the model that answered
-    user_id: str           # pseudonymised
-    fallback: bool         # popularity fallback (no profile) or unknown user
-    top_score: float | None    # the first item's score; the churn probability
-    mean_score: float | None   # mean score of the returned items; the churn probability
-    top_category: str | None   # category of the first item
-    item_count: int            # items returned (1 for churn_risk)
+    endpoint: str  # "recommend" or "churn_risk"
+    model: str  # tag of the model that answered
+    user_id: str  # pseudonymised
+    fallback: bool  # popularity fallback (no profile) or unknown user
+    top_score: float | None  # the first item's score; the churn probability
+    mean_score: float | None  # mean score of the returned items; the churn probability
+    top_category: str | None  # category of the first item
+    item_count: int  # items returned (1 for churn_risk)
 
 
 class PredictionLog:
@@ -82,8 +91,10 @@ class PredictionLog:
                     with conn.transaction():
                         create_table(conn, DDL)
                     self._ddl_done = True
-                with conn.cursor() as cur, cur.copy(
-                        f"copy monitoring.served_predictions ({', '.join(COLUMNS)}) from stdin") as copy:
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(f"copy monitoring.served_predictions ({', '.join(COLUMNS)}) from stdin") as copy,
+                ):
                     for row in rows:
                         copy.write_row(astuple(row))
         except Exception:

@@ -59,10 +59,20 @@ from interest_decay.monitoring.tables import create_table
 # curves (drawn up to max(k, 10)) never show these items as found.
 NOT_RECOMMENDED_RANK = 1_000_000_000
 # summary key -> Evidently metric class name in snapshot.dict()["metrics"][i]["config"]["type"]
-_TOP_K_KEYS = {"NDCG": "ndcg", "HitRate": "hit_rate", "RecallTopK": "recall", "PrecisionTopK": "precision",
-               "MAP": "map", "MRR": "mrr"}
-_SINGLE_KEYS = {"Personalization": "personalization", "Novelty": "novelty", "Diversity": "diversity",
-                "Serendipity": "serendipity"}
+_TOP_K_KEYS = {
+    "NDCG": "ndcg",
+    "HitRate": "hit_rate",
+    "RecallTopK": "recall",
+    "PrecisionTopK": "precision",
+    "MAP": "map",
+    "MRR": "mrr",
+}
+_SINGLE_KEYS = {
+    "Personalization": "personalization",
+    "Novelty": "novelty",
+    "Diversity": "diversity",
+    "Serendipity": "serendipity",
+}
 _POPULARITY_KEYS = {"arp": "popularity_bias_arp", "coverage": "coverage", "gini": "gini"}
 
 
@@ -87,8 +97,10 @@ def _evaluation_rows(recommendations: pd.DataFrame, relevant: pd.DataFrame, k: i
     lengths = recs.groupby("user_id")["rank"].agg(["size", "max"])
     short = lengths[(lengths["size"] != k) | (lengths["max"] != k)]
     if len(short):
-        raise ValueError(f"every user needs a full top-{k} list (ranks 1..{k}); {len(short)} user(s) do not, "
-                         f"e.g. {short.index[0]!r}. Evidently's precision, MAP and personalization assume full lists")
+        raise ValueError(
+            f"every user needs a full top-{k} list (ranks 1..{k}); {len(short)} user(s) do not, "
+            f"e.g. {short.index[0]!r}. Evidently's precision, MAP and personalization assume full lists"
+        )
 
     truth = relevant[["user_id", "item_id"]].drop_duplicates()
     truth = truth[truth["user_id"].isin(recs["user_id"])]
@@ -133,8 +145,14 @@ def _summary(result: dict, k: int, users: int) -> dict:
     return summary
 
 
-def recsys_report(recommendations: pd.DataFrame, relevant: pd.DataFrame, train_interactions: pd.DataFrame,
-                  k: int, out_dir: Path, item_features: pd.DataFrame | None = None) -> dict:
+def recsys_report(
+    recommendations: pd.DataFrame,
+    relevant: pd.DataFrame,
+    train_interactions: pd.DataFrame,
+    k: int,
+    out_dir: Path,
+    item_features: pd.DataFrame | None = None,
+) -> dict:
     """recommendations: user_id, item_id, rank (1 = first), the top-k list per user;
     relevant: user_id, item_id of what each user actually did in the labelled window (the truth);
     train_interactions: user_id, item_id of the training window (for popularity bias / novelty / coverage).
@@ -168,19 +186,30 @@ def recsys_report(recommendations: pd.DataFrame, relevant: pd.DataFrame, train_i
         needed = set(rows.loc[rows["rank"] <= k, "item_id"]) | set(train["item_id"])
         lacking = needed - set(item_features["item_id"])
         if lacking:
-            raise ValueError(f"item_features lacks {len(lacking)} recommended/training item(s), "
-                             f"e.g. {next(iter(lacking))!r}")
+            raise ValueError(
+                f"item_features lacks {len(lacking)} recommended/training item(s), e.g. {next(iter(lacking))!r}"
+            )
         rows = rows.merge(item_features, on="item_id", how="left")
         train = train.merge(item_features, on="item_id", how="left")
 
     from evidently import DataDefinition, Dataset, Report
     from evidently.core.datasets import Recsys
-    from evidently.metrics.recsys import (MAP, MRR, NDCG, Diversity, HitRate, Novelty, Personalization,
-                                          PopularityBiasMetric, PrecisionTopK, RecallTopK, Serendipity)
+    from evidently.metrics.recsys import (
+        MAP,
+        MRR,
+        NDCG,
+        Diversity,
+        HitRate,
+        Novelty,
+        Personalization,
+        PopularityBiasMetric,
+        PrecisionTopK,
+        RecallTopK,
+        Serendipity,
+    )
 
     has_train = not train.empty
-    metrics = [NDCG(k=k), HitRate(k=k), RecallTopK(k=k), PrecisionTopK(k=k), MAP(k=k), MRR(k=k),
-               Personalization(k=k)]
+    metrics = [NDCG(k=k), HitRate(k=k), RecallTopK(k=k), PrecisionTopK(k=k), MAP(k=k), MRR(k=k), Personalization(k=k)]
     if has_train:
         metrics += [PopularityBiasMetric(k=k, metric=m) for m in _POPULARITY_KEYS] + [Novelty(k=k)]
     if features:
@@ -189,12 +218,18 @@ def recsys_report(recommendations: pd.DataFrame, relevant: pd.DataFrame, train_i
             metrics.append(Serendipity(k=k, item_features=features))
 
     definition = DataDefinition(
-        numerical_columns=["rank", "target", *features], categorical_columns=["user_id", "item_id"],
-        ranking=[Recsys(user_id="user_id", item_id="item_id", target="target", prediction="rank",
-                        recommendations_type="rank")])
+        numerical_columns=["rank", "target", *features],
+        categorical_columns=["user_id", "item_id"],
+        ranking=[
+            Recsys(
+                user_id="user_id", item_id="item_id", target="target", prediction="rank", recommendations_type="rank"
+            )
+        ],
+    )
     snapshot = Report(metrics).run(
         Dataset.from_pandas(rows, data_definition=definition),
-        additional_data={"current_train_data": train} if has_train else None)
+        additional_data={"current_train_data": train} if has_train else None,
+    )
 
     result = snapshot.dict()
     summary = _summary(result, k, users=int(rows["user_id"].nunique()))
@@ -218,8 +253,20 @@ create table if not exists monitoring.quality_runs (
     primary key (as_of, model)
 )
 """
-QUALITY_COLUMNS = ("k", "users", "ndcg", "hit_rate", "recall", "mrr", "map", "personalization", "novelty",
-                   "popularity_bias_arp", "coverage", "gini")
+QUALITY_COLUMNS = (
+    "k",
+    "users",
+    "ndcg",
+    "hit_rate",
+    "recall",
+    "mrr",
+    "map",
+    "personalization",
+    "novelty",
+    "popularity_bias_arp",
+    "coverage",
+    "gini",
+)
 
 
 def record_quality(conn, as_of, model: str, summary: dict, report_path: Path) -> None:
@@ -227,6 +274,8 @@ def record_quality(conn, as_of, model: str, summary: dict, report_path: Path) ->
     with conn.transaction(), conn.cursor() as cur:
         create_table(cur, QUALITY_DDL)
         cur.execute("delete from monitoring.quality_runs where as_of = %s and model = %s", (as_of, model))
-        cur.execute(f"insert into monitoring.quality_runs (as_of, model, {', '.join(QUALITY_COLUMNS)}, report_path) "
-                    f"values (%s, %s, {', '.join(['%s'] * len(QUALITY_COLUMNS))}, %s)",
-                    (as_of, model, *(summary.get(c) for c in QUALITY_COLUMNS), str(report_path)))
+        cur.execute(
+            f"insert into monitoring.quality_runs (as_of, model, {', '.join(QUALITY_COLUMNS)}, report_path) "
+            f"values (%s, %s, {', '.join(['%s'] * len(QUALITY_COLUMNS))}, %s)",
+            (as_of, model, *(summary.get(c) for c in QUALITY_COLUMNS), str(report_path)),
+        )

@@ -12,8 +12,7 @@ import datetime as dt
 import pandas as pd
 
 from interest_decay.events.schema import EVENT_COLUMNS
-from interest_decay.online.realtime import (ONLINE_FEATURES, KindParameters, OnlineUpdater, _text, check_event,
-                                            parse_ts)
+from interest_decay.online.realtime import ONLINE_FEATURES, KindParameters, OnlineUpdater, _text, check_event, parse_ts
 
 
 def materialize(store, as_of: dt.datetime, days: int = 1, chunk_days: int = 7) -> int:
@@ -39,36 +38,57 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
     columns = ["user_id", "item_id", "category_id", "event_type", "ts", "value"]
     staged = conn.execute(
         f"select user_id, item_id, category_id, event_type, event_ts, value::float8 "
-        f"from {schema}.stg_behaviour__events where event_ts >= %s", (as_of,)).fetchall()
+        f"from {schema}.stg_behaviour__events where event_ts >= %s",
+        (as_of,),
+    ).fetchall()
     unstaged = conn.execute(
         f"select {', '.join('e.' + c for c in EVENT_COLUMNS)}, l.loaded_at from raw.events e "
         f"join raw.loads l using (load_id) where e.parse_error is null and e.load_id > "
-        f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)").fetchall()
+        f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)"
+    ).fetchall()
     rows = list(staged)
     for *values, loaded_at in unstaged:
         event = dict(zip(EVENT_COLUMNS, values))
         if check_event(event, loaded_at) is None and (ts := parse_ts(_text(event["ts"]))) >= as_of:
             value = _text(event.get("value"))
-            rows.append((pseudonymise(_text(event["user_id"]), pseudonym_key), _text(event["item_id"]),
-                         _text(event["category_id"]), _text(event["event_type"]).lower(), ts,
-                         None if value is None else float(value)))
+            rows.append(
+                (
+                    pseudonymise(_text(event["user_id"]), pseudonym_key),
+                    _text(event["item_id"]),
+                    _text(event["category_id"]),
+                    _text(event["event_type"]).lower(),
+                    ts,
+                    None if value is None else float(value),
+                )
+            )
     frame = pd.DataFrame(rows, columns=columns).drop_duplicates()
     return frame[["user_id", "category_id", "event_type", "ts"]].reset_index(drop=True)
 
 
-def materialize_and_replay(store, conn, schema: str, as_of: dt.datetime, pseudonym_key: str, days: int = 1,
-                           chunk_days: int = 7, now: dt.datetime | None = None) -> dict:
+def materialize_and_replay(
+    store,
+    conn,
+    schema: str,
+    as_of: dt.datetime,
+    pseudonym_key: str,
+    days: int = 1,
+    chunk_days: int = 7,
+    now: dt.datetime | None = None,
+) -> dict:
     """Materialize the data interval ending at ``as_of``, then fold the live events since ``as_of`` back
     in: a nightly materialization must not undo what ``/events`` pushed after midnight. A push that lands
     from another process between the two steps is counted in the mart of the next day (until then the
     online row misses it)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     chunks = materialize(store, as_of, days, chunk_days)
     events = live_events_since(conn, schema, as_of, pseudonym_key)
     # Fold into the mart rows, not the online ones: an online store may have kept a newer pushed row
     # (Redis never lets an older row overwrite a newer one), and folding into that would count twice.
-    base = conn.execute(f"select user_id, {', '.join(ONLINE_FEATURES)} from {schema}.user_interest_features "
-                        f"where as_of = %s and user_id = any(%s)", (as_of, list(events["user_id"].unique())))
+    base = conn.execute(
+        f"select user_id, {', '.join(ONLINE_FEATURES)} from {schema}.user_interest_features "
+        f"where as_of = %s and user_id = any(%s)",
+        (as_of, list(events["user_id"].unique())),
+    )
     base_rows = {user: dict(zip(ONLINE_FEATURES, values)) for user, *values in base.fetchall()}
     updated = OnlineUpdater(store, KindParameters.from_database(conn, schema)).apply(events, now, base_rows)
     return {"chunks": chunks, "replayed_events": len(events), "replayed_users": updated}

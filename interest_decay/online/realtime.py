@@ -24,8 +24,8 @@ import hashlib
 import json
 import math
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -34,12 +34,22 @@ from interest_decay.decay.reference import parameter_kwargs, resolve_parameters
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 
 MAX_ID_LENGTH = 256
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FUTURE_SLACK = dt.timedelta(days=1)
 MAX_CATEGORIES = 50  # dbt var max_categories_per_user
-ONLINE_FEATURES = ("category_ids", "interest_scores", "total_interest", "event_count", "category_count",
-                   "last_event_ts", "kind_category_ids", "kind_event_types", "kind_scores", "kind_half_lives",
-                   "scores_as_of")
+ONLINE_FEATURES = (
+    "category_ids",
+    "interest_scores",
+    "total_interest",
+    "event_count",
+    "category_count",
+    "last_event_ts",
+    "kind_category_ids",
+    "kind_event_types",
+    "kind_scores",
+    "kind_half_lives",
+    "scores_as_of",
+)
 FEATURE_VIEW = "user_interest_fv"
 PUSH_SOURCE = "user_interest_push"
 
@@ -57,7 +67,7 @@ def parse_ts(text: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def check_event(event: Mapping, received_at: dt.datetime) -> str | None:
@@ -110,10 +120,12 @@ class KindParameters:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_database(cls, conn, schema: str) -> "KindParameters":
+    def from_database(cls, conn, schema: str) -> KindParameters:
         with conn.cursor() as cur:
-            cur.execute(f"select category_id, event_type, family, half_life_days, logistic_k, logistic_l, "
-                        f"period_days, period_weights from {schema}.int_decay_parameters")
+            cur.execute(
+                f"select category_id, event_type, family, half_life_days, logistic_k, logistic_l, "
+                f"period_days, period_weights from {schema}.int_decay_parameters"
+            )
             columns = [d.name for d in cur.description]
             frame = pd.DataFrame(cur.fetchall(), columns=columns)
             cur.execute(f"select event_type, weight from {schema}.event_type_weights")
@@ -134,19 +146,26 @@ class KindParameters:
     def contribution(self, category_id: str, event_type: str, age_days: float) -> float:
         """Interest an event of this kind adds, ``age_days`` after it happened."""
         p = self.of(category_id, event_type)
-        return self.weights[event_type] * float(decay.multiplier(p["family"], max(age_days, 0.0), **parameter_kwargs(p)))
+        return self.weights[event_type] * float(
+            decay.multiplier(p["family"], max(age_days, 0.0), **parameter_kwargs(p))
+        )
 
 
 def _seconds(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
     return float(value)
 
 
-def fold_events(row: Mapping | None, events: Iterable[tuple[str, str, dt.datetime]], params: KindParameters,
-                now: dt.datetime, max_categories: int = MAX_CATEGORIES) -> dict:
+def fold_events(
+    row: Mapping | None,
+    events: Iterable[tuple[str, str, dt.datetime]],
+    params: KindParameters,
+    now: dt.datetime,
+    max_categories: int = MAX_CATEGORIES,
+) -> dict:
     """A user's feature row at ``now``: the stored row decayed from its ``scores_as_of`` plus ``events``
     ((category_id, event_type, ts) triples). ``row`` None or empty means a user without a profile."""
     now_s = now.timestamp()
@@ -154,15 +173,17 @@ def fold_events(row: Mapping | None, events: Iterable[tuple[str, str, dt.datetim
     remainder, last_event, count = 0.0, None, 0
     if row and row.get("kind_category_ids") is not None:
         elapsed = max(now_s - _seconds(row["scores_as_of"]), 0.0) / 86400.0
-        for category, kind, score, half_life in zip(row["kind_category_ids"], row["kind_event_types"],
-                                                    row["kind_scores"], row["kind_half_lives"]):
+        for category, kind, score, half_life in zip(
+            row["kind_category_ids"], row["kind_event_types"], row["kind_scores"], row["kind_half_lives"]
+        ):
             factor = 1.0 if math.isnan(half_life) else 0.5 ** (elapsed / half_life)
             kinds[(category, kind)] = [score * factor, half_life]
         # interest in categories beyond the kept top ones: decayed with the default ('*', '*') parameters
         default = params.half_life("*", "*") if len(params.parameters) else math.nan
         kept = sum(row["kind_scores"])
         remainder = max((row["total_interest"] or 0.0) - kept, 0.0) * (
-            1.0 if math.isnan(default) else 0.5 ** (elapsed / default))
+            1.0 if math.isnan(default) else 0.5 ** (elapsed / default)
+        )
         last_event, count = _seconds(row.get("last_event_ts")), int(row.get("event_count") or 0)
     for category, kind, ts in events:
         entry = kinds.setdefault((category, kind), [0.0, params.half_life(category, kind)])
@@ -175,14 +196,14 @@ def fold_events(row: Mapping | None, events: Iterable[tuple[str, str, dt.datetim
     top = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:max_categories]
     rank = {category: position for position, (category, _) in enumerate(top)}
     kept_kinds = sorted((k for k in kinds if k[0] in rank), key=lambda k: (rank[k[0]], k[1]))
-    as_of = dt.datetime.fromtimestamp(now_s, dt.timezone.utc)
+    as_of = dt.datetime.fromtimestamp(now_s, dt.UTC)
     return {
         "category_ids": [c for c, _ in top],
         "interest_scores": [s for _, s in top],
         "total_interest": sum(s for s, _ in kinds.values()) + remainder,
         "event_count": count,
         "category_count": max(len(totals), int(row.get("category_count") or 0) if row else 0),
-        "last_event_ts": dt.datetime.fromtimestamp(last_event, dt.timezone.utc) if last_event else None,
+        "last_event_ts": dt.datetime.fromtimestamp(last_event, dt.UTC) if last_event else None,
         "kind_category_ids": [k[0] for k in kept_kinds],
         "kind_event_types": [k[1] for k in kept_kinds],
         "kind_scores": [kinds[k][0] for k in kept_kinds],
@@ -203,21 +224,23 @@ class OnlineUpdater:
     def current_rows(self, user_ids: list[str]) -> dict[str, dict | None]:
         response = self.store.get_online_features(
             features=[f"{FEATURE_VIEW}:{name}" for name in ONLINE_FEATURES],
-            entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
+            entity_rows=[{"user_id": u} for u in user_ids],
+        ).to_dict()
         rows = {}
         for position, user in enumerate(user_ids):
             row = {name: response[name][position] for name in ONLINE_FEATURES}
             rows[user] = row if row["scores_as_of"] is not None else None
         return rows
 
-    def apply(self, events: pd.DataFrame, now: dt.datetime | None = None,
-              base_rows: Mapping[str, dict | None] | None = None) -> int:
+    def apply(
+        self, events: pd.DataFrame, now: dt.datetime | None = None, base_rows: Mapping[str, dict | None] | None = None
+    ) -> int:
         """Fold ``events`` (pseudonymised user_id, category_id, event_type, ts as aware datetimes) into
         the online rows of their users (or into ``base_rows``, one per user, when given); returns how
         many users were updated."""
         if events.empty:
             return 0
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         with self._lock:
             users = sorted(events["user_id"].unique())
             current = self.current_rows(users) if base_rows is None else {u: base_rows.get(u) for u in users}
@@ -232,14 +255,20 @@ class OnlineUpdater:
 @dataclass(frozen=True)
 class BatchResult:
     load_id: int
-    duplicate_batch: bool       # True: this exact batch was stored before; nothing was added
-    reasons: list[str | None]   # per event: None = accepted, else the reject reason
+    duplicate_batch: bool  # True: this exact batch was stored before; nothing was added
+    reasons: list[str | None]  # per event: None = accepted, else the reject reason
     users_updated: int
 
 
-def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pseudonym_key: str,
-                 received_at: dt.datetime | None = None, source: str = "api:/events",
-                 lock_timeout_s: float | None = None) -> BatchResult:
+def accept_batch(
+    conn,
+    updater: OnlineUpdater | None,
+    events: list[Mapping],
+    pseudonym_key: str,
+    received_at: dt.datetime | None = None,
+    source: str = "api:/events",
+    lock_timeout_s: float | None = None,
+) -> BatchResult:
     """Check, store (one raw load) and fold one batch of events; see the module docstring. The raw
     tables must exist (``interest_decay.events.ingest.ensure_raw_schema``, once per process, not per batch)."""
     import pyarrow as pa
@@ -247,7 +276,7 @@ def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pse
     from interest_decay.events.ingest import load_table
     from interest_decay.events.pseudonym import pseudonymise
 
-    received_at = received_at or dt.datetime.now(dt.timezone.utc)
+    received_at = received_at or dt.datetime.now(dt.UTC)
     reasons = [check_event(e, received_at) for e in events]
 
     def as_text() -> tuple[pa.Table, list[str]]:
@@ -257,12 +286,14 @@ def accept_batch(conn, updater: OnlineUpdater | None, events: list[Mapping], pse
     updated = 0
     if not load.skipped and updater is not None:
         accepted = [e for e, reason in zip(events, reasons) if reason is None]
-        frame = pd.DataFrame({
-            "user_id": [pseudonymise(_text(e["user_id"]), pseudonym_key) for e in accepted],
-            "category_id": [_text(e["category_id"]) for e in accepted],
-            "event_type": [_text(e["event_type"]).lower() for e in accepted],
-            "ts": [parse_ts(_text(e["ts"])) for e in accepted],
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": [pseudonymise(_text(e["user_id"]), pseudonym_key) for e in accepted],
+                "category_id": [_text(e["category_id"]) for e in accepted],
+                "event_type": [_text(e["event_type"]).lower() for e in accepted],
+                "ts": [parse_ts(_text(e["ts"])) for e in accepted],
+            }
+        )
         updated = updater.apply(frame, now=received_at)
     return BatchResult(load.load_id, load.skipped, reasons, updated)
 
@@ -280,15 +311,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m interest_decay.online.realtime",
         description="Push an events file as live events: check each event, store the batch as one raw load "
-                    "and fold the accepted events into the online store at once (what POST /events does).")
+        "and fold the accepted events into the online store at once (what POST /events does).",
+    )
     parser.add_argument("path", type=Path, help="events file (.csv or .parquet) in the project's event schema")
     args = parser.parse_args(argv)
     from feast import FeatureStore
 
     table, bad_rows = read_events(args.path)
     if bad_rows:
-        parser.exit(2, f"error: {len(bad_rows)} row(s) of {args.path} cannot be split into columns "
-                       f"(first: {bad_rows[0]}); load such files with `make ingest`\n")
+        parser.exit(
+            2,
+            f"error: {len(bad_rows)} row(s) of {args.path} cannot be split into columns "
+            f"(first: {bad_rows[0]}); load such files with `make ingest`\n",
+        )
     records = table.to_pylist()
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
@@ -296,9 +331,14 @@ def main(argv: list[str] | None = None) -> None:
         updater = OnlineUpdater(store, KindParameters.from_database(conn, settings.dbt_schema()))
         result = accept_batch(conn, updater, records, pseudonym_key(), source=f"push:{args.path.name}")
     rejected = [r for r in result.reasons if r is not None]
-    state = "already stored, nothing added" if result.duplicate_batch else (
-        f"{len(records) - len(rejected):,} accepted, {len(rejected):,} rejected, "
-        f"{result.users_updated:,} users updated online")
+    state = (
+        "already stored, nothing added"
+        if result.duplicate_batch
+        else (
+            f"{len(records) - len(rejected):,} accepted, {len(rejected):,} rejected, "
+            f"{result.users_updated:,} users updated online"
+        )
+    )
     print(f"{args.path.name}: load {result.load_id}: {state}")
     for reason, count in pd.Series(rejected, dtype=object).value_counts().items():
         print(f"  rejected {count:,}: {reason}")

@@ -42,7 +42,7 @@ from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import DBT, PROJECT_ROOT, recreate_database, stack_env
 
-END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 MART_MODELS = ("interest_snapshots", "user_category_interest")
 FLOOR_SQL = """
 create table bench_floor as
@@ -75,7 +75,8 @@ group by user_id, category_id
 # refresh's load, or dated on or after its day), decayed to the next day.
 INCREMENTAL_FLOOR_SQL = FLOOR_SQL.replace(
     "where e.event_ts < %(as_of)s::timestamptz",
-    "where e.event_ts < %(as_of)s::timestamptz and (e.load_id > %(watermark)s or e.event_ts >= %(base)s::timestamptz)")
+    "where e.event_ts < %(as_of)s::timestamptz and (e.load_id > %(watermark)s or e.event_ts >= %(base)s::timestamptz)",
+)
 # dbt's floor: the mart's two nodes with no work in them, in a copy of the project (same materializations,
 # hooks and profile): an incremental append of one row and an unchanged view over it.
 TRIVIAL_MODELS = {
@@ -122,8 +123,10 @@ def timed(fn, *args):
 
 def bare_copy(conninfo: str, path: Path) -> None:
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
-        cur.execute("drop table if exists bench_copy; create table bench_copy (user_id text, item_id text, "
-                    "category_id text, event_type text, ts text, value text)")
+        cur.execute(
+            "drop table if exists bench_copy; create table bench_copy (user_id text, item_id text, "
+            "category_id text, event_type text, ts text, value text)"
+        )
         with path.open("rb") as fh, cur.copy("copy bench_copy from stdin (format csv, header)") as copy:
             while block := fh.read(1 << 20):
                 copy.write(block)
@@ -174,15 +177,22 @@ def dbt_floor(env: dict, work: Path) -> list[float]:
     shutil.copytree(PROJECT_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
     for name, sql in TRIVIAL_MODELS.items():
         (project / "models" / f"{name}.sql").write_text(sql)
-    env = {**env, "DBT_TARGET_PATH": str(work / "dbt_floor" / "target"),
-           "DBT_LOG_PATH": str(work / "dbt_floor" / "logs")}
+    env = {
+        **env,
+        "DBT_TARGET_PATH": str(work / "dbt_floor" / "target"),
+        "DBT_LOG_PATH": str(work / "dbt_floor" / "logs"),
+    }
     dbt(env, "run", "--select", *TRIVIAL_MODELS, project=project)
-    return [sum(dbt(env, "run", "--select", *TRIVIAL_MODELS, project=project)[m] for m in TRIVIAL_MODELS)
-            for _ in range(REPEATS)]
+    return [
+        sum(dbt(env, "run", "--select", *TRIVIAL_MODELS, project=project)[m] for m in TRIVIAL_MODELS)
+        for _ in range(REPEATS)
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_data_layer", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench_data_layer", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--events", type=int, default=10_000_000, help="synthetic events (default 10M)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench-results" / "data_layer.json")
     args = parser.parse_args(argv)
@@ -198,8 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     is_new = events.index.isin(events.sample(new, random_state=1).index)  # 1% arrives a day later, at random times
     write_events(events[~is_new], work / "events.csv")
     later = events[is_new].copy()
-    later.loc[later.index[: new // 2], "ts"] = later.ts.iloc[: new // 2] + dt.timedelta(days=0)  # half late, half new-day
-    later.loc[later.index[new // 2:], "ts"] = END + (later.ts.iloc[new // 2:] - later.ts.iloc[new // 2:].dt.floor("D"))
+    later.loc[later.index[: new // 2], "ts"] = later.ts.iloc[: new // 2] + dt.timedelta(
+        days=0
+    )  # half late, half new-day
+    later.loc[later.index[new // 2 :], "ts"] = END + (
+        later.ts.iloc[new // 2 :] - later.ts.iloc[new // 2 :].dt.floor("D")
+    )
     write_events(later, work / "new_events.csv")
 
     log("bare COPY floor")
@@ -209,15 +223,24 @@ def main(argv: list[str] | None = None) -> None:
 
     log("dbt seed + staging")
     dbt(env, "seed")
-    staging_s, _ = timed(dbt, env, "run", "--select", "+stg_behaviour__events", "int_decay_parameters",
-                         "int_event_kinds", "int_event_kind_parameters")
+    staging_s, _ = timed(
+        dbt,
+        env,
+        "run",
+        "--select",
+        "+stg_behaviour__events",
+        "int_decay_parameters",
+        "int_event_kinds",
+        "int_event_kind_parameters",
+    )
     log("vacuum analyze of the new tables")
     settle(conninfo, "raw.events", "analytics.stg_behaviour__events_checked", "analytics.stg_behaviour__events")
     as_of = f"{END:%Y-%m-%d}"
     with psycopg.connect(conninfo) as conn:
         types = [t for (t,) in conn.execute("select event_type from analytics.event_type_weights order by 1")]
-    same_grain_sql = SAME_GRAIN_SQL.format(per_type=", ".join(
-        f"sum(interest) filter (where event_type = '{t}') as interest_{t}" for t in types))
+    same_grain_sql = SAME_GRAIN_SQL.format(
+        per_type=", ".join(f"sum(interest) filter (where event_type = '{t}') as interest_{t}" for t in types)
+    )
     fulls, floors, same_grains = [], [], []
     for i in range(REPEATS):
         log(f"full refresh of the interest mart and its floors ({i + 1}/{REPEATS})")
@@ -230,10 +253,20 @@ def main(argv: list[str] | None = None) -> None:
     settle(conninfo, "analytics.interest_snapshots")
     log("incremental: 1% new events, next day")
     ingest([work / "new_events.csv"], conninfo)
-    restage_s, restage_models = timed(dbt, env, "run", "--select", "stg_behaviour__events_checked",
-                                      "stg_behaviour__events", "int_event_kinds", "int_event_kind_parameters")
-    staged_new = count(conninfo, "select count(*) from analytics.stg_behaviour__events where load_id = "
-                                 "(select max(load_id) from raw.loads)")
+    restage_s, restage_models = timed(
+        dbt,
+        env,
+        "run",
+        "--select",
+        "stg_behaviour__events_checked",
+        "stg_behaviour__events",
+        "int_event_kinds",
+        "int_event_kind_parameters",
+    )
+    staged_new = count(
+        conninfo,
+        "select count(*) from analytics.stg_behaviour__events where load_id = (select max(load_id) from raw.loads)",
+    )
     if staged_new < new * 0.99:
         raise RuntimeError(f"only {staged_new} of the {new} new events reached staging")
     next_day = f"{END + dt.timedelta(days=1):%Y-%m-%d}"
@@ -247,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         incrementals.append(run_marts(env, next_day))
     incremental_runs, incremental_s, incremental = median_run(incrementals)
 
-    rows_sql = "select count(*) from analytics.interest_snapshots where as_of = '{}'::timestamptz and user_id is not null"
+    rows_sql = (
+        "select count(*) from analytics.interest_snapshots where as_of = '{}'::timestamptz and user_id is not null"
+    )
     full_rows, incremental_rows = count(conninfo, rows_sql.format(as_of)), count(conninfo, rows_sql.format(next_day))
     log("re-running the same day twice (replaces its rows)")
     reruns = [mart_seconds(run_marts(env, next_day)) for _ in range(2)]
@@ -256,44 +291,72 @@ def main(argv: list[str] | None = None) -> None:
     log("where the incremental run's time goes: its statement without dbt, the floors")
     settle(conninfo, "analytics.interest_snapshots")
     statements = [statement_without_dbt(conninfo, env) for _ in range(REPEATS)]
-    full_watermark = count(conninfo, "select watermark_load_id from analytics.interest_snapshots "
-                                     f"where as_of = '{as_of}'::timestamptz and user_id is null")
-    incremental_floors = [floor_aggregate(conninfo, END + dt.timedelta(days=1), INCREMENTAL_FLOOR_SQL,
-                                          watermark=full_watermark, base=END) for _ in range(REPEATS)]
+    full_watermark = count(
+        conninfo,
+        "select watermark_load_id from analytics.interest_snapshots "
+        f"where as_of = '{as_of}'::timestamptz and user_id is null",
+    )
+    incremental_floors = [
+        floor_aggregate(conninfo, END + dt.timedelta(days=1), INCREMENTAL_FLOOR_SQL, watermark=full_watermark, base=END)
+        for _ in range(REPEATS)
+    ]
     statement_s, incremental_floor_s = statistics.median(statements), statistics.median(incremental_floors)
     dbt_floors = dbt_floor(env, work)
     dbt_floor_s = statistics.median(dbt_floors)
     result = {
         "benchmark": "data_layer",
         "command": f"make bench BENCH_EVENTS={n}",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "events": n,
-        "ingest": {"seconds": ingest_s, "rows_per_s": n / ingest_s, "floor_bare_copy_seconds": copy_s,
-                   "floor_rows_per_s": n / copy_s, "ratio_to_floor": ingest_s / copy_s},
+        "ingest": {
+            "seconds": ingest_s,
+            "rows_per_s": n / ingest_s,
+            "floor_bare_copy_seconds": copy_s,
+            "floor_rows_per_s": n / copy_s,
+            "ratio_to_floor": ingest_s / copy_s,
+        },
         "staging_seconds": staging_s,
-        "full_refresh": {"seconds": full_s, "models": full, "rows_written": full_rows, "floor_seconds": floor_s,
-                         "runs": REPEATS, "seconds_each": full_runs, "floor_seconds_each": floors,
-                         "ratio_to_floor": full_s / floor_s, "goal_ratio": 1.5,
-                         "same_aggregate_at_the_mart_grain_seconds": same_grain_s,
-                         "same_aggregate_at_the_mart_grain_seconds_each": same_grains,
-                         "ratio_to_same_aggregate_at_the_mart_grain": full_s / same_grain_s},
-        "incremental": {"new_events": new, "staged_new_events": staged_new, "seconds": incremental_s,
-                        "models": incremental, "runs": REPEATS, "seconds_each": incremental_runs,
-                        "rows_written": incremental_rows,
-                        "fraction_of_full_refresh": incremental_s / full_s, "goal_fraction": 0.05,
-                        "restaging_seconds": restage_s, "restaged": "the new load only (incremental staging)",
-                        "restaging_models": restage_models,
-                        "rerun_same_day_seconds_each": reruns,
-                        "statement_without_dbt_seconds": statement_s,
-                        "statement_without_dbt_seconds_each": statements,
-                        "statement_fraction_of_full_refresh": statement_s / full_s,
-                        "dbt_and_view_seconds": incremental_s - statement_s,
-                        "floor_seconds": incremental_floor_s, "floor_seconds_each": incremental_floors,
-                        "floor_fraction_of_full_floor": incremental_floor_s / floor_s,
-                        "dbt_floor_seconds": dbt_floor_s, "dbt_floor_seconds_each": dbt_floors,
-                        "dbt_floor": "two trivial models run as the mart's two: " + ", ".join(TRIVIAL_MODELS),
-                        "statement_and_dbt_floor_fraction_of_full_refresh": (statement_s + dbt_floor_s) / full_s},
+        "full_refresh": {
+            "seconds": full_s,
+            "models": full,
+            "rows_written": full_rows,
+            "floor_seconds": floor_s,
+            "runs": REPEATS,
+            "seconds_each": full_runs,
+            "floor_seconds_each": floors,
+            "ratio_to_floor": full_s / floor_s,
+            "goal_ratio": 1.5,
+            "same_aggregate_at_the_mart_grain_seconds": same_grain_s,
+            "same_aggregate_at_the_mart_grain_seconds_each": same_grains,
+            "ratio_to_same_aggregate_at_the_mart_grain": full_s / same_grain_s,
+        },
+        "incremental": {
+            "new_events": new,
+            "staged_new_events": staged_new,
+            "seconds": incremental_s,
+            "models": incremental,
+            "runs": REPEATS,
+            "seconds_each": incremental_runs,
+            "rows_written": incremental_rows,
+            "fraction_of_full_refresh": incremental_s / full_s,
+            "goal_fraction": 0.05,
+            "restaging_seconds": restage_s,
+            "restaged": "the new load only (incremental staging)",
+            "restaging_models": restage_models,
+            "rerun_same_day_seconds_each": reruns,
+            "statement_without_dbt_seconds": statement_s,
+            "statement_without_dbt_seconds_each": statements,
+            "statement_fraction_of_full_refresh": statement_s / full_s,
+            "dbt_and_view_seconds": incremental_s - statement_s,
+            "floor_seconds": incremental_floor_s,
+            "floor_seconds_each": incremental_floors,
+            "floor_fraction_of_full_floor": incremental_floor_s / floor_s,
+            "dbt_floor_seconds": dbt_floor_s,
+            "dbt_floor_seconds_each": dbt_floors,
+            "dbt_floor": "two trivial models run as the mart's two: " + ", ".join(TRIVIAL_MODELS),
+            "statement_and_dbt_floor_fraction_of_full_refresh": (statement_s + dbt_floor_s) / full_s,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

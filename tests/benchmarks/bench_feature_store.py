@@ -40,15 +40,38 @@ import numpy as np
 import psycopg
 
 from interest_decay.online.materialization import materialize
-from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, background, build_feature_stack, free_port, log,
-                                    machine_info, ratio, summarize, time_calls, today_midnight, write_result)
+from tests.benchmarks.stack import (
+    BIN,
+    PROJECT_ROOT,
+    RESULTS,
+    background,
+    build_feature_stack,
+    free_port,
+    log,
+    machine_info,
+    ratio,
+    summarize,
+    time_calls,
+    today_midnight,
+    write_result,
+)
 
 DATABASE = "bench_feature_store"
 FEATURE_SERVICE = "recommender_v1"
 FV = "user_interest_fv"
-FV_FEATURES = ("category_ids", "interest_scores", "total_interest", "event_count", "category_count",
-               "last_event_ts", "kind_category_ids", "kind_event_types", "kind_scores", "kind_half_lives",
-               "scores_as_of")
+FV_FEATURES = (
+    "category_ids",
+    "interest_scores",
+    "total_interest",
+    "event_count",
+    "category_count",
+    "last_event_ts",
+    "kind_category_ids",
+    "kind_event_types",
+    "kind_scores",
+    "kind_half_lives",
+    "scores_as_of",
+)
 GOALS = {"sdk_1_user_p99_ms": 5.0, "sdk_100_users_p99_ms": 30.0, "push_event_to_visible_p99_ms": 1000.0}
 
 
@@ -89,15 +112,26 @@ def sdk_runs(store, batches: dict[int, list[list[str]]], request_ts: dt.datetime
         got = store.get_online_features(features=service, entity_rows=entity_rows[0]).to_dict()
         assert all(v is not None for v in got["total_interest_now"]), "a known user came back empty"
         log(f"SDK, feature service {FEATURE_SERVICE}, {size} user(s), {calls:,} calls")
-        with_odfv = time_calls(lambda i: store.get_online_features(
-            features=service, entity_rows=entity_rows[i % len(entity_rows)]).to_dict(), calls)
+        with_odfv = time_calls(
+            lambda i: store.get_online_features(
+                features=service, entity_rows=entity_rows[i % len(entity_rows)]
+            ).to_dict(),
+            calls,
+        )
         log(f"SDK, {FV} only, {size} user(s), {calls:,} calls")
-        stored = time_calls(lambda i: store.get_online_features(
-            features=fv_only, entity_rows=plain_rows[i % len(plain_rows)]).to_dict(), calls)
+        stored = time_calls(
+            lambda i: store.get_online_features(
+                features=fv_only, entity_rows=plain_rows[i % len(plain_rows)]
+            ).to_dict(),
+            calls,
+        )
         a, b = summarize(with_odfv), summarize(stored)
-        out[f"{size}_users"] = {"feature_service": a, "feature_view_only": b,
-                                "on_demand_view_cost_p50_ms": a["p50_ms"] - b["p50_ms"],
-                                "on_demand_view_cost_mean_ms": a["mean_ms"] - b["mean_ms"]}
+        out[f"{size}_users"] = {
+            "feature_service": a,
+            "feature_view_only": b,
+            "on_demand_view_cost_p50_ms": a["p50_ms"] - b["p50_ms"],
+            "on_demand_view_cost_mean_ms": a["mean_ms"] - b["mean_ms"],
+        }
     return out
 
 
@@ -108,16 +142,19 @@ def raw_floor(online_path: Path, table: str, batches: dict[int, list[list[str]]]
     from feast.protos.feast.types.Value_pb2 import Value
 
     def key(user: str) -> bytes:
-        return serialize_entity_key(EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)]),
-                                    entity_key_serialization_version=3)
+        return serialize_entity_key(
+            EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)]), entity_key_serialization_version=3
+        )
 
     conn = sqlite3.connect(str(online_path), check_same_thread=False)
     out = {}
     try:
         for size, rows in batches.items():
             keys = [[key(u) for u in users] for users in rows]
-            sql = (f'select entity_key, feature_name, value, event_ts from "{table}" '
-                   f"where entity_key in ({','.join('?' * size)}) order by entity_key")
+            sql = (
+                f'select entity_key, feature_name, value, event_ts from "{table}" '
+                f"where entity_key in ({','.join('?' * size)}) order by entity_key"
+            )
             found = conn.execute(sql, keys[0]).fetchall()
             assert len({r[0] for r in found}) == size, "the serialised keys do not match the online table"
 
@@ -128,39 +165,59 @@ def raw_floor(online_path: Path, table: str, batches: dict[int, list[list[str]]]
                 return [Value.FromString(r[2]) for r in conn.execute(sql, keys[i % len(keys)]).fetchall()]
 
             log(f"floor: raw SQLite read, {size} user(s)")
-            out[f"{size}_users"] = {"raw_select": summarize(time_calls(read, calls)),
-                                    "raw_select_and_decode": summarize(time_calls(read_decode, calls)),
-                                    "rows_per_user": len(found) // size}
+            out[f"{size}_users"] = {
+                "raw_select": summarize(time_calls(read, calls)),
+                "raw_select_and_decode": summarize(time_calls(read_decode, calls)),
+                "rows_per_user": len(found) // size,
+            }
     finally:
         conn.close()
     return out
 
 
-def http_runs(store, env: dict, work: Path, batches: dict[int, list[list[str]]], request_ts: dt.datetime,
-              calls: int) -> dict:
+def http_runs(
+    store, env: dict, work: Path, batches: dict[int, list[list[str]]], request_ts: dt.datetime, calls: int
+) -> dict:
     import requests
 
     port = free_port()
-    args = [str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "serve", "-h", "127.0.0.1", "-p",
-            str(port), "--no-access-log"]
+    args = [
+        str(BIN / "feast"),
+        "-c",
+        str(PROJECT_ROOT / "feature_repo"),
+        "serve",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--no-access-log",
+    ]
     url = f"http://127.0.0.1:{port}"
-    out = {"command": f"feast -c feature_repo serve -h 127.0.0.1 -p {port} --no-access-log",  # repo-relative
-           "request_ts_format": "Unix seconds (a number; an ISO 8601 string gets a 500 from the on-demand view)"}
+    out = {
+        "command": f"feast -c feature_repo serve -h 127.0.0.1 -p {port} --no-access-log",  # repo-relative
+        "request_ts_format": "Unix seconds (a number; an ISO 8601 string gets a 500 from the on-demand view)",
+    }
     with background(args, env, work / "feast-serve.log") as server:
         out["startup_seconds"] = server.wait_http(f"{url}/health", timeout=180)
         session = requests.Session()
         for size, rows in batches.items():
-            bodies = [{"feature_service": FEATURE_SERVICE,
-                       "entities": {"user_id": users, "request_ts": [request_ts.timestamp()] * len(users)}}
-                      for users in rows]
+            bodies = [
+                {
+                    "feature_service": FEATURE_SERVICE,
+                    "entities": {"user_id": users, "request_ts": [request_ts.timestamp()] * len(users)},
+                }
+                for users in rows
+            ]
             first = session.post(f"{url}/get-online-features", json=bodies[0], timeout=30)
             if first.status_code != 200:
                 raise RuntimeError(f"feast serve answered {first.status_code}: {first.text[:2000]}")
             payload = first.json()
             names = payload["metadata"]["feature_names"]
             total = payload["results"][names.index("total_interest_now")]["values"]
-            want = store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=[
-                {"user_id": u, "request_ts": request_ts} for u in rows[0]]).to_dict()["total_interest_now"]
+            want = store.get_online_features(
+                features=store.get_feature_service(FEATURE_SERVICE),
+                entity_rows=[{"user_id": u, "request_ts": request_ts} for u in rows[0]],
+            ).to_dict()["total_interest_now"]
             np.testing.assert_allclose(total, want, rtol=1e-9, err_msg="feast serve and the SDK disagree")
 
             def call(i):
@@ -191,17 +248,24 @@ def push_runs(store, conninfo: str, key: str, raw_users: list[str], batches: int
         weight = params.weights["purchase"]
 
         def total_now(user: str) -> float:
-            row = store.get_online_features(features=service, entity_rows=[
-                {"user_id": user, "request_ts": dt.datetime.now(dt.timezone.utc)}]).to_dict()
+            row = store.get_online_features(
+                features=service, entity_rows=[{"user_id": user, "request_ts": dt.datetime.now(dt.UTC)}]
+            ).to_dict()
             return row["total_interest_now"][0] or 0.0
 
         for i in range(batches + 5):  # the first 5 warm up the connection and caches
             raw = str(rng.choice(raw_users))
             user = pseudonymise(raw, key)
             before = total_now(user)
-            now = dt.datetime.now(dt.timezone.utc)
-            event = {"user_id": raw, "item_id": f"bench-{i}", "category_id": str(rng.integers(1, 21)),
-                     "event_type": "purchase", "ts": now.isoformat(), "value": None}
+            now = dt.datetime.now(dt.UTC)
+            event = {
+                "user_id": raw,
+                "item_id": f"bench-{i}",
+                "category_id": str(rng.integers(1, 21)),
+                "event_type": "purchase",
+                "ts": now.isoformat(),
+                "value": None,
+            }
             timed.last.clear()
             start = time.perf_counter()
             result = accept_batch(conn, updater, [event], key)
@@ -230,12 +294,16 @@ def push_runs(store, conninfo: str, key: str, raw_users: list[str], batches: int
             else:
                 visible.append(seen - start)
                 reads_needed.append(reads)
-    return {"batches": batches, "events_per_batch": 1, "event_type": "purchase",
-            "visible_when": "total_interest_now (request_ts = now) rises by at least half the purchase weight",
-            "event_to_visible": summarize(visible) if visible else None,
-            "not_visible_within_5_s": not_visible,
-            "reads_until_visible_max": int(max(reads_needed)) if reads_needed else None,
-            "split": {name: summarize(values) for name, values in splits.items()}}
+    return {
+        "batches": batches,
+        "events_per_batch": 1,
+        "event_type": "purchase",
+        "visible_when": "total_interest_now (request_ts = now) rises by at least half the purchase weight",
+        "event_to_visible": summarize(visible) if visible else None,
+        "not_visible_within_5_s": not_visible,
+        "reads_until_visible_max": int(max(reads_needed)) if reads_needed else None,
+        "split": {name: summarize(values) for name, values in splits.items()},
+    }
 
 
 def redis_check() -> dict | None:
@@ -257,11 +325,24 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
     from feast import FeatureStore
 
     port = free_port()
-    redis_env = {"FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
-                 "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "REDIS_DB": "0"}
+    redis_env = {
+        "FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(port),
+        "REDIS_DB": "0",
+    }
     env = {**env, **redis_env}
-    args = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-            "no"]
+    args = [
+        shutil.which("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     with background(args, env, work / "redis.log") as redis_server:
         deadline = time.monotonic() + 30
         while True:
@@ -270,10 +351,14 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline or redis_server.process.poll() is not None:
-                    raise RuntimeError("redis-server did not start:\n" + redis_server.tail())
+                    raise RuntimeError("redis-server did not start:\n" + redis_server.tail()) from None
                 time.sleep(0.2)
-        applied = subprocess.run([str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"], env=env,
-                                 capture_output=True, text=True)
+        applied = subprocess.run(
+            [str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if applied.returncode:
             raise RuntimeError("feast apply (redis) failed:\n" + applied.stdout[-2000:] + applied.stderr[-2000:])
         saved = {key: os.environ.get(key) for key in redis_env}
@@ -291,8 +376,9 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_feature_store",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench_feature_store", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--events", type=int, default=200_000, help="synthetic events (default 200k)")
     parser.add_argument("--users", type=int, default=5_000, help="synthetic users (default 5k)")
     parser.add_argument("--calls", type=int, default=2_000, help="timed calls per measurement (default 2000)")
@@ -310,21 +396,31 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {
         "benchmark": "feature_store",
         "command": "python -m tests.benchmarks.bench_feature_store " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "parameters": {"events": args.events, "users": args.users, "calls": args.calls,
-                       "batch_users": args.batch_users, "push_batches": args.push_batches, "seed": args.seed,
-                       "as_of": f"{day:%Y-%m-%d}", "online_store": "sqlite (file in the temp state dir)",
-                       "feast": importlib.metadata.version("feast")},
+        "parameters": {
+            "events": args.events,
+            "users": args.users,
+            "calls": args.calls,
+            "batch_users": args.batch_users,
+            "push_batches": args.push_batches,
+            "seed": args.seed,
+            "as_of": f"{day:%Y-%m-%d}",
+            "online_store": "sqlite (file in the temp state dir)",
+            "feast": importlib.metadata.version("feast"),
+        },
         "goals": GOALS,
-        "notes": ["Latencies are wall-clock per call on a shared 2-core machine, client and server in the same "
-                  "run; the feature service is fetched once (as the BentoML service does).",
-                  "Floor: the exact SELECT Feast's SQLite store runs, through a plain sqlite3 connection to the "
-                  "same file, keys serialised with feast's serialize_entity_key."],
+        "notes": [
+            "Latencies are wall-clock per call on a shared 2-core machine, client and server in the same "
+            "run; the feature service is fetched once (as the BentoML service does).",
+            "Floor: the exact SELECT Feast's SQLite store runs, through a plain sqlite3 connection to the "
+            "same file, keys serialised with feast's serialize_entity_key.",
+        ],
     }
     try:
-        env, conninfo = build_feature_stack(work, DATABASE, events=args.events, users=args.users, end=day,
-                                            seed=args.seed)
+        env, conninfo = build_feature_stack(
+            work, DATABASE, events=args.events, users=args.users, end=day, seed=args.seed
+        )
         for name in ("PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH", "DECAY_STATE_DIR", "PSEUDONYM_KEY"):
             os.environ[name] = env[name]
         from feast import FeatureStore
@@ -335,20 +431,31 @@ def main(argv: list[str] | None = None) -> None:
         materialize(store, day)
         result["materialize_seconds"] = time.perf_counter() - start
         with psycopg.connect(conninfo) as conn:
-            users = [u for (u,) in conn.execute("select distinct user_id from analytics.user_interest_features "
-                                                "where as_of = %s order by 1", (day,))]
+            users = [
+                u
+                for (u,) in conn.execute(
+                    "select distinct user_id from analytics.user_interest_features where as_of = %s order by 1", (day,)
+                )
+            ]
         online_path = Path(env["FEAST_ONLINE_PATH"])
         with sqlite3.connect(str(online_path)) as conn:
             tables = [t for (t,) in conn.execute("select name from sqlite_master where type = 'table'")]
             table = next(t for t in tables if t.endswith(FV))
             online_rows = conn.execute(f'select count(distinct entity_key) from "{table}"').fetchone()[0]
-        result["stack"] = {"users_in_mart": len(users), "online_table": table, "online_users": online_rows,
-                           "online_db_bytes": online_path.stat().st_size}
+        result["stack"] = {
+            "users_in_mart": len(users),
+            "online_table": table,
+            "online_users": online_rows,
+            "online_db_bytes": online_path.stat().st_size,
+        }
         log(f"{len(users):,} users in the mart, {online_rows:,} in online table {table}")
 
         rng = np.random.default_rng(args.seed)
-        request_ts = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)  # whole seconds: HTTP sends a number
-        batches = {1: user_batches(rng, users, 1, 500), args.batch_users: user_batches(rng, users, args.batch_users, 200)}
+        request_ts = dt.datetime.now(dt.UTC).replace(microsecond=0)  # whole seconds: HTTP sends a number
+        batches = {
+            1: user_batches(rng, users, 1, 500),
+            args.batch_users: user_batches(rng, users, args.batch_users, 200),
+        }
         result["sdk"] = sdk_runs(store, batches, request_ts, args.calls)
         result["floor"] = raw_floor(online_path, table, batches, args.calls)
         ratios = {}
@@ -357,15 +464,18 @@ def main(argv: list[str] | None = None) -> None:
             ratios[size_key] = {
                 "feature_service_p50_over_raw_p50": ratio(sdk["feature_service"]["p50_ms"], raw["p50_ms"]),
                 "feature_service_p99_over_raw_p99": ratio(sdk["feature_service"]["p99_ms"], raw["p99_ms"]),
-                "feature_view_only_p50_over_raw_p50": ratio(sdk["feature_view_only"]["p50_ms"], raw["p50_ms"])}
+                "feature_view_only_p50_over_raw_p50": ratio(sdk["feature_view_only"]["p50_ms"], raw["p50_ms"]),
+            }
         result["sdk_over_floor"] = ratios
 
         result["http"] = http_runs(store, env, work, batches, request_ts, args.calls)
         for size_key in ratios:
-            result["http"][size_key]["p50_over_raw_p50"] = ratio(result["http"][size_key]["p50_ms"],
-                                                                 result["floor"][size_key]["raw_select"]["p50_ms"])
+            result["http"][size_key]["p50_over_raw_p50"] = ratio(
+                result["http"][size_key]["p50_ms"], result["floor"][size_key]["raw_select"]["p50_ms"]
+            )
             result["http"][size_key]["p50_over_sdk_p50"] = ratio(
-                result["http"][size_key]["p50_ms"], result["sdk"][size_key]["feature_service"]["p50_ms"])
+                result["http"][size_key]["p50_ms"], result["sdk"][size_key]["feature_service"]["p50_ms"]
+            )
 
         log(f"push path: {args.push_batches} single-event batches")
         raw_users = [f"u{i}" for i in range(args.users)]
@@ -386,19 +496,32 @@ def main(argv: list[str] | None = None) -> None:
         sdk1, sdk100 = result["sdk"]["1_users"], result["sdk"][f"{args.batch_users}_users"]
         push = result["push"]["event_to_visible"]
         result["against_goals"] = {
-            "sdk_1_user_p99_ms": {"measured": sdk1["feature_service"]["p99_ms"], "goal": GOALS["sdk_1_user_p99_ms"],
-                                  "met": sdk1["feature_service"]["p99_ms"] <= GOALS["sdk_1_user_p99_ms"]},
-            "sdk_100_users_p99_ms": {"measured": sdk100["feature_service"]["p99_ms"],
-                                     "goal": GOALS["sdk_100_users_p99_ms"],
-                                     "met": sdk100["feature_service"]["p99_ms"] <= GOALS["sdk_100_users_p99_ms"]},
-            "push_event_to_visible_p99_ms": {"measured": push["p99_ms"] if push else None,
-                                             "goal": GOALS["push_event_to_visible_p99_ms"],
-                                             "met": bool(push) and push["p99_ms"] < GOALS["push_event_to_visible_p99_ms"]},
+            "sdk_1_user_p99_ms": {
+                "measured": sdk1["feature_service"]["p99_ms"],
+                "goal": GOALS["sdk_1_user_p99_ms"],
+                "met": sdk1["feature_service"]["p99_ms"] <= GOALS["sdk_1_user_p99_ms"],
+            },
+            "sdk_100_users_p99_ms": {
+                "measured": sdk100["feature_service"]["p99_ms"],
+                "goal": GOALS["sdk_100_users_p99_ms"],
+                "met": sdk100["feature_service"]["p99_ms"] <= GOALS["sdk_100_users_p99_ms"],
+            },
+            "push_event_to_visible_p99_ms": {
+                "measured": push["p99_ms"] if push else None,
+                "goal": GOALS["push_event_to_visible_p99_ms"],
+                "met": bool(push) and push["p99_ms"] < GOALS["push_event_to_visible_p99_ms"],
+            },
         }
         result["wall_seconds"] = time.monotonic() - started
         write_result(args.out, result)
-        log("against goals: " + ", ".join(f"{k} {v['measured']:.2f} (goal {v['goal']}, {'met' if v['met'] else 'NOT met'})"
-                                          for k, v in result["against_goals"].items() if v["measured"] is not None))
+        log(
+            "against goals: "
+            + ", ".join(
+                f"{k} {v['measured']:.2f} (goal {v['goal']}, {'met' if v['met'] else 'NOT met'})"
+                for k, v in result["against_goals"].items()
+                if v["measured"] is not None
+            )
+        )
     finally:
         if args.keep:
             log(f"kept {work}")

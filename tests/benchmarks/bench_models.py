@@ -65,12 +65,20 @@ def neural(split, epochs: int, calls: int) -> dict:
         result = ranking.evaluate(ranker, split)
         quality[name] = float(result.per_user[:, ranking.METRICS.index("ndcg@10")].mean())
     ranker.model = fp32
-    latency = {"fp32": per_call(lambda: fp32.full_sort_predict(batch), calls),
-               "int8": per_call(lambda: int8.full_sort_predict(batch), calls)}
-    return {"train_events": len(split.train.events), "epochs": epochs, "fit_seconds": seconds,
-            "seconds_per_epoch_per_1m_events": per_million, "full_sort_predict_one_user": latency,
-            "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
-            "test_ndcg@10": quality, "ndcg_change_int8": quality["int8"] - quality["fp32"]}
+    latency = {
+        "fp32": per_call(lambda: fp32.full_sort_predict(batch), calls),
+        "int8": per_call(lambda: int8.full_sort_predict(batch), calls),
+    }
+    return {
+        "train_events": len(split.train.events),
+        "epochs": epochs,
+        "fit_seconds": seconds,
+        "seconds_per_epoch_per_1m_events": per_million,
+        "full_sort_predict_one_user": latency,
+        "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
+        "test_ndcg@10": quality,
+        "ndcg_change_int8": quality["int8"] - quality["fp32"],
+    }
 
 
 def parametric(split, epochs: int) -> dict:
@@ -79,8 +87,11 @@ def parametric(split, epochs: int) -> dict:
     started = time.perf_counter()
     DecayRanker(family="exponential", epochs=epochs, polish_steps=0).fit(split.train)
     seconds = time.perf_counter() - started
-    return {"epochs": epochs, "fit_seconds": seconds,
-            "seconds_per_epoch_per_1m_events": seconds / epochs / (len(split.train.events) / 1e6)}
+    return {
+        "epochs": epochs,
+        "fit_seconds": seconds,
+        "seconds_per_epoch_per_1m_events": seconds / epochs / (len(split.train.events) / 1e6),
+    }
 
 
 def served_recommender(calls: int) -> dict:
@@ -91,14 +102,20 @@ def served_recommender(calls: int) -> dict:
     model = InterestRecommender(20, 1000).eval()
     x = torch.softmax(torch.randn(1, 20), dim=1)
     int8 = quantized(model)
-    latency = {"fp32": per_call(lambda: model.full_sort_predict(x), calls),
-               "int8": per_call(lambda: int8.full_sort_predict(x), calls)}
+    latency = {
+        "fp32": per_call(lambda: model.full_sort_predict(x), calls),
+        "int8": per_call(lambda: int8.full_sort_predict(x), calls),
+    }
     with torch.no_grad():
-        same_top10 = set(torch.topk(model.full_sort_predict(x)[0], 10).indices.tolist()) == \
-            set(torch.topk(int8.full_sort_predict(x)[0], 10).indices.tolist())
-    return {"shape": {"categories": 20, "items": 1000, "embedding_dim": 32}, "full_sort_predict_one_user": latency,
-            "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
-            "same_top10_for_a_random_user": same_top10}
+        same_top10 = set(torch.topk(model.full_sort_predict(x)[0], 10).indices.tolist()) == set(
+            torch.topk(int8.full_sort_predict(x)[0], 10).indices.tolist()
+        )
+    return {
+        "shape": {"categories": 20, "items": 1000, "embedding_dim": 32},
+        "full_sort_predict_one_user": latency,
+        "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
+        "same_top10_for_a_random_user": same_top10,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,8 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{RETAIL} is absent: this benchmark trains on UCI Online Retail (../shared/data)")
     torch.set_num_threads(2)
     started = time.perf_counter()
-    result = {"benchmark": "models", "command": "make bench BENCHES=models", "machine": machine_info(),
-              "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "benchmark": "models",
+        "command": "make bench BENCHES=models",
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     log("served recommender: fp32 vs int8")
     result["served_recommender"] = served_recommender(args.calls)
     log("reading Online Retail")

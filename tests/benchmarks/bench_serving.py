@@ -41,15 +41,35 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.benchmarks.stack import (BIN, PROJECT_ROOT, RESULTS, Background, free_port, log, machine_info, ratio,
-                                    summarize, time_calls, today_midnight, write_result)
+from tests.benchmarks.stack import (
+    BIN,
+    PROJECT_ROOT,
+    RESULTS,
+    Background,
+    free_port,
+    log,
+    machine_info,
+    ratio,
+    summarize,
+    time_calls,
+    today_midnight,
+    write_result,
+)
 from tests.conftest import recreate_database, stack_env
 
 DATABASE, AIRFLOW_DATABASE = "bench_serving", "bench_serving_airflow"
 FEATURE_SERVICE = "recommender_v1"
 GOALS = {"c16_p99_ms": 25.0, "c16_rps": 300.0, "c1_p50_over_floor_p50": 2.0}
-STACK_VARS = ("DECAY_STATE_DIR", "PGDATABASE", "FEAST_REGISTRY_PATH", "FEAST_ONLINE_PATH", "BENTOML_HOME",
-              "REPORTS_DIR", "EVENTS_DIR", "PSEUDONYM_KEY")
+STACK_VARS = (
+    "DECAY_STATE_DIR",
+    "PGDATABASE",
+    "FEAST_REGISTRY_PATH",
+    "FEAST_ONLINE_PATH",
+    "BENTOML_HOME",
+    "REPORTS_DIR",
+    "EVENTS_DIR",
+    "PSEUDONYM_KEY",
+)
 
 
 def build_stack(work: Path, events: int, users: int, as_of: dt.datetime, seed: int) -> tuple[dict, float]:
@@ -61,15 +81,21 @@ def build_stack(work: Path, events: int, users: int, as_of: dt.datetime, seed: i
     env = stack_env(work / "state", DATABASE, AIRFLOW_DATABASE)
     events_dir = Path(env["EVENTS_DIR"])
     log(f"generating {events:,} events of {users:,} users, ending {as_of:%Y-%m-%d}")
-    write_events(generate(events, n_users=users, items_per_category=50, end=as_of, seed=seed),
-                 events_dir / "synthetic.parquet")
+    write_events(
+        generate(events, n_users=users, items_per_category=50, end=as_of, seed=seed), events_dir / "synthetic.parquet"
+    )
     log("airflow db migrate")
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     log("airflow dags test interest_pipeline (ingest, dbt, feast, train, evaluate, drift, bento build)")
     conf = json.dumps({"as_of": f"{as_of:%Y-%m-%d}", "events_path": str(events_dir)})
     start = time.monotonic()
-    run = subprocess.run([str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{as_of:%Y-%m-%d}", "-c", conf],
-                         env=env, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{as_of:%Y-%m-%d}", "-c", conf],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     seconds = time.monotonic() - start
     output = run.stdout + run.stderr
     (work / "dag-test.log").write_text(output)
@@ -106,10 +132,16 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
     def one(i: int):
         nonlocal fallbacks
         start = time.perf_counter()
-        now = dt.datetime.now(dt.timezone.utc)
-        row = {name: values[0] for name, values in store.get_online_features(
-            features=features, entity_rows=[{"user_id": pseudonymise(picks[i % len(picks)], key),
-                                             "request_ts": now}]).to_dict().items()}
+        now = dt.datetime.now(dt.UTC)
+        row = {
+            name: values[0]
+            for name, values in store.get_online_features(
+                features=features,
+                entity_rows=[{"user_id": pseudonymise(picks[i % len(picks)], key), "request_ts": now}],
+            )
+            .to_dict()
+            .items()
+        }
         mid = time.perf_counter()
         if row["total_interest_now"] is None:
             fallbacks += 1
@@ -126,13 +158,18 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
 
     durations = time_calls(one, calls, warmup=50)
     warm = 50
-    return {"what": "pseudonymise + get_online_features(recommender_v1, request_ts=now) + interest_shares + "
-                    "full_sort_predict + argsort top-k, in-process",
-            "model": str(model_ref.tag), "items": len(vocab.items), "categories": len(vocab.categories),
-            "torch_threads": torch.get_num_threads(), "fallback_users": fallbacks,
-            "total": summarize(durations),
-            "features": summarize(parts["features"][warm:]),
-            "model_and_top_k": summarize(parts["model_and_top_k"][warm:])}
+    return {
+        "what": "pseudonymise + get_online_features(recommender_v1, request_ts=now) + interest_shares + "
+        "full_sort_predict + argsort top-k, in-process",
+        "model": str(model_ref.tag),
+        "items": len(vocab.items),
+        "categories": len(vocab.categories),
+        "torch_threads": torch.get_num_threads(),
+        "fallback_users": fallbacks,
+        "total": summarize(durations),
+        "features": summarize(parts["features"][warm:]),
+        "model_and_top_k": summarize(parts["model_and_top_k"][warm:]),
+    }
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -153,8 +190,10 @@ def _requests(host: str, port: int, path: str, users: list[str], k: int) -> list
     out = []
     for user in users:
         body = json.dumps({"user_id": user, "k": k}).encode()
-        out.append(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                   % (path.encode(), host.encode(), port, len(body), body))
+        out.append(
+            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), host.encode(), port, len(body), body)
+        )
     return out
 
 
@@ -166,7 +205,7 @@ async def _exchange(reader, writer, request: bytes) -> int | str:
     at = head.lower().find(b"\r\ncontent-length:")
     if at < 0:
         return "no Content-Length"
-    body = await reader.readexactly(int(head[at + 17:head.index(b"\r\n", at + 2)]))
+    body = await reader.readexactly(int(head[at + 17 : head.index(b"\r\n", at + 2)]))
     if status == 200 and b'"items":[' not in body:
         return "200 without items"
     return status
@@ -217,8 +256,15 @@ async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: f
     await asyncio.gather(*(worker(1000 + i) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
     out = summarize(latencies) if latencies else {"calls": 0}
-    out.update({"concurrency": concurrency, "seconds": elapsed, "rps": len(latencies) / elapsed,
-                "errors": sum(errors.values()), "errors_by_status": errors})
+    out.update(
+        {
+            "concurrency": concurrency,
+            "seconds": elapsed,
+            "rps": len(latencies) / elapsed,
+            "errors": sum(errors.values()),
+            "errors_by_status": errors,
+        }
+    )
     return out
 
 
@@ -231,8 +277,9 @@ def _event_loop():
     return uvloop.new_event_loop()
 
 
-def load_level(server: Background, url: str, users: list[str], k: int, concurrency: int, seconds: float,
-               warmup: float) -> dict:
+def load_level(
+    server: Background, url: str, users: list[str], k: int, concurrency: int, seconds: float, warmup: float
+) -> dict:
     log(f"load: concurrency {concurrency}, {seconds:.0f} s (+{warmup:.0f} s warm-up)")
     import psutil
 
@@ -250,12 +297,15 @@ def load_level(server: Background, url: str, users: list[str], k: int, concurren
     out["server_cpu_cores_busy"] = (cpu_seconds(pids) - server_before) / wall
     out["load_generator_cpu_cores_busy"] = (time.process_time() - client_before) / wall
     out["machine_cpu_cores_busy"] = (machine_busy() - machine_before) / wall
-    out["other_work_cpu_cores_busy"] = max(out["machine_cpu_cores_busy"] - out["server_cpu_cores_busy"]
-                                           - out["load_generator_cpu_cores_busy"], 0.0)
+    out["other_work_cpu_cores_busy"] = max(
+        out["machine_cpu_cores_busy"] - out["server_cpu_cores_busy"] - out["load_generator_cpu_cores_busy"], 0.0
+    )
     out["load_average_after"] = list(os.getloadavg())
-    log(f"  p50 {out.get('p50_ms', float('nan')):.1f} ms, p99 {out.get('p99_ms', float('nan')):.1f} ms, "
+    log(
+        f"  p50 {out.get('p50_ms', float('nan')):.1f} ms, p99 {out.get('p99_ms', float('nan')):.1f} ms, "
         f"{out['rps']:.0f} rps, {out['errors']} errors; server {out['server_cpu_cores_busy']:.2f} cores, "
-        f"load generator {out['load_generator_cpu_cores_busy']:.2f}, other work {out['other_work_cpu_cores_busy']:.2f}")
+        f"load generator {out['load_generator_cpu_cores_busy']:.2f}, other work {out['other_work_cpu_cores_busy']:.2f}"
+    )
     return out
 
 
@@ -294,8 +344,9 @@ def check_answer(url: str, user: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_serving",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench_serving", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--events", type=int, default=40_000, help="synthetic events for the DAG run (default 40k)")
     parser.add_argument("--users", type=int, default=400, help="synthetic users (default 400)")
     parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per load level (default 60)")
@@ -303,12 +354,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="levels (default 1 16 64)")
     parser.add_argument("--calls", type=int, default=2_000, help="in-process floor calls (default 2000)")
     parser.add_argument("--k", type=int, default=10, help="items per recommendation (default 10)")
-    parser.add_argument("--workers-concurrency", type=int, default=16,
-                        help="concurrency of the default (one worker per core) vs 1 worker comparison (default 16; 0 skips it)")
+    parser.add_argument(
+        "--workers-concurrency",
+        type=int,
+        default=16,
+        help="concurrency of the default (one worker per core) vs 1 worker comparison (default 16; 0 skips it)",
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temp state dir (its path is logged)")
-    parser.add_argument("--reuse", type=Path, metavar="DIR",
-                        help="skip the DAG run: reuse the stack a run with --keep left in DIR (the same --users)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="skip the DAG run: reuse the stack a run with --keep left in DIR (the same --users)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args(argv)
 
@@ -319,20 +378,32 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {
         "benchmark": "serving",
         "command": "python -m tests.benchmarks.bench_serving " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "parameters": {"events": args.events, "users": args.users, "seconds": args.seconds, "warmup": args.warmup,
-                       "concurrency": args.concurrency, "floor_calls": args.calls, "k": args.k, "seed": args.seed,
-                       "as_of": f"{as_of:%Y-%m-%d}", "endpoint": "POST /recommend {user_id: random u0..uN, k}",
-                       "bentoml": importlib.metadata.version("bentoml"), "feast": importlib.metadata.version("feast")},
+        "parameters": {
+            "events": args.events,
+            "users": args.users,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "concurrency": args.concurrency,
+            "floor_calls": args.calls,
+            "k": args.k,
+            "seed": args.seed,
+            "as_of": f"{as_of:%Y-%m-%d}",
+            "endpoint": "POST /recommend {user_id: random u0..uN, k}",
+            "bentoml": importlib.metadata.version("bentoml"),
+            "feast": importlib.metadata.version("feast"),
+        },
         "goals": GOALS,
-        "notes": [f"The load generator (a lean asyncio HTTP/1.1 client on uvloop, one process) runs on the same "
-                  f"{os.cpu_count()} cores as the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
-                  "and is taken from the server. Other work may be running on the machine (load average at start "
-                  "in machine).",
-                  "Floor: the same feature read + model forward + top-k in-process (no HTTP, no pydantic, no "
-                  "explanations), same stack, same run.",
-                  "Workers: one per core by default (SERVE_WORKERS); the load starts once every worker has initialised."],
+        "notes": [
+            f"The load generator (a lean asyncio HTTP/1.1 client on uvloop, one process) runs on the same "
+            f"{os.cpu_count()} cores as the server, over loopback; its CPU use is recorded per level (load_generator_cpu_cores_busy) "
+            "and is taken from the server. Other work may be running on the machine (load average at start "
+            "in machine).",
+            "Floor: the same feature read + model forward + top-k in-process (no HTTP, no pydantic, no "
+            "explanations), same stack, same run.",
+            "Workers: one per core by default (SERVE_WORKERS); the load starts once every worker has initialised.",
+        ],
     }
     servers: list[Background] = []
     try:
@@ -352,15 +423,20 @@ def main(argv: list[str] | None = None) -> None:
         server, url, ready = serve(env, work, None, "default")
         servers.append(server)
         answer = check_answer(url, users[1])
-        result["server"] = {"command": " ".join(server.args[1:]), "startup_seconds": ready,
-                            "bentoml_threads_per_worker": "default (services.threads = 1)",
-                            "processes": len(server.group_pids()),
-                            "workers": f"default: one per core ({os.cpu_count()})",
-                            "sample_answer_fallback": answer["fallback"], "model": answer["model"]}
+        result["server"] = {
+            "command": " ".join(server.args[1:]),
+            "startup_seconds": ready,
+            "bentoml_threads_per_worker": "default (services.threads = 1)",
+            "processes": len(server.group_pids()),
+            "workers": f"default: one per core ({os.cpu_count()})",
+            "sample_answer_fallback": answer["fallback"],
+            "model": answer["model"],
+        }
         levels = {}
         for concurrency in args.concurrency:
-            levels[f"c{concurrency}"] = load_level(server, f"{url}/recommend", users, args.k, concurrency,
-                                                   args.seconds, args.warmup)
+            levels[f"c{concurrency}"] = load_level(
+                server, f"{url}/recommend", users, args.k, concurrency, args.seconds, args.warmup
+            )
         if args.workers_concurrency and f"c{args.workers_concurrency}" not in levels:
             c = args.workers_concurrency
             levels[f"c{c}"] = load_level(server, f"{url}/recommend", users, args.k, c, args.seconds, args.warmup)
@@ -383,25 +459,43 @@ def main(argv: list[str] | None = None) -> None:
             runs["1"]["processes"] = len(server.group_pids())
             server.stop()
             servers.remove(server)
-            result["workers"] = {"concurrency": c, "how": "SERVE_WORKERS (default: one per core)",
-                                 "default_workers": os.cpu_count(), "runs": runs,
-                                 "rps_default_over_1": ratio(runs["default"]["rps"], runs["1"]["rps"]),
-                                 "p99_default_over_1": ratio(runs["default"]["p99_ms"], runs["1"]["p99_ms"])}
+            result["workers"] = {
+                "concurrency": c,
+                "how": "SERVE_WORKERS (default: one per core)",
+                "default_workers": os.cpu_count(),
+                "runs": runs,
+                "rps_default_over_1": ratio(runs["default"]["rps"], runs["1"]["rps"]),
+                "p99_default_over_1": ratio(runs["default"]["p99_ms"], runs["1"]["p99_ms"]),
+            }
 
         c16 = levels.get("c16")
         result["against_goals"] = {
-            "c16_p99_ms": {"measured": c16 and c16["p99_ms"], "goal": GOALS["c16_p99_ms"],
-                           "met": bool(c16) and c16["p99_ms"] <= GOALS["c16_p99_ms"]},
-            "c16_rps": {"measured": c16 and c16["rps"], "goal": GOALS["c16_rps"],
-                        "met": bool(c16) and c16["rps"] >= GOALS["c16_rps"]},
-            "c1_p50_over_floor_p50": {"measured": result.get("c1_p50_over_floor_p50"),
-                                      "goal": GOALS["c1_p50_over_floor_p50"],
-                                      "met": (result.get("c1_p50_over_floor_p50") or 1e9) <= GOALS["c1_p50_over_floor_p50"]},
+            "c16_p99_ms": {
+                "measured": c16 and c16["p99_ms"],
+                "goal": GOALS["c16_p99_ms"],
+                "met": bool(c16) and c16["p99_ms"] <= GOALS["c16_p99_ms"],
+            },
+            "c16_rps": {
+                "measured": c16 and c16["rps"],
+                "goal": GOALS["c16_rps"],
+                "met": bool(c16) and c16["rps"] >= GOALS["c16_rps"],
+            },
+            "c1_p50_over_floor_p50": {
+                "measured": result.get("c1_p50_over_floor_p50"),
+                "goal": GOALS["c1_p50_over_floor_p50"],
+                "met": (result.get("c1_p50_over_floor_p50") or 1e9) <= GOALS["c1_p50_over_floor_p50"],
+            },
         }
         result["wall_seconds"] = time.monotonic() - started
         write_result(args.out, result)
-        log("against goals: " + ", ".join(f"{k} {v['measured']:.2f} (goal {v['goal']}, {'met' if v['met'] else 'NOT met'})"
-                                          for k, v in result["against_goals"].items() if v["measured"] is not None))
+        log(
+            "against goals: "
+            + ", ".join(
+                f"{k} {v['measured']:.2f} (goal {v['goal']}, {'met' if v['met'] else 'NOT met'})"
+                for k, v in result["against_goals"].items()
+                if v["measured"] is not None
+            )
+        )
     finally:
         for server in servers:
             server.stop()

@@ -13,9 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -36,11 +36,18 @@ def free_port() -> int:
 
 
 def machine_info() -> dict:
-    info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": list(os.getloadavg())}
+    info = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
     try:
-        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")]
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         info["cpu_model"] = models[0] if models else None
         mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
         info["memory_gib"] = round(int(mem.split()[1]) / 2**20, 1)
@@ -52,9 +59,15 @@ def machine_info() -> dict:
 def summarize(seconds: list[float] | np.ndarray) -> dict:
     """Latency summary in milliseconds."""
     ms = np.asarray(seconds, dtype=float) * 1000.0
-    return {"calls": int(ms.size), "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "min_ms": float(ms.min()),
-            "max_ms": float(ms.max())}
+    return {
+        "calls": int(ms.size),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+    }
 
 
 def time_calls(fn: Callable[[int], object], calls: int, warmup: int = 50) -> list[float]:
@@ -81,14 +94,16 @@ def write_result(path: Path, result: dict) -> None:
 
 
 def dbt(env: dict, *args: str) -> None:
-    run = subprocess.run([str(BIN / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project", env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(BIN / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True
+    )
     if run.returncode:
         raise RuntimeError(f"dbt {' '.join(args)} failed:\n{run.stdout[-4000:]}")
 
 
-def build_feature_stack(work: Path, database: str, *, events: int, users: int, end: dt.datetime,
-                        seed: int = 0) -> tuple[dict, str]:
+def build_feature_stack(
+    work: Path, database: str, *, events: int, users: int, end: dt.datetime, seed: int = 0
+) -> tuple[dict, str]:
     """Database ``database`` (recreated) with ``events`` synthetic events ingested and dbt run for the day
     ``end``, and a Feast registry applied in ``work/state``. Returns (environment, conninfo)."""
     from interest_decay.events.ingest import ingest
@@ -103,11 +118,20 @@ def build_feature_stack(work: Path, database: str, *, events: int, users: int, e
     log("dbt seed + run of the marts behind the feature views")
     dbt(env, "seed")
     day = f"{end:%Y-%m-%d}"
-    dbt(env, "run", "--select", "+user_interest_features", "+churn_features", "+item_popularity",
-        "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}')
+    dbt(
+        env,
+        "run",
+        "--select",
+        "+user_interest_features",
+        "+churn_features",
+        "+item_popularity",
+        "--vars",
+        f'{{as_of: "{day}", as_of_start: "{day}"}}',
+    )
     log("feast apply")
-    run = subprocess.run([str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"], env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(BIN / "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"], env=env, capture_output=True, text=True
+    )
     if run.returncode:
         raise RuntimeError(f"feast apply failed:\n{(run.stdout + run.stderr)[-4000:]}")
     return env, conninfo
@@ -120,8 +144,9 @@ class Background:
         self.args, self.log_path = args, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("w") as out:
-            self.process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def tail(self, chars: int = 4000) -> str:
         try:
@@ -202,4 +227,4 @@ def background(args: list[str], env: dict, log_path: Path, cwd: Path | None = No
 
 
 def today_midnight() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)

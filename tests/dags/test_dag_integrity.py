@@ -28,9 +28,23 @@ def test_every_dag_is_documented_tagged_and_retried(dagbag):
 def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     dag = dagbag.dags["interest_pipeline"]
     ids = {t.task_id for t in dag.tasks}
-    assert {"resolve_window", "ingest", "feast_materialize", "train", "evaluate", "drift_check", "build_bento", "deploy"} <= ids
-    assert {"dbt_staging.stg_behaviour__events.run", "fit_decay", "dbt.user_category_interest.run",
-            "dbt.user_category_interest.test", "dbt.user_interest_features.run"} <= ids
+    assert {
+        "resolve_window",
+        "ingest",
+        "feast_materialize",
+        "train",
+        "evaluate",
+        "drift_check",
+        "build_bento",
+        "deploy",
+    } <= ids
+    assert {
+        "dbt_staging.stg_behaviour__events.run",
+        "fit_decay",
+        "dbt.user_category_interest.run",
+        "dbt.user_category_interest.test",
+        "dbt.user_interest_features.run",
+    } <= ids
 
     def upstream(task_id):
         seen, todo = set(), [task_id]
@@ -56,8 +70,18 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
 
 def test_trigger_form_params_have_defaults_and_descriptions(dagbag):
     params = dagbag.dags["interest_pipeline"].params
-    assert set(params.keys()) >= {"as_of", "events_path", "dataset", "half_life_days", "half_life_overrides",
-                                  "decay_family", "fit_decay", "churn_horizon_days", "materialize_days", "retrain"}
+    assert set(params.keys()) >= {
+        "as_of",
+        "events_path",
+        "dataset",
+        "half_life_days",
+        "half_life_overrides",
+        "decay_family",
+        "fit_decay",
+        "churn_horizon_days",
+        "materialize_days",
+        "retrain",
+    }
     for key in params.keys():
         assert params.get_param(key).description
     assert params["half_life_days"] == 7.0

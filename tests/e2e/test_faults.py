@@ -27,7 +27,7 @@ from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
 from tests.e2e.test_pipeline import BIN, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 POSTGRES = str(PROJECT_ROOT / "infra" / "postgres.sh")
 
 
@@ -40,8 +40,9 @@ def pg_ctl(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def task_states(airflow_conninfo: str) -> list[tuple[str, str, int]]:
     with psycopg.connect(airflow_conninfo) as conn:
-        return conn.execute("select task_id, coalesce(state, ''), try_number from task_instance "
-                            "where dag_id = 'interest_pipeline'").fetchall()
+        return conn.execute(
+            "select task_id, coalesce(state, ''), try_number from task_instance where dag_id = 'interest_pipeline'"
+        ).fetchall()
 
 
 @pytest.fixture()
@@ -50,8 +51,14 @@ def data_cluster(tmp_path):
     must reach it); removed afterwards."""
     root = Path(f"/var/tmp/interest-decay-faults-{uuid.uuid4().hex[:8]}")
     env = stack_env(tmp_path / "state", "faults_data", "faults_airflow")  # Airflow metadata: the stack's cluster
-    env.update({"PGDATA": str(root / "pgdata"), "PGPORT": str(free_port()), "AIRFLOW_DATABASE": "faults_data",
-                "INTEREST_PIPELINE_SCHEDULE": "none"})
+    env.update(
+        {
+            "PGDATA": str(root / "pgdata"),
+            "PGPORT": str(free_port()),
+            "AIRFLOW_DATABASE": "faults_data",
+            "INTEREST_PIPELINE_SCHEDULE": "none",
+        }
+    )
     started = subprocess.run([POSTGRES, "start"], env=env, capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -71,8 +78,12 @@ def test_the_run_completes_on_retry_after_postgres_dies_and_comes_back(data_clus
     conf = json.dumps({"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": str(events)})
     log_path = tmp_path / "dag-test.log"
     with log_path.open("w") as log:
-        run = subprocess.Popen([str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{AS_OF:%Y-%m-%d}",
-                                "-c", conf], env=env, stdout=log, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            [str(BIN / "airflow"), "dags", "test", "interest_pipeline", f"{AS_OF:%Y-%m-%d}", "-c", conf],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 300
         while ("ingest", "success") not in {(t, s) for t, s, _ in task_states(airflow_conninfo)}:
@@ -92,5 +103,6 @@ def test_the_run_completes_on_retry_after_postgres_dies_and_comes_back(data_clus
             run.kill()
     assert "state=success" in log_path.read_text()
     retried = [(task, tries) for task, state, tries in task_states(airflow_conninfo) if tries >= 2]
-    assert retried and all(state == "success" or state == "skipped"
-                           for _, state, _ in task_states(airflow_conninfo)), task_states(airflow_conninfo)
+    assert retried and all(state == "success" or state == "skipped" for _, state, _ in task_states(airflow_conninfo)), (
+        task_states(airflow_conninfo)
+    )

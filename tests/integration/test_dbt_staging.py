@@ -44,9 +44,17 @@ def built(fresh_db, tmp_path_factory):
     ingest([folder], conninfo)
     env = stack_env(tmp_path_factory.mktemp("state"), name)
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "build", "--vars",
-         '{as_of: "2026-01-15", as_of_start: "2026-01-14", half_life_days: 7}'],
-        cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True)
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            "build",
+            "--vars",
+            '{as_of: "2026-01-15", as_of_start: "2026-01-14", half_life_days: 7}',
+        ],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-4000:]
     return conninfo
 
@@ -58,28 +66,42 @@ def query(conninfo, sql):
 
 def test_counts_reconcile(built):
     [(file_rows, raw, staged, duplicates, rejected)] = query(
-        built, "select file_rows, raw_rows, staged_rows, duplicate_rows, rejected_rows from analytics.load_reconciliation")
+        built,
+        "select file_rows, raw_rows, staged_rows, duplicate_rows, rejected_rows from analytics.load_reconciliation",
+    )
     assert (file_rows, raw, staged, duplicates, rejected) == (15, 15, 3, 1, 11)
 
 
 def test_every_rejected_row_says_why(built):
     reasons = [r[0] for r in query(built, "select reject_reason from analytics.rejected_events order by row_number")]
     assert reasons[:10] == [
-        "missing user_id", "missing item_id", "missing category_id", 'unknown event_type "teleport"',
-        "missing ts", 'unparseable timestamp "yesterday"', "timestamp before 2000",
-        "timestamp in the future (after load time + 1 day)", 'non-numeric value "lots"', "negative value",
+        "missing user_id",
+        "missing item_id",
+        "missing category_id",
+        'unknown event_type "teleport"',
+        "missing ts",
+        'unparseable timestamp "yesterday"',
+        "timestamp before 2000",
+        "timestamp in the future (after load time + 1 day)",
+        'non-numeric value "lots"',
+        "negative value",
     ]
     assert reasons[10].startswith("unparseable row: ") and "expected 6 fields, got 7" in reasons[10]
 
 
 def test_decayed_interest_matches_hand_values(built):
-    rows = query(built, "select as_of::date::text, category_id, interest, event_count from analytics.user_category_interest "
-                        f"where user_id = '{U1}' order by as_of, category_id")
+    rows = query(
+        built,
+        "select as_of::date::text, category_id, interest, event_count from analytics.user_category_interest "
+        f"where user_id = '{U1}' order by as_of, category_id",
+    )
     # as_of 2026-01-14: view 6 d old (0.5^(6/7)) + purchase 13 d old (5 * 0.5^(13/7)); the c2 view is not before as_of.
     # as_of 2026-01-15: 0.5 + 5 * 0.25 = 1.75; the c2 view (naive ts read as UTC) is 1 day old.
-    expected = [("2026-01-14", "c1", 0.5 ** (6 / 7) + 5 * 0.5 ** (13 / 7), 2),
-                ("2026-01-15", "c1", 1.75, 2),
-                ("2026-01-15", "c2", 0.5 ** (1 / 7), 1)]
+    expected = [
+        ("2026-01-14", "c1", 0.5 ** (6 / 7) + 5 * 0.5 ** (13 / 7), 2),
+        ("2026-01-15", "c1", 1.75, 2),
+        ("2026-01-15", "c2", 0.5 ** (1 / 7), 1),
+    ]
     assert [(d, c, n) for d, c, _, n in rows] == [(d, c, n) for d, c, _, n in expected]
     for (_, _, got, _), (_, _, want, _) in zip(rows, expected):
         assert math.isclose(got, want, rel_tol=1e-12)
@@ -97,8 +119,10 @@ def test_user_ids_are_pseudonymised_at_staging(built):
 
 def test_feature_rows_rank_categories_by_interest(built):
     [(categories, scores, total)] = query(
-        built, "select category_ids, interest_scores, total_interest from analytics.user_interest_features "
-               f"where user_id = '{U1}' and as_of = '2026-01-15'")
+        built,
+        "select category_ids, interest_scores, total_interest from analytics.user_interest_features "
+        f"where user_id = '{U1}' and as_of = '2026-01-15'",
+    )
     assert categories == ["c1", "c2"]
     assert scores == sorted(scores, reverse=True)
     assert math.isclose(total, sum(scores), rel_tol=1e-12)
@@ -106,13 +130,26 @@ def test_feature_rows_rank_categories_by_interest(built):
 
 def test_rerunning_a_day_gives_the_same_table(built, fresh_db, tmp_path_factory):
     name, _ = fresh_db
-    sql = "select md5(string_agg(user_id || category_id || as_of::text || interest::text, ',' order by 1)) " \
-          "from analytics.user_category_interest"
+    sql = (
+        "select md5(string_agg(user_id || category_id || as_of::text || interest::text, ',' order by 1)) "
+        "from analytics.user_category_interest"
+    )
     before = query(built, sql)
     env = stack_env(tmp_path_factory.mktemp("state2"), name)
-    subprocess.run([str(Path(sys.executable).parent / "dbt"), "run", "--select", "user_category_interest", "--vars",
-                    '{as_of: "2026-01-15", as_of_start: "2026-01-14", half_life_days: 7}'],
-                   cwd=PROJECT_ROOT / "dbt_project", env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            "run",
+            "--select",
+            "user_category_interest",
+            "--vars",
+            '{as_of: "2026-01-15", as_of_start: "2026-01-14", half_life_days: 7}',
+        ],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert query(built, sql) == before
 
 
@@ -121,8 +158,13 @@ def test_docs_generate_and_every_model_is_described(built, fresh_db, tmp_path_fa
 
     name, _ = fresh_db
     env = stack_env(tmp_path_factory.mktemp("docs"), name)
-    subprocess.run([str(Path(sys.executable).parent / "dbt"), "docs", "generate"], cwd=PROJECT_ROOT / "dbt_project",
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "docs", "generate"],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     target = Path(env["DBT_TARGET_PATH"])
     catalog = json.loads((target / "catalog.json").read_text())
     assert "model.interest_decay.user_category_interest" in catalog["nodes"]

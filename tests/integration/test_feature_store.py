@@ -28,10 +28,9 @@ from tests.integration.test_incremental import dbt
 
 pytestmark = pytest.mark.postgres
 NAME = "test_feature_store"
-D0 = dt.datetime(2026, 5, 10, tzinfo=dt.timezone.utc)
+D0 = dt.datetime(2026, 5, 10, tzinfo=dt.UTC)
 FITTED = [("2", "*", "exponential", 2.0), ("3", "purchase", "exponential", 0.5), ("4", "view", "exponential", 30.0)]
-MART_SQL = ("select user_id, category_id, interest from analytics.user_category_interest "
-            "where as_of = %s order by 1, 2")
+MART_SQL = "select user_id, category_id, interest from analytics.user_category_interest where as_of = %s order by 1, 2"
 
 
 def day(offset: int) -> str:
@@ -39,8 +38,17 @@ def day(offset: int) -> str:
 
 
 def run_day(env, offset: int):
-    dbt(env, "run", "--select", "+user_interest_features", "user_category_interest", "+churn_features", "+item_popularity", "--vars",
-        f'{{as_of: "{day(offset)}", as_of_start: "{day(offset)}"}}')
+    dbt(
+        env,
+        "run",
+        "--select",
+        "+user_interest_features",
+        "user_category_interest",
+        "+churn_features",
+        "+item_popularity",
+        "--vars",
+        f'{{as_of: "{day(offset)}", as_of_start: "{day(offset)}"}}',
+    )
 
 
 def mart(conninfo, offset: int) -> dict[tuple[str, str], float]:
@@ -52,10 +60,13 @@ def mart(conninfo, offset: int) -> dict[tuple[str, str], float]:
 def online(store, users, request_ts) -> dict[tuple[str, str], float]:
     response = store.get_online_features(
         features=store.get_feature_service("recommender_v1"),
-        entity_rows=[{"user_id": u, "request_ts": request_ts} for u in users]).to_dict()
-    return {(user, category): score
-            for user, categories, scores in zip(users, response["category_ids_now"], response["interest_scores_now"])
-            for category, score in zip(categories or [], scores or [])}
+        entity_rows=[{"user_id": u, "request_ts": request_ts} for u in users],
+    ).to_dict()
+    return {
+        (user, category): score
+        for user, categories, scores in zip(users, response["category_ids_now"], response["interest_scores_now"])
+        for category, score in zip(categories or [], scores or [])
+    }
 
 
 def assert_equal_maps(got: dict, want: dict):
@@ -75,8 +86,12 @@ def online_store_env(store: str) -> dict[str, str]:
         redis.Redis(host=host, port=port, db=db).flushdb()
     except redis.exceptions.ConnectionError as error:
         pytest.skip(f"Redis is not reachable on {host}:{port} ({error}); `make test` starts it with infra/redis.sh")
-    return {"FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
-            "REDIS_HOST": host, "REDIS_PORT": str(port), "REDIS_DB": str(db)}
+    return {
+        "FEAST_FS_YAML_FILE_PATH": str(PROJECT_ROOT / "feature_repo" / "feature_store.redis.yaml"),
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_DB": str(db),
+    }
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -91,12 +106,20 @@ def stack(request, tmp_path_factory):
     with psycopg.connect(conninfo) as conn:
         conn.cursor().executemany(
             "insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days) "
-            "values (%s, %s, %s, %s)", FITTED)
+            "values (%s, %s, %s, %s)",
+            FITTED,
+        )
     events = generate(6_000, n_users=60, n_categories=6, days=20, end=D0, seed=7)
     ingest([write_events(events, tmp / "history.csv")], conninfo)
     run_day(env, 0)
-    feast = [str(PROJECT_ROOT / ".venv/bin/feast") if (PROJECT_ROOT / ".venv/bin/feast").exists()
-             else os.path.join(os.path.dirname(sys.executable), "feast"), "-c", str(PROJECT_ROOT / "feature_repo"), "apply"]
+    feast = [
+        str(PROJECT_ROOT / ".venv/bin/feast")
+        if (PROJECT_ROOT / ".venv/bin/feast").exists()
+        else os.path.join(os.path.dirname(sys.executable), "feast"),
+        "-c",
+        str(PROJECT_ROOT / "feature_repo"),
+        "apply",
+    ]
     applied = subprocess.run(feast, env=env, capture_output=True, text=True)
     assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
     with pytest.MonkeyPatch.context() as patch:
@@ -128,14 +151,16 @@ def test_churn_inputs_online_equal_the_models_features_at_request_time(stack):
 
     conninfo, _, store, users, _ = stack
     with psycopg.connect(conninfo) as conn:
-        events = staged_frame(conn.execute(f"select {', '.join(STAGED_EVENT_COLUMNS)} "
-                                           "from analytics.stg_behaviour__events").fetchall())
+        events = staged_frame(
+            conn.execute(f"select {', '.join(STAGED_EVENT_COLUMNS)} from analytics.stg_behaviour__events").fetchall()
+        )
     half_lives = [7, 30, 90]
     for request_ts in (D0, D0 + dt.timedelta(days=1, hours=7)):
         want = user_features(events, pd.Timestamp(request_ts), half_lives)
         response = store.get_online_features(
             features=store.get_feature_service("churn_v1"),
-            entity_rows=[{"user_id": u, "request_ts": request_ts} for u in want.index]).to_dict()
+            entity_rows=[{"user_id": u, "request_ts": request_ts} for u in want.index],
+        ).to_dict()
         got = pd.DataFrame({c: response[f"{c}_now"] for c in want.columns}, index=want.index)
         assert len(want) == len(users) > 50 and (want["purchase_occasions"] >= 3).sum() > 10
         np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-9, atol=1e-12)
@@ -144,23 +169,27 @@ def test_churn_inputs_online_equal_the_models_features_at_request_time(stack):
 def test_item_and_category_popularity_read_back_as_in_the_mart(stack):
     conninfo, _, store, _, _ = stack
     with psycopg.connect(conninfo) as conn:
-        items = dict(conn.execute("select item_id, popularity from analytics.item_popularity where as_of = %s",
-                                  (D0,)).fetchall())
-    response = store.get_online_features(features=store.get_feature_service("popularity_v1"),
-                                         entity_rows=[{"item_id": i, "category_id": "1"} for i in sorted(items)]
-                                         ).to_dict()
+        items = dict(
+            conn.execute("select item_id, popularity from analytics.item_popularity where as_of = %s", (D0,)).fetchall()
+        )
+    response = store.get_online_features(
+        features=store.get_feature_service("popularity_v1"),
+        entity_rows=[{"item_id": i, "category_id": "1"} for i in sorted(items)],
+    ).to_dict()
     assert len(items) > 50
     np.testing.assert_allclose(response["popularity"], [items[i] for i in sorted(items)], rtol=1e-12)
     with psycopg.connect(conninfo) as conn:
-        category_1 = conn.execute("select sum(popularity) from analytics.item_popularity "
-                                  "where as_of = %s and category_id = '1'", (D0,)).fetchone()[0]
+        category_1 = conn.execute(
+            "select sum(popularity) from analytics.item_popularity where as_of = %s and category_id = '1'", (D0,)
+        ).fetchone()[0]
     assert response["category_popularity"][0] == pytest.approx(category_1, rel=1e-12)
 
 
 def test_unknown_user_gets_nulls(stack):
     _, _, store, _, _ = stack
-    response = store.get_online_features(features=store.get_feature_service("recommender_v1"),
-                                         entity_rows=[{"user_id": "nobody", "request_ts": D0}]).to_dict()
+    response = store.get_online_features(
+        features=store.get_feature_service("recommender_v1"), entity_rows=[{"user_id": "nobody", "request_ts": D0}]
+    ).to_dict()
     assert response["total_interest"] == [None] and response["total_interest_now"] == [None]
     assert response["category_ids_now"] == [[]]
 
@@ -173,26 +202,35 @@ def test_live_events_are_visible_at_once_and_match_the_mart(stack):
     received = D0 + dt.timedelta(days=2)
     live = generate(300, n_users=60, n_categories=6, days=2, end=received, seed=8)
     records = [{**row, "ts": row["ts"].isoformat()} for row in live.to_dict("records")]
-    records += [{"user_id": "", "item_id": "i1", "category_id": "1", "event_type": "view", "ts": day(1)},
-                {"user_id": "u1", "item_id": "i1", "category_id": "1", "event_type": "teleport", "ts": day(1)},
-                {"user_id": "u1", "item_id": "i1", "category_id": "1", "event_type": "view", "ts": "yesterday"}]
+    records += [
+        {"user_id": "", "item_id": "i1", "category_id": "1", "event_type": "view", "ts": day(1)},
+        {"user_id": "u1", "item_id": "i1", "category_id": "1", "event_type": "teleport", "ts": day(1)},
+        {"user_id": "u1", "item_id": "i1", "category_id": "1", "event_type": "view", "ts": "yesterday"},
+    ]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         updater = OnlineUpdater(store, KindParameters.from_database(conn, dbt_schema()))
         result = accept_batch(conn, updater, records, TEST_PSEUDONYM_KEY, received_at=received)
         again = accept_batch(conn, updater, records, TEST_PSEUDONYM_KEY, received_at=received)
-    assert result.reasons[:len(live)] == [None] * len(live)
-    assert result.reasons[len(live):] == ["missing user_id", 'unknown event_type "teleport"',
-                                          'unparseable timestamp "yesterday"']
+    assert result.reasons[: len(live)] == [None] * len(live)
+    assert result.reasons[len(live) :] == [
+        "missing user_id",
+        'unknown event_type "teleport"',
+        'unparseable timestamp "yesterday"',
+    ]
     assert again.duplicate_batch and again.load_id == result.load_id and again.users_updated == 0
     got = online(store, users, received)
 
     run_day(env, 2)  # the nightly run over the same raw rows
     assert_equal_maps(got, mart(conninfo, 2))
     with psycopg.connect(conninfo) as conn:
-        staged_reasons = [r for (r,) in conn.execute(
-            "select reject_reason from analytics.stg_behaviour__events_checked "
-            "where load_id = %s and reject_reason is not null order by row_number",
-            (result.load_id,))]
+        staged_reasons = [
+            r
+            for (r,) in conn.execute(
+                "select reject_reason from analytics.stg_behaviour__events_checked "
+                "where load_id = %s and reject_reason is not null order by row_number",
+                (result.load_id,),
+            )
+        ]
     assert staged_reasons == [r for r in result.reasons if r is not None]
 
 
@@ -213,8 +251,9 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
         accept_batch(conn, updater, records[:100], TEST_PSEUDONYM_KEY, received_at=received)
         run_day(env, 2)  # the nightly run stages the first batch; the second arrives after it
         accept_batch(conn, updater, records[100:], TEST_PSEUDONYM_KEY, received_at=received + dt.timedelta(minutes=1))
-        result = materialize_and_replay(store, conn, dbt_schema(), midnight, TEST_PSEUDONYM_KEY,
-                                        now=received + dt.timedelta(minutes=5))
+        result = materialize_and_replay(
+            store, conn, dbt_schema(), midnight, TEST_PSEUDONYM_KEY, now=received + dt.timedelta(minutes=5)
+        )
     assert result["replayed_events"] == len(records) > 150
     run_day(env, 3)
     assert_equal_maps(online(store, users, D0 + dt.timedelta(days=3)), mart(conninfo, 3))
@@ -223,8 +262,9 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
 def test_training_rows_never_come_from_after_the_label(stack):
     _, env, store, users, _ = stack
     run_day(env, 1)
-    labels = pd.DataFrame({"user_id": users[:20],
-                           "event_timestamp": [D0 + dt.timedelta(days=1, hours=h) for h in range(20)]})
+    labels = pd.DataFrame(
+        {"user_id": users[:20], "event_timestamp": [D0 + dt.timedelta(days=1, hours=h) for h in range(20)]}
+    )
     rows = store.get_historical_features(entity_df=labels, features=["user_interest_fv:scores_as_of"]).to_df()
     assert len(rows) == 20
     as_of = pd.to_datetime(rows["scores_as_of"], utc=True)
@@ -233,14 +273,21 @@ def test_training_rows_never_come_from_after_the_label(stack):
 
 
 def test_make_push_cli_folds_a_file_into_the_online_store(stack, capsys):
-    from interest_decay.online import realtime
     from interest_decay.events.pseudonym import pseudonymise
+    from interest_decay.online import realtime
 
     _, _, store, _, tmp = stack
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     path = tmp / "push.csv"
-    pd.DataFrame({"user_id": ["pushed", "pushed"], "item_id": ["i1", "i2"], "category_id": ["5", "5"],
-                  "event_type": ["cart", "bogus"], "ts": [now.isoformat(), now.isoformat()]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "user_id": ["pushed", "pushed"],
+            "item_id": ["i1", "i2"],
+            "category_id": ["5", "5"],
+            "event_type": ["cart", "bogus"],
+            "ts": [now.isoformat(), now.isoformat()],
+        }
+    ).to_csv(path, index=False)
     realtime.main([str(path)])
     assert "1 accepted, 1 rejected, 1 users updated online" in capsys.readouterr().out
     scores = online(store, [pseudonymise("pushed", TEST_PSEUDONYM_KEY)], now)
@@ -255,6 +302,11 @@ def test_registry_lives_where_the_setup_says(stack):
         in_postgres = conn.execute("select to_regclass('public.feature_views') is not null").fetchone()[0]
         views = [name for (name,) in conn.execute("select feature_view_name from feature_views")] if in_postgres else []
     if "FEAST_FS_YAML_FILE_PATH" in env:
-        assert sorted(views) == ["category_popularity_fv", "churn_features_fv", "item_popularity_fv", "user_interest_fv"]
+        assert sorted(views) == [
+            "category_popularity_fv",
+            "churn_features_fv",
+            "item_popularity_fv",
+            "user_interest_fv",
+        ]
     else:
         assert not in_postgres and Path(env["FEAST_REGISTRY_PATH"]).stat().st_size > 0

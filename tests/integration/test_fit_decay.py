@@ -15,7 +15,7 @@ from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres
 AS_OF = dt.date(2026, 11, 1)
-CUTOFF = dt.datetime(2026, 10, 25, tzinfo=dt.timezone.utc)
+CUTOFF = dt.datetime(2026, 10, 25, tzinfo=dt.UTC)
 CONFIG = FitConfig.load(bootstrap=20)
 
 
@@ -23,8 +23,18 @@ CONFIG = FitConfig.load(bootstrap=20)
 def stack(fresh_db, tmp_path_factory):
     name, conninfo = fresh_db
     folder = tmp_path_factory.mktemp("events")
-    write_events(generate(30_000, n_users=300, n_categories=3, end=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
-                          days=45, seed=4, max_half_life=3.0), folder / "events.parquet")
+    write_events(
+        generate(
+            30_000,
+            n_users=300,
+            n_categories=3,
+            end=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            days=45,
+            seed=4,
+            max_half_life=3.0,
+        ),
+        folder / "events.parquet",
+    )
     ingest([folder], conninfo)
     env = stack_env(tmp_path_factory.mktemp("state"), name)
     dbt(env, "seed")
@@ -42,8 +52,10 @@ def in_stack(stack, monkeypatch):
 
 def stored(conninfo: str) -> dict:
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("select category_id, event_type, half_life_days, half_life_low, half_life_high, origin, "
-                            "fit_cutoff, fitted_at from params.decay_parameters_fitted").fetchall()
+        rows = conn.execute(
+            "select category_id, event_type, half_life_days, half_life_low, half_life_high, origin, "
+            "fit_cutoff, fitted_at from params.decay_parameters_fitted"
+        ).fetchall()
     return {(r[0], r[1]): r[2:] for r in rows}
 
 
@@ -58,9 +70,13 @@ def test_a_fit_stores_every_kind_and_the_marts_use_it(in_stack):
         assert low <= half_life <= high and half_life == pytest.approx(truth, rel=0.2)
     dbt(env, "run", "--select", "int_decay_parameters", "int_event_kinds", "int_event_kind_parameters")
     with psycopg.connect(conninfo) as conn:
-        kinds = dict(((c, t), (h, o)) for c, t, h, o in conn.execute(
-            "select k.category_id, k.event_type, k.half_life_days, p.origin from analytics.int_event_kind_parameters k "
-            "join analytics.int_decay_parameters p using (category_id, event_type)"))
+        kinds = dict(
+            ((c, t), (h, o))
+            for c, t, h, o in conn.execute(
+                "select k.category_id, k.event_type, k.half_life_days, p.origin from analytics.int_event_kind_parameters k "
+                "join analytics.int_decay_parameters p using (category_id, event_type)"
+            )
+        )
     assert kinds and all(origin == "fitted" for _, origin in kinds.values())
     assert all(h == pytest.approx(rows[key][0]) for key, (h, _) in kinds.items())
 
@@ -78,8 +94,10 @@ def test_the_report_has_the_half_life_table_and_a_curve_per_fitted_kind(in_stack
 
 def repeat_rows(conninfo: str) -> dict:
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("select item_id, half_life_days, bump_weight, bump_mean_days, origin, fit_cutoff, fitted_at "
-                            "from params.repeat_parameters_fitted").fetchall()
+        rows = conn.execute(
+            "select item_id, half_life_days, bump_weight, bump_mean_days, origin, fit_cutoff, fitted_at "
+            "from params.repeat_parameters_fitted"
+        ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
@@ -88,8 +106,8 @@ def test_the_repeat_family_is_fitted_stored_reported_and_read_by_the_marts(in_st
     rows = repeat_rows(conninfo)
     items = {i for i in rows if i != ANY}
     assert ANY in rows and len(items) > 10
-    assert {r[4] for r in rows.values()} == {CUTOFF.date()}          # one fit, one cutoff
-    assert len({(r[0], r[1]) for r in rows.values()}) == 1            # one π and h for all rows
+    assert {r[4] for r in rows.values()} == {CUTOFF.date()}  # one fit, one cutoff
+    assert len({(r[0], r[1]) for r in rows.values()}) == 1  # one π and h for all rows
     folder = fit_decay.settings.reports_dir() / AS_OF.isoformat()
     summary = json.loads((folder / "decay.json").read_text())["repeat"]
     assert len(summary["grid"]) == 16 and summary["items"] == len(items)
@@ -107,7 +125,7 @@ def test_a_rerun_of_the_same_interval_writes_nothing(in_stack):
     repeat_before = repeat_rows(conninfo)
     result = fit_decay.run(AS_OF, CUTOFF, "always", CONFIG)
     assert "nothing written" in result["reason"]
-    assert stored(conninfo) == before            # fitted_at included: the rows were not touched
+    assert stored(conninfo) == before  # fitted_at included: the rows were not touched
     assert repeat_rows(conninfo) == repeat_before
 
 
@@ -124,7 +142,7 @@ def test_weekly_refits_only_a_week_later_and_never_keeps_the_table(in_stack):
 def test_a_fit_that_fails_keeps_the_stored_parameters_and_says_why(in_stack):
     _, conninfo = in_stack
     before = stored(conninfo)
-    result = fit_decay.run(AS_OF, dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), "always", CONFIG)
+    result = fit_decay.run(AS_OF, dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "always", CONFIG)
     assert not result["fitted"] and "no events before 2020-01-01" in result["reason"]
     assert stored(conninfo) == before
     assert not result["repeat_fitted"]

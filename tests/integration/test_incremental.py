@@ -16,11 +16,13 @@ from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import EVENT_TYPES, dbt, recreate_database, stack_env
 
 pytestmark = pytest.mark.postgres
-START = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 DAYS = 8
-FITTED = [("2", "*", "logistic", None, 0.5, 0.3, None, None),
-          ("3", "purchase", "exponential", 0.5, None, None, None, None),
-          ("4", "*", "period", None, None, None, 1.0, "1;0.7;0.2")]
+FITTED = [
+    ("2", "*", "logistic", None, 0.5, 0.3, None, None),
+    ("3", "purchase", "exponential", 0.5, None, None, None, None),
+    ("4", "*", "period", None, None, None, 1.0, "1;0.7;0.2"),
+]
 # The interest of every (user, category, event type) at a day, written out here as the model's .yml states
 # it: each type's column of an exponential row decayed from its day, recomputed rows of that day only.
 SNAPSHOT_SQL = f"""
@@ -34,8 +36,10 @@ join analytics.int_event_kind_parameters k on k.category_id = s.category_id and 
 where s.as_of <= %(t)s and (not s.recomputed or s.as_of = %(t)s) and v.interest is not null
 group by s.user_id, s.category_id, v.event_type
 order by 2, 3, 4"""
-CATEGORY_SQL = ("select as_of, user_id, category_id, event_count, last_event_ts, interest "
-                "from analytics.user_category_interest where as_of = %s order by 2, 3")
+CATEGORY_SQL = (
+    "select as_of, user_id, category_id, event_count, last_event_ts, interest "
+    "from analytics.user_category_interest where as_of = %s order by 2, 3"
+)
 
 
 def day(i: int) -> str:
@@ -66,13 +70,15 @@ def prepare(name, tmp_path):
     with psycopg.connect(conninfo) as conn:
         conn.cursor().executemany(
             "insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days, "
-            "logistic_k, logistic_l, period_days, period_weights) values (%s, %s, %s, %s, %s, %s, %s, %s)", FITTED)
+            "logistic_k, logistic_l, period_days, period_weights) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+            FITTED,
+        )
     return conninfo, env
 
 
 def snapshot(conninfo, as_of):
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(SNAPSHOT_SQL, {"t": dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc)}).fetchall()
+        rows = conn.execute(SNAPSHOT_SQL, {"t": dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.UTC)}).fetchall()
     return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_type", "interest"])
 
 
@@ -83,20 +89,33 @@ def runs(tmp_path_factory):
     incremental, inc_env = prepare("test_incremental_daily", tmp)
     for i, path in enumerate(files):
         ingest([path], incremental)
-        dbt(inc_env, "run", "--select", "+user_category_interest", "--vars",
-            f'{{as_of: "{day(i + 1)}", as_of_start: "{day(i + 1)}"}}')
+        dbt(
+            inc_env,
+            "run",
+            "--select",
+            "+user_category_interest",
+            "--vars",
+            f'{{as_of: "{day(i + 1)}", as_of_start: "{day(i + 1)}"}}',
+        )
     compiled = Path(inc_env["DBT_TARGET_PATH"]) / "compiled/interest_decay/models/intermediate/interest_snapshots.sql"
     last_daily_sql = compiled.read_text()
     full, full_env = prepare("test_incremental_full", tmp)
     ingest(files, full)
-    dbt(full_env, "run", "--full-refresh", "--select", "+user_category_interest", "--vars",
-        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}')
+    dbt(
+        full_env,
+        "run",
+        "--full-refresh",
+        "--select",
+        "+user_category_interest",
+        "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}',
+    )
     return incremental, inc_env, full, last_daily_sql
 
 
 def category_interest(conninfo, as_of):
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(CATEGORY_SQL, (dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc),)).fetchall()
+        rows = conn.execute(CATEGORY_SQL, (dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.UTC),)).fetchall()
     return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"])
 
 
@@ -113,21 +132,24 @@ def test_daily_runs_read_only_uncounted_events_and_write_only_touched_keys(runs)
     assert "where load_id > 7" in last_daily_sql
     assert f"event_ts >= (date '{day(DAYS - 1)}'" in last_daily_sql
     with psycopg.connect(incremental) as conn:
-        marks = conn.execute("select as_of::date, max(watermark_load_id), count(*) from analytics.interest_snapshots "
-                             "group by 1 order by 1").fetchall()
+        marks = conn.execute(
+            "select as_of::date, max(watermark_load_id), count(*) from analytics.interest_snapshots "
+            "group by 1 order by 1"
+        ).fetchall()
         exponential_keys = conn.execute(
             "select count(distinct (user_id, category_id)) from analytics.interest_snapshots "
-            "where not recomputed and user_id is not null").fetchone()[0]
+            "where not recomputed and user_id is not null"
+        ).fetchone()[0]
         last_day_exponential_rows = conn.execute(
             "select count(*) from analytics.interest_snapshots "
             "where not recomputed and user_id is not null and as_of = %s",
-            (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.timezone.utc),)
+            (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.UTC),),
         ).fetchone()[0]
         touched_keys = conn.execute(
             "select count(distinct (e.user_id, e.category_id)) from analytics.stg_behaviour__events e "
             "join analytics.int_event_kind_parameters k using (category_id, event_type) "
             "where k.family = 'exponential' and (e.load_id > 7 or e.event_ts >= %s) and e.event_ts < %s",
-            tuple(dt.datetime.fromisoformat(day(i)).replace(tzinfo=dt.timezone.utc) for i in (DAYS - 1, DAYS))
+            tuple(dt.datetime.fromisoformat(day(i)).replace(tzinfo=dt.UTC) for i in (DAYS - 1, DAYS)),
         ).fetchone()[0]
     assert [str(d) for d, _, _ in marks] == [day(i + 1) for i in range(DAYS)]
     assert [w for _, w, _ in marks] == list(range(1, DAYS + 1))
@@ -147,7 +169,14 @@ def test_rerunning_the_last_day_changes_nothing(runs):
     with psycopg.connect(incremental) as conn:
         rows_before = conn.execute(stored).fetchall()
     before = snapshot(incremental, day(DAYS))
-    dbt(env, "run", "--select", "+user_category_interest", "--vars", f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}')
+    dbt(
+        env,
+        "run",
+        "--select",
+        "+user_category_interest",
+        "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}',
+    )
     assert_same(snapshot(incremental, day(DAYS)), before)
     with psycopg.connect(incremental) as conn:
         assert conn.execute(stored).fetchall() == rows_before
@@ -157,8 +186,12 @@ def test_rerunning_an_older_day_recomputes_the_days_after_it(runs):
     incremental, env, full, _ = runs
     dbt(env, "run", "--select", "+user_category_interest", "--vars", f'{{as_of: "{day(5)}", as_of_start: "{day(5)}"}}')
     with psycopg.connect(incremental) as conn:
-        days = [str(d) for (d,) in conn.execute(
-            "select distinct as_of::date from analytics.interest_snapshots order by 1").fetchall()]
+        days = [
+            str(d)
+            for (d,) in conn.execute(
+                "select distinct as_of::date from analytics.interest_snapshots order by 1"
+            ).fetchall()
+        ]
     assert days == [day(i + 1) for i in range(DAYS)]  # days 5..8 recomputed, none lost
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
 
@@ -168,18 +201,37 @@ def test_changed_parameters_replace_the_stored_days(runs):
     (decayed with the old parameters) and computes its window from all events; the result equals a full
     refresh under the new parameters."""
     incremental, env, full, _ = runs
-    full_env = stack_env(Path(env["DECAY_STATE_DIR"]).parent / "test_incremental_full", "test_incremental_full")  # as prepare()
+    full_env = stack_env(
+        Path(env["DECAY_STATE_DIR"]).parent / "test_incremental_full", "test_incremental_full"
+    )  # as prepare()
     for conninfo in (incremental, full):
         with psycopg.connect(conninfo) as conn:
-            conn.execute("insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days) "
-                         "values ('5', '*', 'exponential', 0.5)")
-    dbt(env, "run", "--select", "+user_category_interest", "--vars",
-        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS - 2)}"}}')
-    dbt(full_env, "run", "--full-refresh", "--select", "+user_category_interest", "--vars",
-        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}')
+            conn.execute(
+                "insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days) "
+                "values ('5', '*', 'exponential', 0.5)"
+            )
+    dbt(
+        env,
+        "run",
+        "--select",
+        "+user_category_interest",
+        "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS - 2)}"}}',
+    )
+    dbt(
+        full_env,
+        "run",
+        "--full-refresh",
+        "--select",
+        "+user_category_interest",
+        "--vars",
+        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}',
+    )
     with psycopg.connect(incremental) as conn:
-        days, fingerprints = conn.execute("select array_agg(distinct as_of::date::text), count(distinct parameters_fingerprint) "
-                                          "from analytics.interest_snapshots").fetchone()
+        days, fingerprints = conn.execute(
+            "select array_agg(distinct as_of::date::text), count(distinct parameters_fingerprint) "
+            "from analytics.interest_snapshots"
+        ).fetchone()
     assert sorted(days) == [day(DAYS - 2), day(DAYS - 1), day(DAYS)] and fingerprints == 1
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
     assert_same(category_interest(incremental, day(DAYS)), category_interest(full, day(DAYS)))

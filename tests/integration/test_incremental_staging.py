@@ -15,25 +15,35 @@ from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisor
 pytestmark = pytest.mark.postgres
 
 HEADER = "user_id,item_id,category_id,event_type,ts,value\n"
-FIRST = HEADER + """u1,i1,c1,view,2026-01-08T00:00:00Z,
+FIRST = (
+    HEADER
+    + """u1,i1,c1,view,2026-01-08T00:00:00Z,
 u1,i2,c1,purchase,2026-01-01T00:00:00Z,2
 u1,i2,c1,purchase,2026-01-01T00:00:00Z,2
 u2,i1,c1,teleport,2026-01-01T00:00:00Z,
 """
+)
 # a copy of a first-load event (value written differently: the same number), a new event sent twice,
 # a new event of another user, a rejected row
-SECOND = HEADER + """u1,i2,c1,purchase,2026-01-01T00:00:00Z,2.0
+SECOND = (
+    HEADER
+    + """u1,i2,c1,purchase,2026-01-01T00:00:00Z,2.0
 u2,i3,c2,cart,2026-01-09T10:00:00+02:00,
 u2,i3,c2,cart,2026-01-09T08:00:00Z,
 u3,i1,c1,view,2026-01-10T00:00:00Z,
 u3,,c1,view,2026-01-10T00:00:00Z,
 """
+)
 STAGING = ("stg_behaviour__events_checked", "stg_behaviour__events", "load_reconciliation", "int_event_kinds")
-STAGED_SQL = ("select load_id, row_number, user_id, item_id, category_id, event_type, event_ts, value "
-              "from analytics.stg_behaviour__events order by load_id, row_number")
+STAGED_SQL = (
+    "select load_id, row_number, user_id, item_id, category_id, event_type, event_ts, value "
+    "from analytics.stg_behaviour__events order by load_id, row_number"
+)
 KINDS_SQL = "select category_id, event_type, staged_through_load_id from analytics.int_event_kinds order by 1, 2"
-RECONCILIATION_SQL = ("select load_id, raw_rows, staged_rows, duplicate_rows, rejected_rows "
-                      "from analytics.load_reconciliation order by load_id")
+RECONCILIATION_SQL = (
+    "select load_id, raw_rows, staged_rows, duplicate_rows, rejected_rows "
+    "from analytics.load_reconciliation order by load_id"
+)
 
 
 def rows(conninfo, sql):
@@ -57,8 +67,9 @@ def staged_twice(fresh_db, tmp_path_factory):
 def test_a_run_checks_only_the_new_load(staged_twice):
     conninfo, *_ = staged_twice
     [(raw,)] = rows(conninfo, "select count(*) from raw.events")
-    [(checked, distinct)] = rows(conninfo, "select count(*), count(distinct (load_id, row_number)) "
-                                           "from analytics.stg_behaviour__events_checked")
+    [(checked, distinct)] = rows(
+        conninfo, "select count(*), count(distinct (load_id, row_number)) from analytics.stg_behaviour__events_checked"
+    )
     assert raw == checked == distinct == 9
 
 
@@ -87,8 +98,10 @@ def test_the_kinds_are_listed_from_the_new_loads_only(staged_twice):
     dbt(env, "run", "--full-refresh", "--select", "int_event_kinds")
     assert rows(conninfo, KINDS_SQL) == incremental
     with psycopg.connect(conninfo) as conn:
-        conn.execute("insert into analytics.stg_behaviour__events (load_id, row_number, user_id, item_id, category_id, "
-                     "event_type, event_ts) values (1, 99, 'x', 'i9', 'c9', 'fav', '2026-01-02T00:00:00Z')")
+        conn.execute(
+            "insert into analytics.stg_behaviour__events (load_id, row_number, user_id, item_id, category_id, "
+            "event_type, event_ts) values (1, 99, 'x', 'i9', 'c9', 'fav', '2026-01-02T00:00:00Z')"
+        )
     try:
         dbt(env, "run", "--select", "int_event_kinds")
         assert rows(conninfo, KINDS_SQL) == incremental
@@ -114,8 +127,14 @@ def test_a_loader_with_a_lock_timeout_gives_up_and_stores_nothing(staged_twice):
     """/events waits at most its lock timeout while staging holds new loads back, then stores nothing."""
     conninfo, *_ = staged_twice
     before = rows(conninfo, "select count(*) from raw.loads")
-    event = {"user_id": "u7", "item_id": "i7", "category_id": "c7", "event_type": "view",
-             "ts": "2026-01-12T00:00:00Z", "value": None}
+    event = {
+        "user_id": "u7",
+        "item_id": "i7",
+        "category_id": "c7",
+        "event_type": "view",
+        "ts": "2026-01-12T00:00:00Z",
+        "value": None,
+    }
     with psycopg.connect(conninfo) as staging:  # what the staging pre-hook holds
         staging.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOAD_ORDER_LOCK,))
         with psycopg.connect(conninfo, autocommit=True) as api:
@@ -134,11 +153,16 @@ def test_a_load_in_flight_is_waited_for_not_skipped(staged_twice):
     with psycopg.connect(conninfo) as slow:
         with slow.cursor() as cur:  # what load_table does, stopped before its commit
             hold_load_order_lock(cur)
-            cur.execute("insert into raw.loads (file_sha256, source, row_count) "
-                        "values ('in-flight', 'test', 1) returning load_id")
+            cur.execute(
+                "insert into raw.loads (file_sha256, source, row_count) "
+                "values ('in-flight', 'test', 1) returning load_id"
+            )
             slow_load = cur.fetchone()[0]
-            cur.execute("insert into raw.events (load_id, row_number, user_id, item_id, category_id, event_type, ts) "
-                        "values (%s, 1, 'u9', 'i9', 'c9', 'view', '2026-01-11T00:00:00Z')", (slow_load,))
+            cur.execute(
+                "insert into raw.events (load_id, row_number, user_id, item_id, category_id, event_type, ts) "
+                "values (%s, 1, 'u9', 'i9', 'c9', 'view', '2026-01-11T00:00:00Z')",
+                (slow_load,),
+            )
         (folder / "later.csv").write_text(HEADER + "u8,i8,c8,view,2026-01-11T00:00:00Z,\n")
         [later] = ingest([folder / "later.csv"], conninfo)
         assert later.load_id > slow_load

@@ -20,7 +20,7 @@ def count(conninfo, sql):
 
 def test_parquet_and_csv_load_once(fresh_db, tmp_path):
     _, conninfo = fresh_db
-    events = generate(3_000, seed=1, end=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc))
+    events = generate(3_000, seed=1, end=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     write_events(events, tmp_path / "a.parquet")
     write_events(events.head(500), tmp_path / "b.csv")
     first = ingest([tmp_path], conninfo)
@@ -29,24 +29,33 @@ def test_parquet_and_csv_load_once(fresh_db, tmp_path):
     assert all(r.skipped for r in again)
     assert count(conninfo, "select count(*) from raw.events") == 3_500
     # Parquet timestamps arrive as ISO text in UTC, values as text, missing values as null.
-    row = psycopg.connect(conninfo).execute(
-        "select ts, value from raw.events where load_id = %s and row_number = 1", (first[0].load_id,)).fetchone()
+    row = (
+        psycopg.connect(conninfo)
+        .execute("select ts, value from raw.events where load_id = %s and row_number = 1", (first[0].load_id,))
+        .fetchone()
+    )
     assert row[0].startswith(events.ts[0].strftime("%Y-%m-%dT%H:%M:%S")) and row[0].endswith("+0000")
 
 
 def test_ragged_csv_rows_are_kept_with_the_reason(fresh_db, tmp_path):
     _, conninfo = fresh_db
     path = tmp_path / "ragged.csv"
-    path.write_text("user_id,item_id,category_id,event_type,ts\n"
-                    "u1,i1,c1,view,2026-01-01T00:00:00Z\n"
-                    "u1,i1,c1,view,2026-01-01,one too many\n"
-                    "u2,i2\n")
+    path.write_text(
+        "user_id,item_id,category_id,event_type,ts\n"
+        "u1,i1,c1,view,2026-01-01T00:00:00Z\n"
+        "u1,i1,c1,view,2026-01-01,one too many\n"
+        "u2,i2\n"
+    )
     (result,) = ingest([path], conninfo)
     assert (result.rows, result.parse_errors) == (3, 2)
     with psycopg.connect(conninfo) as conn:
-        errors = [r[0] for r in conn.execute(
-            "select parse_error from raw.events where load_id = %s and parse_error is not null order by row_number",
-            (result.load_id,))]
+        errors = [
+            r[0]
+            for r in conn.execute(
+                "select parse_error from raw.events where load_id = %s and parse_error is not null order by row_number",
+                (result.load_id,),
+            )
+        ]
     assert "expected 5 fields, got 6" in errors[0] and "one too many" in errors[0]
     assert "expected 5 fields, got 2" in errors[1]
 

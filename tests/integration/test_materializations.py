@@ -16,16 +16,21 @@ from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import dbt, stack_env, start_dbt, wait_for_a_blocked_advisory_lock
 
 pytestmark = pytest.mark.postgres
-END = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 DAY, NEXT_DAY = f"{END:%Y-%m-%d}", f"{END + dt.timedelta(days=1):%Y-%m-%d}"
-VIEW_SQL = ("select c.oid, obj_description(c.oid, 'pg_class') from pg_class c "
-            "where c.oid = to_regclass('analytics.user_category_interest')")
-INTEREST_SQL = "select user_id, category_id, interest from analytics.user_category_interest where as_of = %s order by 1, 2"
+VIEW_SQL = (
+    "select c.oid, obj_description(c.oid, 'pg_class') from pg_class c "
+    "where c.oid = to_regclass('analytics.user_category_interest')"
+)
+INTEREST_SQL = (
+    "select user_id, category_id, interest from analytics.user_category_interest where as_of = %s order by 1, 2"
+)
 
 
 def run_day(env, day, *flags, select="+user_category_interest", check=True):
-    return dbt(env, "run", *flags, "--select", select, "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}',
-               check=check)
+    return dbt(
+        env, "run", *flags, "--select", select, "--vars", f'{{as_of: "{day}", as_of_start: "{day}"}}', check=check
+    )
 
 
 def statuses(env) -> dict[str, str]:
@@ -55,17 +60,26 @@ def test_daily_run_inserts_straight_from_the_query(stack):
     later = generate(200, n_users=40, n_categories=5, days=1, end=END + dt.timedelta(days=1), seed=8)
     ingest([write_events(later, Path(env["DECAY_STATE_DIR"]) / "later.csv")], conninfo)
     run_day(env, NEXT_DAY)
-    executed = (Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql").read_text()
+    executed = (
+        Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql"
+    ).read_text()
     assert "insert into" in executed and "__dbt_tmp" not in executed
     staged = (Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/staging/stg_behaviour__events.sql").read_text()
     assert "__dbt_tmp" not in staged
     assert statuses(env)["interest_snapshots"].startswith("INSERT 0 ")
     # the new day holds one marker row and the (user, category) keys of the 200 new events
-    (days, markers, keys) = one(conninfo, "select count(distinct as_of), count(*) filter (where user_id is null), "
-                                          "count(*) filter (where user_id is not null) from analytics.interest_snapshots "
-                                          "where as_of = %s", dt.datetime.fromisoformat(NEXT_DAY).replace(tzinfo=dt.timezone.utc))
-    (touched,) = one(conninfo, "select count(distinct (user_id, category_id)) from analytics.stg_behaviour__events "
-                               "where load_id = (select max(load_id) from analytics.stg_behaviour__events)")
+    (days, markers, keys) = one(
+        conninfo,
+        "select count(distinct as_of), count(*) filter (where user_id is null), "
+        "count(*) filter (where user_id is not null) from analytics.interest_snapshots "
+        "where as_of = %s",
+        dt.datetime.fromisoformat(NEXT_DAY).replace(tzinfo=dt.UTC),
+    )
+    (touched,) = one(
+        conninfo,
+        "select count(distinct (user_id, category_id)) from analytics.stg_behaviour__events "
+        "where load_id = (select max(load_id) from analytics.stg_behaviour__events)",
+    )
     assert (days, markers) == (1, 1) and 0 < keys == touched
 
 
@@ -100,11 +114,19 @@ def test_a_run_overtaken_after_its_plan_stops_and_writes_nothing(stack):
     before = one(conninfo, stored)
     with psycopg.connect(conninfo) as other:  # what another interest_snapshots run holds until it commits
         other.execute("select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))")
-        run = start_dbt(env, "run", "--select", "interest_snapshots",
-                        "--vars", f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}')
+        run = start_dbt(
+            env,
+            "run",
+            "--select",
+            "interest_snapshots",
+            "--vars",
+            f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}',
+        )
         assert wait_for_a_blocked_advisory_lock(conninfo, run), run.communicate()[0][-4000:]
-        other.execute("update analytics.interest_snapshots set watermark_load_id = watermark_load_id "
-                      "where user_id is null and as_of = (select max(as_of) from analytics.interest_snapshots)")
+        other.execute(
+            "update analytics.interest_snapshots set watermark_load_id = watermark_load_id "
+            "where user_id is null and as_of = (select max(as_of) from analytics.interest_snapshots)"
+        )
     output = run.communicate(timeout=120)[0]
     assert run.returncode != 0 and "changed after this run planned its days" in output
     assert one(conninfo, stored) == before
@@ -117,18 +139,24 @@ def test_new_event_type_adds_its_column_through_dbts_materialization(stack):
     differ), the changed weights reset the stored days, and the interest is what it was (no event has
     the new type)."""
     conninfo, env = stack
-    day = dt.datetime.fromisoformat(NEXT_DAY).replace(tzinfo=dt.timezone.utc)
+    day = dt.datetime.fromisoformat(NEXT_DAY).replace(tzinfo=dt.UTC)
     with psycopg.connect(conninfo) as conn:
         before = conn.execute(INTEREST_SQL, (day,)).fetchall()
         conn.execute("insert into analytics.event_type_weights (event_type, weight) values ('share', 1.5)")
     try:
         run_day(env, NEXT_DAY)
-        executed = (Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql").read_text()
+        executed = (
+            Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql"
+        ).read_text()
         assert "__dbt_tmp" in executed  # dbt's materialization handled the schema change
         with psycopg.connect(conninfo) as conn:
-            columns = [c for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = 'analytics' "
-                "and table_name = 'interest_snapshots'")]
+            columns = [
+                c
+                for (c,) in conn.execute(
+                    "select column_name from information_schema.columns where table_schema = 'analytics' "
+                    "and table_name = 'interest_snapshots'"
+                )
+            ]
             assert "interest_share" in columns
             after = conn.execute(INTEREST_SQL, (day,)).fetchall()
         assert [row[:2] for row in after] == [row[:2] for row in before] and len(before) > 50

@@ -27,11 +27,23 @@ def monitoring_db(fresh_db, tmp_path, monkeypatch):
 
 def served(day: dt.date, n: int, mean: float, seed: int, fallback_share: float = 0.1) -> list[ServedPrediction]:
     rng = np.random.default_rng(seed)
-    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
-    return [ServedPrediction(start + dt.timedelta(seconds=int(s)), "recommend", "m:1", f"u{seed}_{i}",
-                             bool(f < fallback_share), float(score), float(score) / 2, f"c{int(c)}", 10)
-            for i, (s, score, f, c) in enumerate(zip(rng.uniform(0, 86_399, n), rng.normal(mean, 1.0, n),
-                                                    rng.uniform(0, 1, n), rng.integers(0, 5, n)))]
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return [
+        ServedPrediction(
+            start + dt.timedelta(seconds=int(s)),
+            "recommend",
+            "m:1",
+            f"u{seed}_{i}",
+            bool(f < fallback_share),
+            float(score),
+            float(score) / 2,
+            f"c{int(c)}",
+            10,
+        )
+        for i, (s, score, f, c) in enumerate(
+            zip(rng.uniform(0, 86_399, n), rng.normal(mean, 1.0, n), rng.uniform(0, 1, n), rng.integers(0, 5, n))
+        )
+    ]
 
 
 def write(conninfo, rows) -> PredictionLog:
@@ -47,8 +59,10 @@ def test_served_predictions_are_written_as_they_were_served(monitoring_db):
     rows = served(DAY, 50, 0.0, seed=1)
     write(conninfo, rows)
     with psycopg.connect(conninfo) as conn:
-        stored = conn.execute("select served_at, user_id, fallback, top_score, top_category "
-                              "from monitoring.served_predictions order by served_at").fetchall()
+        stored = conn.execute(
+            "select served_at, user_id, fallback, top_score, top_category "
+            "from monitoring.served_predictions order by served_at"
+        ).fetchall()
     want = sorted((r.served_at, r.user_id, r.fallback, r.top_score, r.top_category) for r in rows)
     assert stored == want
 
@@ -68,10 +82,15 @@ def test_prediction_drift_flags_a_shifted_day_and_not_a_similar_one(monitoring_d
     shifted = prediction_drift(DAY, reference_days=7, out_dir=tmp / "shifted")
     assert shifted["dataset_drift"] is True
     columns = shifted["columns"]  # distances here (Wasserstein, Jensen-Shannon): drift above the threshold
-    assert {name for name, c in columns.items() if c["score"] > c["threshold"]} == {"top_score", "mean_score", "fallback"}
+    assert {name for name, c in columns.items() if c["score"] > c["threshold"]} == {
+        "top_score",
+        "mean_score",
+        "fallback",
+    }
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("select check_name, dataset_drift from monitoring.drift_runs where as_of = %s",
-                            (DAY,)).fetchall()
+        rows = conn.execute(
+            "select check_name, dataset_drift from monitoring.drift_runs where as_of = %s", (DAY,)
+        ).fetchall()
     assert rows == [("predictions:recommend", True)]  # re-running the day replaced the first row
 
 

@@ -15,8 +15,10 @@ from tests.conftest import PROJECT_ROOT, SHARED_DATA, stack_env
 
 RETAIL = SHARED_DATA / "online_retail" / "online_retail.parquet"
 TAOBAO = SHARED_DATA / "taobao_userbehavior" / "tb_fullhist_head43users.csv"
-needs_data = pytest.mark.skipif(not (RETAIL.exists() and TAOBAO.exists()),
-                                reason=f"real datasets not found under {SHARED_DATA} (set SHARED_DATA_DIR)")
+needs_data = pytest.mark.skipif(
+    not (RETAIL.exists() and TAOBAO.exists()),
+    reason=f"real datasets not found under {SHARED_DATA} (set SHARED_DATA_DIR)",
+)
 KEY = ["user_id", "item_id", "category_id", "event_type", "ts", "value"]
 
 
@@ -47,19 +49,35 @@ def test_real_data_reconciles_through_staging(fresh_db, tmp_path):
     write_events(tb, tmp_path / "events" / "taobao.csv")
     ingest([tmp_path / "events"], conninfo)
     env = stack_env(tmp_path / "state", name)
-    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build"], cwd=PROJECT_ROOT / "dbt_project",
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build"],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-4000:]
     with psycopg.connect(conninfo) as conn:
-        rows = {source: (staged, duplicates, rejected) for source, staged, duplicates, rejected in conn.execute(
-            "select source, staged_rows, duplicate_rows, rejected_rows from analytics.load_reconciliation")}
-        reasons = dict(conn.execute("select reject_reason, count(*) from analytics.rejected_events "
-                                    "where load_id = (select load_id from raw.loads where source = 'online_retail.parquet') "
-                                    "group by 1"))
+        rows = {
+            source: (staged, duplicates, rejected)
+            for source, staged, duplicates, rejected in conn.execute(
+                "select source, staged_rows, duplicate_rows, rejected_rows from analytics.load_reconciliation"
+            )
+        }
+        reasons = dict(
+            conn.execute(
+                "select reject_reason, count(*) from analytics.rejected_events "
+                "where load_id = (select load_id from raw.loads where source = 'online_retail.parquet') "
+                "group by 1"
+            )
+        )
     guests = (retail.user_id == "").sum()
     returns = ((retail.value < 0) & (retail.user_id != "")).sum()
     valid = retail[(retail.user_id != "") & (retail.value >= 0)]
     assert reasons == {"missing user_id": guests, "negative value": returns}
-    assert rows["online_retail.parquet"] == (len(valid.drop_duplicates(KEY)), len(valid) - len(valid.drop_duplicates(KEY)),
-                                             guests + returns)
+    assert rows["online_retail.parquet"] == (
+        len(valid.drop_duplicates(KEY)),
+        len(valid) - len(valid.drop_duplicates(KEY)),
+        guests + returns,
+    )
     assert rows["taobao.csv"][2] == 0 and sum(rows["taobao.csv"]) == len(tb)

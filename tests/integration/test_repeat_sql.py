@@ -16,10 +16,12 @@ from models.fit_decay import REPEAT, store
 from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres
-AS_OF = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
-MAX_PURCHASES, WINDOW_DAYS = 5, 120   # small, so the cap and the window both bite
-VARS = (f'{{as_of: "{AS_OF:%Y-%m-%d}", as_of_start: "{AS_OF - dt.timedelta(days=2):%Y-%m-%d}", '
-        f'repeat_max_purchases: {MAX_PURCHASES}, repeat_window_days: {WINDOW_DAYS}}}')
+AS_OF = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
+MAX_PURCHASES, WINDOW_DAYS = 5, 120  # small, so the cap and the window both bite
+VARS = (
+    f'{{as_of: "{AS_OF:%Y-%m-%d}", as_of_start: "{AS_OF - dt.timedelta(days=2):%Y-%m-%d}", '
+    f"repeat_max_purchases: {MAX_PURCHASES}, repeat_window_days: {WINDOW_DAYS}}}"
+)
 MODELS = "+stg_behaviour__events int_repeat_parameters user_item_purchase_days user_item_repeat_interest"
 
 
@@ -32,7 +34,7 @@ def purchases(seed: int) -> pd.DataFrame:
             gap = 5 + 10 * i
             t = AS_OF - dt.timedelta(days=200) + dt.timedelta(days=float(rng.uniform(0, gap)))
             while t < AS_OF:
-                for _ in range(1 + int(rng.random() < 0.2)):   # a second purchase the same day now and then
+                for _ in range(1 + int(rng.random() < 0.2)):  # a second purchase the same day now and then
                     rows.append((f"u{u}", f"i{i}", f"c{i % 2}", "purchase", t, 1.0))
                     t += dt.timedelta(hours=float(rng.uniform(0.1, 3)))
                 rows.append((f"u{u}", f"i{i}", f"c{i % 2}", "view", t, None))
@@ -51,15 +53,22 @@ def stack(fresh_db, tmp_path_factory):
     middle = AS_OF - dt.timedelta(days=60)
     # two loads; the second also brings late purchases of earlier days
     late = events["ts"].lt(middle) & (np.arange(len(events)) % 7 == 0)
-    ingest([write_events(events[events["ts"].lt(middle) & ~late], folder / "first" / "events.parquet").parent], conninfo)
+    ingest(
+        [write_events(events[events["ts"].lt(middle) & ~late], folder / "first" / "events.parquet").parent], conninfo
+    )
     dbt(env, "seed")
     dbt(env, "run", "--select", MODELS, "--vars", VARS)
-    ingest([write_events(events[events["ts"].ge(middle) | late], folder / "second" / "events.parquet").parent], conninfo)
+    ingest(
+        [write_events(events[events["ts"].ge(middle) | late], folder / "second" / "events.parquet").parent], conninfo
+    )
     dbt(env, "run", "--select", MODELS, "--vars", VARS)
-    with psycopg.connect(conninfo) as conn:   # as staged: pseudonymised users
-        staged = pd.DataFrame(conn.execute("select user_id, item_id, category_id, event_type, event_ts "
-                                           "from analytics.stg_behaviour__events").fetchall(),
-                              columns=["user_id", "item_id", "category_id", "event_type", "ts"])
+    with psycopg.connect(conninfo) as conn:  # as staged: pseudonymised users
+        staged = pd.DataFrame(
+            conn.execute(
+                "select user_id, item_id, category_id, event_type, event_ts from analytics.stg_behaviour__events"
+            ).fetchall(),
+            columns=["user_id", "item_id", "category_id", "event_type", "ts"],
+        )
     assert len(staged) == len(events)
     staged["ts"] = pd.to_datetime(staged["ts"], utc=True)
     return env, conninfo, staged.sort_values("ts", ignore_index=True)
@@ -74,7 +83,7 @@ def state(conninfo) -> dict:
 def test_incremental_state_equals_a_full_refresh_and_a_rerun_changes_nothing(stack):
     env, conninfo, events = stack
     incremental = state(conninfo)
-    assert max(len(t) for t in incremental.values()) == MAX_PURCHASES   # the cap bites
+    assert max(len(t) for t in incremental.values()) == MAX_PURCHASES  # the cap bites
     dbt(env, "run", "--select", "user_item_purchase_days", "--vars", VARS)
     assert state(conninfo) == incremental
     dbt(env, "run", "--select", "user_item_purchase_days", "--full-refresh", "--vars", VARS)
@@ -90,9 +99,16 @@ def test_incremental_state_equals_a_full_refresh_and_a_rerun_changes_nothing(sta
 def test_repeat_interest_mart_equals_the_python_harness(stack):
     env, conninfo, events = stack
     items = pd.Index(np.sort(events["item_id"].unique()))
-    params = repeat_decay.fit(events, items, half_life_days=12.0, bump_weight=0.4, window_days=WINDOW_DAYS,
-                              max_purchases=MAX_PURCHASES, prior_gaps=3.0)
-    params.bumps = params.bumps.drop("i5")    # an item without a row takes the shop's row
+    params = repeat_decay.fit(
+        events,
+        items,
+        half_life_days=12.0,
+        bump_weight=0.4,
+        window_days=WINDOW_DAYS,
+        max_purchases=MAX_PURCHASES,
+        prior_gaps=3.0,
+    )
+    params.bumps = params.bumps.drop("i5")  # an item without a row takes the shop's row
     with psycopg.connect(conninfo) as conn:
         store(conn, params.table(), AS_OF, target=REPEAT)
     dbt(env, "run", "--select", "int_repeat_parameters user_item_repeat_interest", "--vars", VARS)
@@ -100,9 +116,13 @@ def test_repeat_interest_mart_equals_the_python_harness(stack):
     for day in (AS_OF - dt.timedelta(days=2), AS_OF):
         want = repeat_decay.interest(occasions, params, pd.Timestamp(day)).set_index(["user_id", "item_id"])["interest"]
         with psycopg.connect(conninfo) as conn:
-            got = pd.DataFrame(conn.execute(
-                "select user_id, item_id, repeat_interest from analytics.user_item_repeat_interest where as_of = %s",
-                (day,)).fetchall(), columns=["user_id", "item_id", "interest"]).set_index(["user_id", "item_id"])["interest"]
+            got = pd.DataFrame(
+                conn.execute(
+                    "select user_id, item_id, repeat_interest from analytics.user_item_repeat_interest where as_of = %s",
+                    (day,),
+                ).fetchall(),
+                columns=["user_id", "item_id", "interest"],
+            ).set_index(["user_id", "item_id"])["interest"]
         assert len(got) == len(want) > 100
         got = got.reindex(want.index)
         np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9)

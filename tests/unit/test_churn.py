@@ -24,14 +24,16 @@ def events_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_features_equal_the_formulas_by_hand():
-    events = events_frame([
-        ("a", "i1", "c1", "view", -1, np.nan),
-        ("a", "i2", "c1", "cart", -3, np.nan),
-        ("a", "i2", "c1", "purchase", -7, 2.0),
-        ("a", "i3", "c2", "purchase", -21, 3.0),
-        ("a", "i3", "c2", "purchase", 0, 5.0),  # at the cutoff: not before it
-        ("b", "i1", "c1", "view", -10, np.nan),
-    ])
+    events = events_frame(
+        [
+            ("a", "i1", "c1", "view", -1, np.nan),
+            ("a", "i2", "c1", "cart", -3, np.nan),
+            ("a", "i2", "c1", "purchase", -7, 2.0),
+            ("a", "i3", "c2", "purchase", -21, 3.0),
+            ("a", "i3", "c2", "purchase", 0, 5.0),  # at the cutoff: not before it
+            ("b", "i1", "c1", "view", -10, np.nan),
+        ]
+    )
     features = churn.user_features(events, CUTOFF, [7, 30])
     a, b = features.loc["a"], features.loc["b"]
     assert features.index.tolist() == ["a", "b"]
@@ -50,17 +52,19 @@ def test_features_equal_the_formulas_by_hand():
 
 
 def test_labels_by_hand():
-    events = events_frame([
-        ("returns", "i1", "c1", "purchase", -40, 1.0),
-        ("returns", "i1", "c1", "purchase", 5, 1.0),  # buys on day cutoff + 5: not churned
-        ("lapsed", "i1", "c1", "purchase", -2, 1.0),  # bought only before: churned
-        ("browses", "i1", "c1", "view", -3, np.nan),
-        ("browses", "i1", "c1", "view", 4, np.nan),  # comes back without buying: churned
-        ("too_late", "i1", "c1", "view", -1, np.nan),
-        ("too_late", "i1", "c1", "purchase", 30, 1.0),  # horizon end is exclusive, as in user_activity
-        ("newcomer", "i1", "c1", "purchase", 3, 1.0),  # only after the cutoff: not in the population
-        ("newcomer", "i1", "c1", "view", 31, np.nan),
-    ])
+    events = events_frame(
+        [
+            ("returns", "i1", "c1", "purchase", -40, 1.0),
+            ("returns", "i1", "c1", "purchase", 5, 1.0),  # buys on day cutoff + 5: not churned
+            ("lapsed", "i1", "c1", "purchase", -2, 1.0),  # bought only before: churned
+            ("browses", "i1", "c1", "view", -3, np.nan),
+            ("browses", "i1", "c1", "view", 4, np.nan),  # comes back without buying: churned
+            ("too_late", "i1", "c1", "view", -1, np.nan),
+            ("too_late", "i1", "c1", "purchase", 30, 1.0),  # horizon end is exclusive, as in user_activity
+            ("newcomer", "i1", "c1", "purchase", 3, 1.0),  # only after the cutoff: not in the population
+            ("newcomer", "i1", "c1", "view", 31, np.nan),
+        ]
+    )
     labels = churn.churn_labels(events, CUTOFF, 30)
     assert labels.to_dict() == {"browses": True, "lapsed": True, "returns": False, "too_late": True}
     features, aligned = churn.churn_dataset(events, CUTOFF, 30, [7])
@@ -70,18 +74,31 @@ def test_labels_by_hand():
 
 
 def test_clean_events_counts_every_dropped_row():
-    events = pd.DataFrame({
-        "user_id": ["u1", "", "u2", "u3", "u4", "u1"],
-        "item_id": ["i"] * 6,
-        "category_id": ["c"] * 6,
-        "event_type": ["Purchase", "view", "view", "click", "view", "purchase"],
-        "ts": ["2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z",
-               "2026-01-01T10:00:00Z", "not a time", "2026-01-01T10:00:00Z"],
-        "value": [1.0, 1.0, -1.0, np.nan, np.nan, 1.0],
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "", "u2", "u3", "u4", "u1"],
+            "item_id": ["i"] * 6,
+            "category_id": ["c"] * 6,
+            "event_type": ["Purchase", "view", "view", "click", "view", "purchase"],
+            "ts": [
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T10:00:00Z",
+                "not a time",
+                "2026-01-01T10:00:00Z",
+            ],
+            "value": [1.0, 1.0, -1.0, np.nan, np.nan, 1.0],
+        }
+    )
     clean, dropped = churn.clean_events(events)
-    assert dropped == {"empty_user_id": 1, "negative_value": 1, "unknown_event_type": 1, "missing_ts": 1,
-                       "duplicate": 1}
+    assert dropped == {
+        "empty_user_id": 1,
+        "negative_value": 1,
+        "unknown_event_type": 1,
+        "missing_ts": 1,
+        "duplicate": 1,
+    }
     assert clean["event_type"].tolist() == ["purchase"]
     assert clean["ts"].tolist() == [pd.Timestamp("2026-01-01T10:00:00Z")]
 
@@ -108,14 +125,16 @@ def generated_users(n_users: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     user = np.repeat(np.arange(n_users), counts)
     dormant_days = rng.uniform(0, 30, n_users)[user]
     ages = dormant_days + rng.uniform(0, 30, user.size)
-    events = pd.DataFrame({
-        "user_id": [f"u{u:05d}" for u in user],
-        "item_id": rng.integers(0, 50, user.size).astype(str),
-        "category_id": rng.integers(0, 5, user.size).astype(str),
-        "event_type": rng.choice(["view", "purchase"], user.size, p=[0.6, 0.4]),
-        "ts": CUTOFF - pd.to_timedelta(ages, unit="D"),
-        "value": 1.0,
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": [f"u{u:05d}" for u in user],
+            "item_id": rng.integers(0, 50, user.size).astype(str),
+            "category_id": rng.integers(0, 5, user.size).astype(str),
+            "event_type": rng.choice(["view", "purchase"], user.size, p=[0.6, 0.4]),
+            "ts": CUTOFF - pd.to_timedelta(ages, unit="D"),
+            "value": 1.0,
+        }
+    )
     features = churn.user_features(events, CUTOFF, [7, 30, 90])
     decayed = features["decayed_purchase_h7"].to_numpy()
     return features, 1.0 / (1.0 + np.exp(-(2.0 - 4.0 * np.log1p(decayed))))
@@ -176,7 +195,8 @@ def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
             assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
     difference = result["roc_auc_difference"]
     assert difference["value"] == pytest.approx(
-        result["metrics"]["model"]["roc_auc"]["value"] - result["metrics"]["baseline"]["roc_auc"]["value"])
+        result["metrics"]["model"]["roc_auc"]["value"] - result["metrics"]["baseline"]["roc_auc"]["value"]
+    )
     assert difference["ci"][0] <= difference["value"] <= difference["ci"][1]
 
 
@@ -214,4 +234,6 @@ def test_the_feature_store_serves_every_input_the_churn_model_is_trained_on():
     assert dbt_vars["churn_half_lives_days"] == half_lives
     trained_on = churn.user_features(events_frame([("a", "i1", "c1", "purchase", -2, 1.0)]), CUTOFF, half_lives)
     assert sorted(trained_on.columns) == sorted(features.CHURN_FEATURES)
-    assert sorted(f.name for f in features.churn_features_fv.schema if f.name != "as_of_ts") == sorted(features.CHURN_FEATURES)
+    assert sorted(f.name for f in features.churn_features_fv.schema if f.name != "as_of_ts") == sorted(
+        features.CHURN_FEATURES
+    )

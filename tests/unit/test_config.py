@@ -9,8 +9,12 @@ from pydantic import ValidationError
 from interest_decay import config
 
 ENV_SH = config.PROJECT_ROOT / "infra" / "env.sh"
-DERIVED = {"REPORTS_DIR": config.reports_dir, "EVENTS_DIR": config.events_dir, "BENTOML_HOME": config.bentoml_home,
-           "FEAST_REGISTRY_PATH": config.feast_registry_path}
+DERIVED = {
+    "REPORTS_DIR": config.reports_dir,
+    "EVENTS_DIR": config.events_dir,
+    "BENTOML_HOME": config.bentoml_home,
+    "FEAST_REGISTRY_PATH": config.feast_registry_path,
+}
 
 
 @pytest.fixture
@@ -24,8 +28,10 @@ def shell_defaults() -> dict[str, str]:
     """NAME -> default of every `export NAME="${NAME:-default}"` line, with the shell's paths filled in."""
     found = dict(re.findall(r'^export (\w+)="\$\{\1:-([^}]*)\}"', ENV_SH.read_text(), re.M))
     state = str(config.PROJECT_ROOT / ".state")
-    return {k: v.replace("$DECAY_STATE_DIR", state).replace("$PROJECT_ROOT", str(config.PROJECT_ROOT))
-            for k, v in found.items()}
+    return {
+        k: v.replace("$DECAY_STATE_DIR", state).replace("$PROJECT_ROOT", str(config.PROJECT_ROOT))
+        for k, v in found.items()
+    }
 
 
 def test_env_sh_gives_the_settings_defaults(clean_env):

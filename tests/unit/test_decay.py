@@ -40,8 +40,16 @@ def test_logistic_is_not_the_growing_form():
 
 def test_period_weights_by_bucket():
     weights = [1.0, 0.6, 0.3]
-    assert decay.period([0.0, 0.99, 1.0, 6.9, 7.0, 13.9, 14.0, 400.0], weights, period_days=7.0).tolist() == \
-        [1.0, 1.0, 1.0, 1.0, 0.6, 0.6, 0.3, 0.3]
+    assert decay.period([0.0, 0.99, 1.0, 6.9, 7.0, 13.9, 14.0, 400.0], weights, period_days=7.0).tolist() == [
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        0.6,
+        0.6,
+        0.3,
+        0.3,
+    ]
 
 
 @pytest.mark.parametrize("weights", [[0.9, 0.5], [1.0, 1.2], [1.0, -0.1], []])

@@ -18,7 +18,7 @@ from models.decay_fit import PARAMETER_COLUMNS, DecayModel, DecayRanker, Histori
 
 torch.set_num_threads(2)
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
-BASE = 0.5              # intensity of a uniformly random purchase, against 1 per fresh past event
+BASE = 0.5  # intensity of a uniformly random purchase, against 1 per fresh past event
 ITEMS_PER_CATEGORY = 30
 
 
@@ -32,26 +32,44 @@ def repeat_process(half_lives, n_users=2500, steps=40, mean_gap_days=1.5, seed=0
     items[:, 0] = rng.integers(0, n_items, n_users)
     for s in range(1, steps):
         past = items[:, :s]
-        weights = 0.5 ** ((times[:, s:s + 1] - times[:, :s]) / half_lives[past // ITEMS_PER_CATEGORY])
+        weights = 0.5 ** ((times[:, s : s + 1] - times[:, :s]) / half_lives[past // ITEMS_PER_CATEGORY])
         total = weights.sum(1)
         repeat = rng.random(n_users) * (total + BASE) < total
         pick = (np.cumsum(weights, 1) < (rng.random(n_users) * total)[:, None]).sum(1)
-        items[:, s] = np.where(repeat, past[np.arange(n_users), np.minimum(pick, s - 1)],
-                               rng.integers(0, n_items, n_users))
-    return pd.DataFrame({
-        "user_id": np.repeat([f"u{u}" for u in range(n_users)], steps),
-        "item_id": [f"i{i}" for i in items.ravel()],
-        "category_id": [str(c) for c in (items // ITEMS_PER_CATEGORY).ravel()],
-        "event_type": "purchase",
-        "ts": (T0 + pd.to_timedelta(times.ravel(), unit="D")).floor("s"),
-        "value": 1.0,
-    }).sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
+        items[:, s] = np.where(
+            repeat, past[np.arange(n_users), np.minimum(pick, s - 1)], rng.integers(0, n_items, n_users)
+        )
+    return (
+        pd.DataFrame(
+            {
+                "user_id": np.repeat([f"u{u}" for u in range(n_users)], steps),
+                "item_id": [f"i{i}" for i in items.ravel()],
+                "category_id": [str(c) for c in (items // ITEMS_PER_CATEGORY).ravel()],
+                "event_type": "purchase",
+                "ts": (T0 + pd.to_timedelta(times.ravel(), unit="D")).floor("s"),
+                "value": 1.0,
+            }
+        )
+        .sort_values(["ts", "user_id"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def fit(events: pd.DataFrame, family: str = "exponential", **overrides) -> DecayRanker:
-    settings = dict(family=family, l2=1e-6, epochs=4, batch_size=4096, learning_rate=0.05, window_days=1e4,
-                    max_baskets=200_000, max_history=40, category_term=False, popularity=False, init_half_life=5.0,
-                    polish_steps=20)
+    settings = dict(
+        family=family,
+        l2=1e-6,
+        epochs=4,
+        batch_size=4096,
+        learning_rate=0.05,
+        window_days=1e4,
+        max_baskets=200_000,
+        max_history=40,
+        category_term=False,
+        popularity=False,
+        init_half_life=5.0,
+        polish_steps=20,
+    )
     train = ranking.train_data(events, events["ts"].max() + pd.Timedelta(seconds=1))
     return DecayRanker(**{**settings, **overrides}).fit(train)
 
@@ -68,8 +86,8 @@ def test_fit_finds_no_decay_when_interest_does_not_fade():
     events = repeat_process([math.inf, math.inf], n_users=1500, seed=1)
     span = (events.ts.max() - events.ts.min()) / pd.Timedelta(days=1)
     table = fit(events, epochs=8, learning_rate=0.1, polish_steps=50).half_life_table()
-    per_category = table[table.category_id != "*"]   # the '*' row is only the prior the categories shrink to
-    assert (0.5 ** (span / per_category["half_life_days"]) > 0.95).all()   # < 5% decay over the whole span
+    per_category = table[table.category_id != "*"]  # the '*' row is only the prior the categories shrink to
+    assert (0.5 ** (span / per_category["half_life_days"]) > 0.95).all()  # < 5% decay over the whole span
 
 
 def test_period_and_logistic_fits_give_valid_parameter_rows():
@@ -77,7 +95,7 @@ def test_period_and_logistic_fits_give_valid_parameter_rows():
     period = fit(events, "period", epochs=5, period_days=1.0, period_buckets=8, polish_steps=5).half_life_table()
     weights = period.set_index("category_id")["period_weights"].map(lambda w: [float(x) for x in w.split(";")])
     assert all(w[0] == 1.0 and np.all(np.diff(w) <= 0) and len(w) == 8 for w in weights)
-    assert weights["0"][3] < weights["1"][3]          # the 1-day category has faded more after 3 days
+    assert weights["0"][3] < weights["1"][3]  # the 1-day category has faded more after 3 days
     logistic = fit(events, "logistic", epochs=5, polish_steps=5).half_life_table()
     assert (logistic["logistic_k"] >= 1e-3).all() and (logistic["logistic_l"] >= 1e-9).all()
     assert list(logistic.columns) == PARAMETER_COLUMNS
@@ -87,20 +105,28 @@ def test_period_and_logistic_fits_give_valid_parameter_rows():
 def tiny_histories(ages, items=(0, 0), rows=(0, 0), n_rows=1, n_items=3) -> Histories:
     n = len(ages)
     shares = torch.full((n_rows, 2, n_items), 1.0 / n_items)
-    return Histories(torch.tensor(rows[:n]), torch.tensor(items[:n]), torch.zeros(n, dtype=torch.long),
-                     torch.zeros(n, dtype=torch.long), torch.tensor(ages, dtype=torch.float32), shares,
-                     torch.full((n_rows, n_items), 1.0), n_rows)
+    return Histories(
+        torch.tensor(rows[:n]),
+        torch.tensor(items[:n]),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        torch.tensor(ages, dtype=torch.float32),
+        shares,
+        torch.full((n_rows, n_items), 1.0),
+        n_rows,
+    )
 
 
 @pytest.mark.parametrize("family", ["exponential", "logistic", "period"])
 def test_a_more_recent_event_scores_higher_and_the_contract_holds(family, tmp_path):
-    model = DecayModel(n_categories=1, n_types=1, n_items=3, family=family, period_days=1.0, period_buckets=4,
-                       init_half_life=2.0)
+    model = DecayModel(
+        n_categories=1, n_types=1, n_items=3, family=family, period_days=1.0, period_buckets=4, init_half_life=2.0
+    )
     recent, old = model(tiny_histories([0.5])), model(tiny_histories([5.0]))
     assert recent.shape == (1, 3) and recent[0, 0] > old[0, 0]
     swapped = tiny_histories([5.0, 0.5], items=(1, 0))
     same = tiny_histories([0.5, 5.0], items=(0, 1))
-    assert torch.allclose(model(swapped), model(same))            # the order of events changes nothing
+    assert torch.allclose(model(swapped), model(same))  # the order of events changes nothing
     assert torch.allclose(model.predict(same, torch.tensor([1])), model.full_sort_predict(same)[:, 1])
     loss = model.calculate_loss(same, torch.tensor([[1.0, 0.0, 0.0]]))
     loss.backward()
@@ -118,4 +144,4 @@ def test_ranker_scores_the_catalogue_for_known_and_unknown_users():
     train_items = ranking.train_data(events, events.ts.max() + pd.Timedelta(seconds=1)).items
     assert scores.shape == (2, len(train_items)) and np.isfinite(scores).all()
     bought = train_items.get_indexer(events.loc[events.user_id == "u0", "item_id"].unique())
-    assert (scores[0][bought] > scores[1][bought]).all()     # own history lifts the user's items
+    assert (scores[0][bought] > scores[1][bought]).all()  # own history lifts the user's items

@@ -15,7 +15,7 @@ from models.decay_likelihood import LOG_HALF, LOG_K, MAX_HALF_LIFE, Family, unsq
 from models.follow_ups import ANY, FitConfig, FitError
 
 torch.set_num_threads(2)
-END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 CONFIG = FitConfig.load(bootstrap=40)
 
 
@@ -74,8 +74,8 @@ def test_every_kind_every_category_and_the_global_row_are_reported(planted):
 def test_sparse_kinds_take_their_categorys_fit_or_the_global_one_and_say_so(planted):
     table = shrink_sparse_kinds(planted[0].reset_index(), 1_000).set_index(["category_id", "event_type"])
     sparse = table[table["anchors"] < 1_000]
-    assert len(sparse) >= 3   # ratings are 2% of the events: every category's rating kind is below 1,000
-    for (category, event_type), row in sparse.iterrows():
+    assert len(sparse) >= 3  # ratings are 2% of the events: every category's rating kind is below 1,000
+    for (category, _event_type), row in sparse.iterrows():
         source = (category, ANY) if table.loc[(category, ANY), "anchors"] >= 1_000 else (ANY, ANY)
         assert row["origin"] == (f"category {category}" if source[0] == category else "global")
         assert row["half_life_days"] == table.loc[source, "half_life_days"]
@@ -84,8 +84,12 @@ def test_sparse_kinds_take_their_categorys_fit_or_the_global_one_and_say_so(plan
 
 def test_a_rate_that_never_fades_is_reported_as_no_decay():
     rng = np.random.default_rng(0)
-    rows = [(f"u{u}", category, "view", t) for u in range(300) for category in ("a", "b")
-            for t in END.timestamp() - rng.random(rng.poisson(30)) * 60 * 86400]   # homogeneous Poisson
+    rows = [
+        (f"u{u}", category, "view", t)
+        for u in range(300)
+        for category in ("a", "b")
+        for t in END.timestamp() - rng.random(rng.poisson(30)) * 60 * 86400
+    ]  # homogeneous Poisson
     table, _ = fit_kinds(events_frame(rows), pd.Timestamp(END), CONFIG)
     assert table["no_decay"].all()
     assert (table["half_life_days"] == MAX_HALF_LIFE).all() and (table["family"] == "exponential").all()
@@ -108,27 +112,42 @@ def test_exponential_onsets_give_an_exponential_fade():
     assert row["family"] == "exponential" and row["half_life_days"] == pytest.approx(2.0, rel=0.10)
 
 
-@pytest.mark.parametrize("name, parameters", [
-    ("exponential", {"half_life_days": 2.0}),
-    ("logistic", {"logistic_k": 0.3, "logistic_l": 1.1}),
-    ("period", {"period_days": 1.0}),
-])
+@pytest.mark.parametrize(
+    "name, parameters",
+    [
+        ("exponential", {"half_life_days": 2.0}),
+        ("logistic", {"logistic_k": 0.3, "logistic_l": 1.1}),
+        ("period", {"period_days": 1.0}),
+    ],
+)
 def test_bin_means_are_the_averages_of_the_multiplier_of_interest_decay(name, parameters):
     cfg = FitConfig.load(period_buckets=5)
     edges = np.array([0.0, 0.01, 0.4, 1.0, 2.5, 3.7, 9.0, 30.0])
     family = Family(name, edges, cfg)
-    theta = {"exponential": family.initial(np.array([2.0]))[0],
-             "logistic": None, "period": np.array([0.5, -0.2, 1.0, 2.0])}[name]
-    if name == "logistic":   # unbounded parameters whose row has k = 0.3, l = 1.1
+    theta = {
+        "exponential": family.initial(np.array([2.0]))[0],
+        "logistic": None,
+        "period": np.array([0.5, -0.2, 1.0, 2.0]),
+    }[name]
+    if name == "logistic":  # unbounded parameters whose row has k = 0.3, l = 1.1
         theta = np.array([unsquash(np.log(0.3), *LOG_K), unsquash(np.log(np.log(3.0) / 1.1), *LOG_HALF)])
     row = family.row(theta)
     weights = [float(w) for w in row["period_weights"].split(";")] if name == "period" else None
     for key, value in parameters.items():
         assert row[key] == pytest.approx(value, rel=1e-9)
     fine = [np.linspace(a, b, 20001) for a, b in zip(edges[:-1], edges[1:])]
-    curve = lambda t: decay.multiplier(row["family"], t, half_life_days=row.get("half_life_days"),   # noqa: E731
-                                       logistic_k=row.get("logistic_k"), logistic_l=row.get("logistic_l"),
-                                       period_days=row.get("period_days"), period_weights=weights)
+
+    def curve(t):
+        return decay.multiplier(
+            row["family"],
+            t,
+            half_life_days=row.get("half_life_days"),
+            logistic_k=row.get("logistic_k"),
+            logistic_l=row.get("logistic_l"),
+            period_days=row.get("period_days"),
+            period_weights=weights,
+        )
+
     want = [np.trapezoid(curve(t), t) / (t[-1] - t[0]) for t in fine]
     got = family.bin_mean(torch.tensor(theta, dtype=torch.float64)).numpy()
     assert got == pytest.approx(want, rel=1e-4, abs=1e-7)
@@ -136,19 +155,22 @@ def test_bin_means_are_the_averages_of_the_multiplier_of_interest_decay(name, pa
 
 def test_another_family_needs_a_gain_that_holds_across_user_groups():
     exponential = np.zeros((2, 8))
-    steady = exponential + 1.0                                      # +1 in every group: consistent
-    lucky = exponential + np.array([40.0, -5, -5, -5, -5, -5, -5, -5])   # +5 in total, from one group
+    steady = exponential + 1.0  # +1 in every group: consistent
+    lucky = exponential + np.array([40.0, -5, -5, -5, -5, -5, -5, -5])  # +5 in total, from one group
     chosen = choose_families({"exponential": exponential, "period": np.stack([steady[0], lucky[1]])})
     assert chosen.tolist() == ["period", "exponential"]
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([("u1", "a", "view", END.timestamp() + 60)], "no events before"),
-    ([("u1", "a", "view", 1.7e9 + i * 3600) for i in range(50)], "single user"),
-    ([(f"u{i}", "a", "view", 1.7e9) for i in range(50)], "all events share one timestamp"),
-    ([(f"u{i}", "a", "view", 1.7e9 + i * 3600) for i in range(50)], "first 7 days"),
-    ([(f"u{i}", str(i), "view", 1.7e9 + i * 86400) for i in range(50)], "no follow-up"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("u1", "a", "view", END.timestamp() + 60)], "no events before"),
+        ([("u1", "a", "view", 1.7e9 + i * 3600) for i in range(50)], "single user"),
+        ([(f"u{i}", "a", "view", 1.7e9) for i in range(50)], "all events share one timestamp"),
+        ([(f"u{i}", "a", "view", 1.7e9 + i * 3600) for i in range(50)], "first 7 days"),
+        ([(f"u{i}", str(i), "view", 1.7e9 + i * 86400) for i in range(50)], "no follow-up"),
+    ],
+)
 def test_a_fit_that_cannot_be_done_says_why(rows, message):
     with pytest.raises(FitError, match=message):
         fit_kinds(events_frame(rows), pd.Timestamp(END), CONFIG)

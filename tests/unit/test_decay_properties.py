@@ -13,8 +13,7 @@ from interest_decay import decay
 ages = st.lists(st.floats(0, 3650, allow_nan=False), min_size=2, max_size=50)
 half_lives = st.floats(0.01, 1000, allow_nan=False)
 logistic_params = st.tuples(st.floats(1e-3, 1e3), st.floats(1e-3, 10))
-period_weights = st.lists(st.floats(0, 1), min_size=1, max_size=12).map(
-    lambda ws: [1.0] + sorted(ws, reverse=True))
+period_weights = st.lists(st.floats(0, 1), min_size=1, max_size=12).map(lambda ws: [1.0] + sorted(ws, reverse=True))
 
 
 @given(half_lives, ages)
@@ -49,10 +48,18 @@ def test_period(weights, period_days, t):
 @settings(max_examples=50)
 @given(st.sampled_from(["exponential", "logistic", "period"]), st.floats(0, 100))
 def test_multiplier_dispatches_to_the_family(family, t):
-    params = {"half_life_days": 3.0, "logistic_k": 0.5, "logistic_l": 0.2, "period_days": 7.0,
-              "period_weights": [1.0, 0.5, 0.25]}
-    expected = {"exponential": decay.exponential_half_life(t, 3.0), "logistic": decay.logistic(t, 0.5, 0.2),
-                "period": decay.period(t, [1.0, 0.5, 0.25], 7.0)}[family]
+    params = {
+        "half_life_days": 3.0,
+        "logistic_k": 0.5,
+        "logistic_l": 0.2,
+        "period_days": 7.0,
+        "period_weights": [1.0, 0.5, 0.25],
+    }
+    expected = {
+        "exponential": decay.exponential_half_life(t, 3.0),
+        "logistic": decay.logistic(t, 0.5, 0.2),
+        "period": decay.period(t, [1.0, 0.5, 0.25], 7.0),
+    }[family]
     assert decay.multiplier(family, t, **params) == expected
 
 
@@ -85,11 +92,13 @@ def test_repeat_falls_after_a_purchase_then_rises_towards_the_repurchase_interva
 
 
 def test_repeat_interest_sums_the_latest_purchases_within_the_window():
-    kernel = lambda a: decay.repeat(a, 10.0, 0.5, 30.0, 5.0)
+    def kernel(a):
+        return decay.repeat(a, 10.0, 0.5, 30.0, 5.0)
+
     got = decay.repeat_interest([1.0, 31.0, 29.0, 400.0], 10.0, 0.5, 30.0, 5.0, window_days=365, max_purchases=2)
-    assert got == pytest.approx(kernel(1.0) + kernel(29.0), rel=1e-12)   # the latest two
+    assert got == pytest.approx(kernel(1.0) + kernel(29.0), rel=1e-12)  # the latest two
     got = decay.repeat_interest([1.0, 400.0, -1.0], 10.0, 0.5, 30.0, 5.0, window_days=365, max_purchases=3)
-    assert got == pytest.approx(kernel(1.0), rel=1e-12)   # 400 d is outside the window, -1 d is the future
+    assert got == pytest.approx(kernel(1.0), rel=1e-12)  # 400 d is outside the window, -1 d is the future
 
 
 def test_repeat_rejects_parameters_out_of_range():

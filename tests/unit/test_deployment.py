@@ -10,8 +10,12 @@ from models.data import Vocabulary
 from models.recommender import InterestRecommender
 from serving.deployment import ChampionFollower, LoadedRecommender
 
-VOCAB = Vocabulary(items=["a1", "a2", "b1"], categories=["A", "B"], item_category={"a1": "A", "a2": "A", "b1": "B"},
-                   popular_items=["a1", "b1"])
+VOCAB = Vocabulary(
+    items=["a1", "a2", "b1"],
+    categories=["A", "B"],
+    item_category={"a1": "A", "a2": "A", "b1": "B"},
+    popular_items=["a1", "b1"],
+)
 
 
 def saved_model(path, n_items: int = 3):

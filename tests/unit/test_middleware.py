@@ -36,10 +36,16 @@ def test_right_token_and_open_paths_pass():
     assert call("/readyz", [])[0] == ["/readyz"]
 
 
-@pytest.mark.parametrize("content_type, passes", [
-    (b"application/json", True), (b"application/json; charset=utf-8", True), (None, True),
-    (b"multipart/form-data", False), (b"text/plain", False),
-])
+@pytest.mark.parametrize(
+    "content_type, passes",
+    [
+        (b"application/json", True),
+        (b"application/json; charset=utf-8", True),
+        (None, True),
+        (b"multipart/form-data", False),
+        (b"text/plain", False),
+    ],
+)
 def test_only_json_bodies_reach_the_service(content_type, passes):
     headers = [(b"content-type", content_type)] if content_type else []
     reached, sent = call("/recommend", headers, JsonBodyMiddleware)

@@ -8,7 +8,7 @@ import pytest
 
 from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 
-T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def row(i: int) -> ServedPrediction:

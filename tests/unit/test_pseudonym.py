@@ -29,10 +29,20 @@ def test_missing_key_is_a_readable_error(monkeypatch):
 
 def _key_from_env_sh(tmp_path, **env) -> str:
     """PSEUDONYM_KEY as infra/env.sh sets it, in a clean environment with the given variables."""
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PROJECT_ROOT": str(tmp_path / "checkout"),
-            "PGDATA": str(tmp_path / "cluster" / "pgdata"), "DECAY_STATE_DIR": str(tmp_path / "state")}
-    run = subprocess.run(["bash", "-c", f". {ENV_SH} && printf %s \"$PSEUDONYM_KEY\""], env={**base, **env},
-                         capture_output=True, text=True, check=True)
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PROJECT_ROOT": str(tmp_path / "checkout"),
+        "PGDATA": str(tmp_path / "cluster" / "pgdata"),
+        "DECAY_STATE_DIR": str(tmp_path / "state"),
+    }
+    run = subprocess.run(
+        ["bash", "-c", f'. {ENV_SH} && printf %s "$PSEUDONYM_KEY"'],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return run.stdout
 
 

@@ -21,21 +21,53 @@ def events(rows):
 
 
 def test_cleaning_counts_each_reject_by_its_first_failing_rule():
-    raw = pd.DataFrame({
-        "user_id": ["u1", "", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u1", "U10", "x" * 300],
-        "item_id": ["i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i2", "i1"],
-        "category_id": ["c", "c", " ", "c", "c", "c", "c", "c", "c", "c", "c", "c"],
-        "event_type": ["View", "view", "view", "click", "view", "view", "view", "view", "view", "View", "buy", "view"],
-        "ts": ["2026-01-01T10:00:00", "2026-01-01", "2026-01-01", "2026-01-01", "yesterday", "1999-12-31T23:00:00Z",
-               "2026-01-02T00:00:00+02:00", "2026-01-01", "2026-01-01", "2026-01-01T10:00:00", "2026-01-01",
-               "2026-01-01"],
-        "value": ["", "", "", "", "", "", "3", "-1", "abc", "", "", ""],
-    })
+    raw = pd.DataFrame(
+        {
+            "user_id": ["u1", "", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u1", "U10", "x" * 300],
+            "item_id": ["i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i1", "i2", "i1"],
+            "category_id": ["c", "c", " ", "c", "c", "c", "c", "c", "c", "c", "c", "c"],
+            "event_type": [
+                "View",
+                "view",
+                "view",
+                "click",
+                "view",
+                "view",
+                "view",
+                "view",
+                "view",
+                "View",
+                "buy",
+                "view",
+            ],
+            "ts": [
+                "2026-01-01T10:00:00",
+                "2026-01-01",
+                "2026-01-01",
+                "2026-01-01",
+                "yesterday",
+                "1999-12-31T23:00:00Z",
+                "2026-01-02T00:00:00+02:00",
+                "2026-01-01",
+                "2026-01-01",
+                "2026-01-01T10:00:00",
+                "2026-01-01",
+                "2026-01-01",
+            ],
+            "value": ["", "", "", "", "", "", "3", "-1", "abc", "", "", ""],
+        }
+    )
     cleaned, quality = ranking.clean_events(raw, now=pd.Timestamp("2026-02-01", tz="UTC"))
     assert quality["dropped"] == {
-        "missing user_id": 1, "missing category_id": 1, "missing or unknown event_type": 2,
-        "missing or unparseable timestamp": 1, "timestamp before 2000": 1, "negative value": 1,
-        "non-numeric value": 1, "oversize id (more than 256 characters)": 1}
+        "missing user_id": 1,
+        "missing category_id": 1,
+        "missing or unknown event_type": 2,
+        "missing or unparseable timestamp": 1,
+        "timestamp before 2000": 1,
+        "negative value": 1,
+        "non-numeric value": 1,
+        "oversize id (more than 256 characters)": 1,
+    }
     assert quality["events"] == len(cleaned) == 3
     assert quality["duplicates"] == 1 and not quality["duplicates_dropped"]  # u1's two equal rows: counted, kept
     assert cleaned["event_type"].eq("view").all()
@@ -51,12 +83,21 @@ def test_cleaning_can_drop_duplicates_and_takes_dataset_rules():
 
 
 def test_split_keeps_users_with_history_and_a_target_in_the_window():
-    data = events([("a", "i1", "c", "purchase", 0), ("a", "i2", "c", "view", 1), ("b", "i1", "c", "view", 2),
-                   ("a", "i3", "c", "purchase", 10), ("a", "i3", "c", "purchase", 11), ("a", "i4", "c", "view", 11),
-                   ("b", "i2", "c", "view", 12), ("c", "i1", "c", "purchase", 12)])
+    data = events(
+        [
+            ("a", "i1", "c", "purchase", 0),
+            ("a", "i2", "c", "view", 1),
+            ("b", "i1", "c", "view", 2),
+            ("a", "i3", "c", "purchase", 10),
+            ("a", "i3", "c", "purchase", 11),
+            ("a", "i4", "c", "view", 11),
+            ("b", "i2", "c", "view", 12),
+            ("c", "i1", "c", "purchase", 12),
+        ]
+    )
     split = ranking.make_split(data, T0 + pd.Timedelta(days=5), T0 + pd.Timedelta(days=20), ranking.target_types(data))
-    assert split.users.tolist() == ["a"]          # b has no purchase in the window, c no history
-    assert split.relevant == [{"i3"}]             # purchases only, distinct
+    assert split.users.tolist() == ["a"]  # b has no purchase in the window, c no history
+    assert split.relevant == [{"i3"}]  # purchases only, distinct
     assert split.train.items.tolist() == ["i1", "i2"]
     views_only = data[data.event_type == "view"]
     assert ranking.target_types(views_only) == list(ranking.EVENT_TYPES)
@@ -72,14 +113,18 @@ def test_default_cutoffs_round_to_midnight_and_cap_the_validation_window():
 
 
 def test_ties_break_by_train_popularity_then_item_id():
-    data = events([("u", "b", "c", "view", 0), ("v", "b", "c", "view", 0), ("u", "c", "c", "view", 0),
-                   ("u", "a", "c", "view", 0)])
+    data = events(
+        [("u", "b", "c", "view", 0), ("v", "b", "c", "view", 0), ("u", "c", "c", "view", 0), ("u", "a", "c", "view", 0)]
+    )
     train = ranking.train_data(data, T0 + pd.Timedelta(days=1))
-    order = ranking.tie_order(train)                      # items a, b, c: b has 2 events, a and c 1
+    order = ranking.tie_order(train)  # items a, b, c: b has 2 events, a and c 1
     assert train.items.to_numpy()[order].tolist() == ["b", "a", "c"]
     scores = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [2.0, 1.0, 2.0]])
-    assert train.items.to_numpy()[ranking.top_items(scores, order, 3)].tolist() == [["b", "a", "c"], ["c", "b", "a"],
-                                                                        ["a", "c", "b"]]
+    assert train.items.to_numpy()[ranking.top_items(scores, order, 3)].tolist() == [
+        ["b", "a", "c"],
+        ["c", "b", "a"],
+        ["a", "c", "b"],
+    ]
 
 
 class FixedRanker:
@@ -99,22 +144,22 @@ def test_metrics_of_a_known_ranking():
     items = [f"i{n:02d}" for n in range(25)]
     data = events([("u", item, "c", "view", 0) for item in items] + [("v", "i00", "c", "view", 0)])
     train = ranking.train_data(data, T0 + pd.Timedelta(days=1))
-    descending = np.arange(25, 0, -1, dtype=float)         # ranks i00, i01, ... i24
+    descending = np.arange(25, 0, -1, dtype=float)  # ranks i00, i01, ... i24
     split = ranking.Split(train, np.array(["u", "v"]), [{"i01", "i03", "i30"}, {"i24"}], (T0, T0))
     result = ranking.evaluate(FixedRanker({"u": descending, "v": descending}), split)
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert result.per_user[0].tolist() == pytest.approx([1.0, 1.0, 2 / 3, dcg / idcg, 0.5])
-    assert result.per_user[1].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]   # i24 is ranked 25th
+    assert result.per_user[1].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]  # i24 is ranked 25th
     assert ranking.coverage(result, 25) == 10 / 25
     categories = np.array(["a", "b"] * 12 + ["a"])
     assert ranking.category_diversity(result, categories) == pytest.approx(0.2)
-    assert ranking.exposure_gini(result, 25) == pytest.approx(1 - 10 / 25)   # 10 items shown equally, 15 never
+    assert ranking.exposure_gini(result, 25) == pytest.approx(1 - 10 / 25)  # 10 items shown equally, 15 never
 
 
 def test_bootstrap_is_seeded_paired_and_brackets_the_mean():
     rng = np.random.default_rng(1)
-    a, b = rng.random(400), rng.random(400)
+    a = rng.random(400)
     indices = ranking.bootstrap_indices(400, 1000, seed=0)
     assert np.array_equal(indices, ranking.bootstrap_indices(400, 1000, seed=0))
     low, high = ranking.confidence_interval(a, indices)
@@ -131,10 +176,18 @@ def test_retarget_ranks_categories_with_the_same_code():
 
 # --- baselines -------------------------------------------------------------------------------------
 
-HISTORY = events([("u", "a", "x", "purchase", 0), ("u", "a", "x", "purchase", 1), ("u", "b", "x", "purchase", 9),
-                  ("v", "b", "x", "purchase", 2), ("v", "c", "y", "purchase", 8), ("w", "c", "y", "purchase", 9),
-                  ("w", "d", "y", "purchase", 9.5)])
-TRAIN = ranking.train_data(HISTORY, T0 + pd.Timedelta(days=10))   # items a, b, c, d
+HISTORY = events(
+    [
+        ("u", "a", "x", "purchase", 0),
+        ("u", "a", "x", "purchase", 1),
+        ("u", "b", "x", "purchase", 9),
+        ("v", "b", "x", "purchase", 2),
+        ("v", "c", "y", "purchase", 8),
+        ("w", "c", "y", "purchase", 9),
+        ("w", "d", "y", "purchase", 9.5),
+    ]
+)
+TRAIN = ranking.train_data(HISTORY, T0 + pd.Timedelta(days=10))  # items a, b, c, d
 
 
 def test_popularity_baselines_count_events_in_their_window():
@@ -146,26 +199,26 @@ def test_history_counts_and_decays_from_the_cutoff():
     count = baselines.UserHistory().fit(TRAIN).score(["u", "new"])
     assert count.tolist() == [[2, 1, 0, 0], [0, 0, 0, 0]]
     decayed = baselines.UserHistory(half_life_days=1.0).fit(TRAIN).score(["u"])[0]
-    assert decayed[:2] == pytest.approx([0.5 ** 10 + 0.5 ** 9, 0.5])   # the recent b now beats the older a
+    assert decayed[:2] == pytest.approx([0.5**10 + 0.5**9, 0.5])  # the recent b now beats the older a
 
 
 def test_recent_popularity_only_breaks_history_ties():
-    scores = baselines.HistoryRecentTies(days=5).fit(TRAIN).score(["v"])[0]   # v: b and c once each
-    assert scores[2] > scores[1] > scores[3] > scores[0]   # c (2 recent) > b (1 recent) > d (1 recent) > a
+    scores = baselines.HistoryRecentTies(days=5).fit(TRAIN).score(["v"])[0]  # v: b and c once each
+    assert scores[2] > scores[1] > scores[3] > scores[0]  # c (2 recent) > b (1 recent) > d (1 recent) > a
     assert scores[1] - 1 < 1e-3 and scores[2] - 1 < 1e-3
 
 
 def test_item_knn_recommends_co_bought_items_not_the_item_itself():
     knn = baselines.ItemKNN(half_life_days=float("inf")).fit(TRAIN)
-    scores = knn.score(["w"])[0]                         # w bought c and d; c was co-bought with b by v
-    assert scores[1] == pytest.approx(1 / math.sqrt(2 * 2))   # cos(b, c): one shared user of 2 and 2
-    assert scores[0] == 0.0                                  # a shares no user with c or d
-    assert scores[3] == pytest.approx(1 / math.sqrt(2 * 1))   # d is scored through c only
+    scores = knn.score(["w"])[0]  # w bought c and d; c was co-bought with b by v
+    assert scores[1] == pytest.approx(1 / math.sqrt(2 * 2))  # cos(b, c): one shared user of 2 and 2
+    assert scores[0] == 0.0  # a shares no user with c or d
+    assert scores[3] == pytest.approx(1 / math.sqrt(2 * 1))  # d is scored through c only
 
 
 def test_stan_scores_the_items_of_recent_similar_users():
     stan = baselines.STAN(neighbours=1, position_decay=10, neighbour_decay_days=10, item_decay_days=10).fit(TRAIN)
     scores = stan.score(["w", "new"])
     assert scores[1].tolist() == [0, 0, 0, 0]
-    assert scores[0][0] == 0 and scores[0][1] > 0      # w's one neighbour is v (shares c): v's b is scored
-    assert stan.score(["u"])[0][2] > 0                 # u's neighbour v (shares b) brings c
+    assert scores[0][0] == 0 and scores[0][1] > 0  # w's one neighbour is v (shares c): v's b is scored
+    assert stan.score(["u"])[0][2] > 0  # u's neighbour v (shares b) brings c

@@ -11,8 +11,12 @@ from models.train import fit
 
 @pytest.fixture
 def vocab():
-    return Vocabulary(items=["a1", "a2", "b1", "b2"], categories=["A", "B"],
-                      item_category={"a1": "A", "a2": "A", "b1": "B", "b2": "B"}, popular_items=["a1"])
+    return Vocabulary(
+        items=["a1", "a2", "b1", "b2"],
+        categories=["A", "B"],
+        item_category={"a1": "A", "a2": "A", "b1": "B", "b2": "B"},
+        popular_items=["a1"],
+    )
 
 
 def test_interest_shares_normalise_and_ignore_unknown_categories(vocab):

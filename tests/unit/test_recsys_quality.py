@@ -16,17 +16,23 @@ from interest_decay.monitoring.recsys_quality import recsys_report
 K = 3
 # User A's relevant item is at rank 1, B's at rank 3, C's ("z") is not in the list.
 RECS = pd.DataFrame(
-    [("A", "a", 1), ("A", "b", 2), ("A", "c", 3),
-     ("B", "d", 1), ("B", "e", 2), ("B", "f", 3),
-     ("C", "a", 1), ("C", "b", 2), ("C", "d", 3)],
+    [
+        ("A", "a", 1),
+        ("A", "b", 2),
+        ("A", "c", 3),
+        ("B", "d", 1),
+        ("B", "e", 2),
+        ("B", "f", 3),
+        ("C", "a", 1),
+        ("C", "b", 2),
+        ("C", "d", 3),
+    ],
     columns=["user_id", "item_id", "rank"],
 )
 RELEVANT = pd.DataFrame([("A", "a"), ("B", "f"), ("C", "z")], columns=["user_id", "item_id"])
 # Distinct training users per item: a 2 (A, B), b 1, z 1, f 1; 4 training users (A, B, C, D).
 TRAIN = pd.DataFrame({"user_id": ["A", "A", "B", "C", "D"], "item_id": ["a", "b", "a", "z", "f"]})
-FEATURES = pd.DataFrame({"item_id": list("abcdefz"),
-                         "x": [1.0, 0, 1, 0, 1, 1, 0],
-                         "y": [0.0, 1, 1, 1, 0, 1, 1]})
+FEATURES = pd.DataFrame({"item_id": list("abcdefz"), "x": [1.0, 0, 1, 0, 1, 1, 0], "y": [0.0, 1, 1, 1, 0, 1, 1]})
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +80,31 @@ def test_report_files_are_written(three_users):
 
 def test_several_relevant_items_and_who_counts(tmp_path):
     recs = pd.DataFrame(
-        [("U", "a", 1), ("U", "b", 2), ("U", "c", 3), ("U", "x", 4),  # rank 4 is cut at k = 3
-         ("V", "d", 1), ("V", "e", 2), ("V", "f", 3),
-         ("W", "a", 1), ("W", "d", 2), ("W", "e", 3)],  # W has no truth: not evaluated
+        [
+            ("U", "a", 1),
+            ("U", "b", 2),
+            ("U", "c", 3),
+            ("U", "x", 4),  # rank 4 is cut at k = 3
+            ("V", "d", 1),
+            ("V", "e", 2),
+            ("V", "f", 3),
+            ("W", "a", 1),
+            ("W", "d", 2),
+            ("W", "e", 3),
+        ],  # W has no truth: not evaluated
         columns=["user_id", "item_id", "rank"],
     )
-    relevant = pd.DataFrame([("U", "a"), ("U", "c"), ("U", "x"), ("U", "y"), ("V", "e"),
-                             ("N", "a")],  # N has no recommendations: not evaluated
-                            columns=["user_id", "item_id"])
+    relevant = pd.DataFrame(
+        [
+            ("U", "a"),
+            ("U", "c"),
+            ("U", "x"),
+            ("U", "y"),
+            ("V", "e"),
+            ("N", "a"),
+        ],  # N has no recommendations: not evaluated
+        columns=["user_id", "item_id"],
+    )
     summary = recsys_report(recs, relevant, TRAIN, K, tmp_path)
     assert summary["users"] == 2
     ndcg_u = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3) + 1 / math.log2(4))  # IDCG capped at k = 3 items

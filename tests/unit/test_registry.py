@@ -22,10 +22,17 @@ def test_promotions_and_rollback():
     assert registry.champion(name="another_model") is None
 
 
-@pytest.mark.parametrize("new, old, margin, promoted", [
-    (0.30, 0.25, 0.0, True), (0.25, 0.25, 0.0, True), (0.26, 0.25, 0.05, False), (0.27, 0.25, 0.05, True),
-    (0.20, 0.25, 0.0, False), (0.0, 0.0, 0.0, False),
-])
+@pytest.mark.parametrize(
+    "new, old, margin, promoted",
+    [
+        (0.30, 0.25, 0.0, True),
+        (0.25, 0.25, 0.0, True),
+        (0.26, 0.25, 0.05, False),
+        (0.27, 0.25, 0.05, True),
+        (0.20, 0.25, 0.0, False),
+        (0.0, 0.0, 0.0, False),
+    ],
+)
 def test_gate_needs_the_margin_over_the_incumbent(new, old, margin, promoted):
     verdict, why = registry.gate({"ndcg@10": new}, {"ndcg@10": old}, "ndcg@10", margin)
     assert verdict is promoted and "ndcg@10" in why

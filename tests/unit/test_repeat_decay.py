@@ -17,8 +17,16 @@ def purchases(item: str, category: str, n_users: int, mean: float, sd: float, rn
     for u in range(n_users):
         t = START + pd.Timedelta(days=float(rng.uniform(0, 20)))
         for _ in range(repeats):
-            rows.append({"user_id": f"u{u}", "item_id": item, "category_id": category, "event_type": "purchase",
-                         "ts": t, "value": 1.0})
+            rows.append(
+                {
+                    "user_id": f"u{u}",
+                    "item_id": item,
+                    "category_id": category,
+                    "event_type": "purchase",
+                    "ts": t,
+                    "value": 1.0,
+                }
+            )
             t += pd.Timedelta(days=float(max(rng.normal(mean, sd), 1.5)))
     return rows
 
@@ -26,8 +34,11 @@ def purchases(item: str, category: str, n_users: int, mean: float, sd: float, rn
 @pytest.fixture(scope="module")
 def events():
     rng = np.random.default_rng(3)
-    rows = (purchases("a", "c1", 300, 30.0, 5.0, rng) + purchases("b", "c2", 300, 60.0, 8.0, rng)
-            + purchases("rare", "c1", 1, 90.0, 1.0, rng, repeats=2))
+    rows = (
+        purchases("a", "c1", 300, 30.0, 5.0, rng)
+        + purchases("b", "c2", 300, 60.0, 8.0, rng)
+        + purchases("rare", "c1", 1, 90.0, 1.0, rng, repeats=2)
+    )
     return pd.DataFrame(rows).sort_values("ts", ignore_index=True)
 
 
@@ -51,8 +62,9 @@ def test_an_item_with_few_gaps_takes_its_categorys_bump(events):
 
 def test_occasions_count_a_day_once_and_keep_its_first_purchase():
     ts = [START, START + pd.Timedelta(hours=5), START + pd.Timedelta(days=3)]
-    frame = pd.DataFrame({"user_id": "u", "item_id": "i", "category_id": "c", "event_type": "purchase", "ts": ts,
-                          "value": 1.0})
+    frame = pd.DataFrame(
+        {"user_id": "u", "item_id": "i", "category_id": "c", "event_type": "purchase", "ts": ts, "value": 1.0}
+    )
     occasions = repeat_decay.purchase_occasions(frame, ["purchase"])
     assert occasions["ts"].tolist() == [ts[0], ts[2]]
     assert repeat_decay.repurchase_gaps(occasions)["gap_days"].tolist() == [3.0]
@@ -61,15 +73,23 @@ def test_occasions_count_a_day_once_and_keep_its_first_purchase():
 def test_ranker_scores_are_the_reference_kernel_summed_over_the_window(events):
     cutoff = events["ts"].max() + pd.Timedelta(days=1)
     items = pd.Index(["a", "b", "rare"])
-    ranker = repeat_decay.RepeatRanker(half_life_days=20.0, bump_weight=0.4, window_days=100.0, max_purchases=3,
-                                       epsilon=0.0).fit(TrainData(events, items, cutoff))
+    ranker = repeat_decay.RepeatRanker(
+        half_life_days=20.0, bump_weight=0.4, window_days=100.0, max_purchases=3, epsilon=0.0
+    ).fit(TrainData(events, items, cutoff))
     bumps = ranker.params.bumps
     got = ranker.score(["u7"])[0]
     for j, item in enumerate(items):
         mine = events[(events["user_id"] == "u7") & (events["item_id"] == item)]
         ages = ((cutoff - mine["ts"]) / pd.Timedelta(days=1)).to_numpy()
-        want = decay.repeat_interest(ages, 20.0, 0.4, bumps.loc[item, "bump_mean_days"],
-                                     bumps.loc[item, "bump_sd_days"], window_days=100.0, max_purchases=3)
+        want = decay.repeat_interest(
+            ages,
+            20.0,
+            0.4,
+            bumps.loc[item, "bump_mean_days"],
+            bumps.loc[item, "bump_sd_days"],
+            window_days=100.0,
+            max_purchases=3,
+        )
         assert got[j] == pytest.approx(want, rel=1e-12, abs=1e-15)
 
 

@@ -9,8 +9,18 @@ from models.ranking import TrainData
 from models.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, scoring_windows
 
 CUTOFF = pd.Timestamp("2024-03-01", tz="UTC")
-SMALL = {"max_len": 12, "hidden": 32, "n_blocks": 1, "n_heads": 1, "dropout": 0.0, "learning_rate": 0.01,
-         "batch_size": 32, "target_fraction": 1.0, "patience": 0, "n_time_buckets": 16}
+SMALL = {
+    "max_len": 12,
+    "hidden": 32,
+    "n_blocks": 1,
+    "n_heads": 1,
+    "dropout": 0.0,
+    "learning_rate": 0.01,
+    "batch_size": 32,
+    "target_fraction": 1.0,
+    "patience": 0,
+    "n_time_buckets": 16,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +47,15 @@ def chain_data(n_users: int = 200, length: int = 15, seed: int = 0) -> TrainData
         start = rng.integers(10)
         for step in range(length):
             ts = CUTOFF - pd.Timedelta(hours=length - step)
-            rows.append((f"u{user}", f"i{(start + step) % 10}", f"c{(start + step) % 10 % 3}",
-                         "purchase" if step % 2 else "view", ts))
+            rows.append(
+                (
+                    f"u{user}",
+                    f"i{(start + step) % 10}",
+                    f"c{(start + step) % 10 % 3}",
+                    "purchase" if step % 2 else "view",
+                    ts,
+                )
+            )
     return train_data(rows)
 
 
@@ -53,7 +70,7 @@ def gap_data(n_users: int = 300, length: int = 20, seed: int = 0) -> tuple[Train
     for user in range(n_users):
         long_gaps = rng.random(length) < 0.35
         long_gaps[-1] = user % 2 == 0  # the gap from the last event to the cutoff
-        long_gaps[-2] = False          # so the last event is never R
+        long_gaps[-2] = False  # so the last event is never R
         gaps = np.where(long_gaps, rng.uniform(20, 40, length) * 24, rng.uniform(0.2, 2, length))
         times = CUTOFF - pd.to_timedelta(np.cumsum(gaps[::-1])[::-1], unit="h")
         category = rng.choice(list(category_items))

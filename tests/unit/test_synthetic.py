@@ -8,7 +8,7 @@ import pytest
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 from interest_decay.events.synthetic import generate, half_lives
 
-END = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def test_exact_count_schema_and_window():
@@ -37,8 +37,17 @@ def test_half_lives_are_geometric_between_the_bounds():
 def test_generated_decay_rates_come_back_from_the_data():
     # Episodes that started long before the end are fully observed, so the maximum-likelihood
     # rate of their event ages (1 / mean age) must recover each category's true rate.
-    events, episodes = generate(300_000, n_users=2_000, n_categories=5, days=2_000, end=END,
-                                min_half_life=1.0, max_half_life=16.0, seed=11, return_episodes=True)
+    events, episodes = generate(
+        300_000,
+        n_users=2_000,
+        n_categories=5,
+        days=2_000,
+        end=END,
+        min_half_life=1.0,
+        max_half_life=16.0,
+        seed=11,
+        return_episodes=True,
+    )
     truth = half_lives(5, 1.0, 16.0)
     joined = events.merge(episodes, on="episode", suffixes=("", "_episode"))
     for c, true_half_life in enumerate(truth):
