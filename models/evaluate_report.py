@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models import repeat_decay
-from models.decay_fit import DAY_S, DecayRanker
+from models import repeat_report
+from models.decay_data import DAY_S
+from models.decay_fit import DecayRanker
 
 
 def best_of_kind(task: dict, kind: str) -> str | None:
@@ -272,7 +273,7 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
             "",
         ]
     for name, ranker in (repeat_models or {}).items():
-        parts += [f"## Fitted parameters: {name}", "", repeat_decay.render(ranker.params, []), ""]
+        parts += [f"## Fitted parameters: {name}", "", repeat_report.render(ranker.params, []), ""]
     parts += ["## Plots", ""] + [f"- [{p}]({p})" for p in plots] + [""]
     return "\n".join(parts)
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from interest_decay import config as settings
 from interest_decay import decay
-from models import repeat_decay
+from models import repeat_decay, repeat_report
 from models.decay_kinds import TABLE_COLUMNS, fit_kinds
 from models.follow_ups import ANY, FitConfig, FitError, Histograms
 
@@ -234,16 +234,16 @@ def write_report(
     }
     if repeat is not None:
         markdown += "\n" + (
-            repeat_decay.render(repeat.params, repeat.scores)
+            repeat_report.render(repeat.params, repeat.scores)
             if repeat.params is not None
             else f"## Repeat-purchase family\n\n{repeat.status}\n"
         )
         summary["repeat"] = {
             "status": repeat.status,
-            **(repeat_decay.as_json(repeat.params, repeat.scores) if repeat.params is not None else {}),
+            **(repeat_report.as_json(repeat.params, repeat.scores) if repeat.params is not None else {}),
         }
         if repeat.params is not None:
-            repeat_decay.plot_kernels(repeat.params, out / "repeat_kernels.png")
+            repeat_report.plot_kernels(repeat.params, out / "repeat_kernels.png")
     (out / "decay.md").write_text(markdown)
     (out / "decay.json").write_text(json.dumps(summary, indent=2))
     if table is not None and hist is not None:

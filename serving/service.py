@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
-import math
 import re
 import threading
 from pathlib import Path
@@ -23,14 +22,14 @@ from typing import Annotated
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BadInput, ServiceUnavailable
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 
 from interest_decay import config as settings
-from interest_decay import decay
 from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
 from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from serving.deployment import ChampionFollower, LoadedRecommender
+from serving.explain import allowed_items, explained_items, utc
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
 from serving.queries import audience_sql
 from serving.schemas import (
@@ -67,19 +66,6 @@ MAX_EVENTS = 10_000
 EVENTS_LOCK_TIMEOUT_S = 5.0
 # Worker processes behind the one port: one per core by default (each is bound to one core by the GIL).
 WORKERS = SETTINGS.serve_workers or "cpu_count"
-
-
-def _ago(delta: dt.timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
-def _utc(value) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromtimestamp(float(value), dt.UTC)
 
 
 def _signature_once(method):
@@ -192,7 +178,7 @@ class InterestService:
         vocab = deployed.vocab
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         bought = await asyncio.to_thread(self._purchased_items, pseudonym) if exclude_purchased else None
-        allowed = self._allowed_items(deployed, category_id, bought)
+        allowed = allowed_items(deployed, category_id, bought)
         row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], now).items()}
         if row["total_interest_now"] is None:
             items = [
@@ -218,32 +204,13 @@ class InterestService:
         if allowed is not None:
             logits = np.where(allowed, logits, -np.inf)
         order = np.argsort(-logits, kind="stable")[:k]
-        half_lives = self._half_lives(row)
-        last_event = _utc(row.get("last_event_ts"))
-        seen = f", last event {_ago(now - last_event)} ago" if last_event else ""
-        reasons: dict[str | None, str] = {}  # items of one category share their explanation
-        items = []
-        for index, score in zip(order.tolist(), logits[order].tolist()):  # Python ints and floats, not numpy scalars
-            if not math.isfinite(score):  # -inf: left out by category_id / exclude_purchased
-                break
-            item = vocab.items[index]
-            category = vocab.item_category.get(item)
-            reason = reasons.get(category)
-            if reason is None:
-                share = x[vocab.category_index[category]] if category in vocab.category_index else 0.0
-                half_life = half_lives.get(category)
-                reason = reasons[category] = (
-                    f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
-                    + (f", {decay.describe_half_life(half_life)}" if half_life else "")
-                    + seen
-                )
-            items.append(RecommendedItem(item_id=item, category_id=category, score=score, explanation=reason))
+        items = explained_items(vocab, order, logits, x, interest, row, now)
         self._log_recommendation(now, deployed.tag, pseudonym, False, items)
         return Recommendation(
             user_id=user_id,
             items=items,
             fallback=False,
-            interest_as_of=_utc(row.get("scores_as_of")),
+            interest_as_of=utc(row.get("scores_as_of")),
             model=deployed.tag,
         )
 
@@ -278,36 +245,6 @@ class InterestService:
                 ).fetchall()
             ]
 
-    @staticmethod
-    def _allowed_items(deployed: LoadedRecommender, category_id: str | None, bought: list[str] | None):
-        """Boolean mask over the model's items (None: every item may be shown); ``bought``: items to leave out."""
-        if category_id is None and bought is None:
-            return None
-        vocab = deployed.vocab
-        allowed = np.ones(len(vocab.items), dtype=bool)
-        if category_id is not None:
-            if category_id not in vocab.category_index:
-                raise BadInput(
-                    f"unknown category_id {category_id!r}: the model knows "
-                    f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}"
-                )
-            allowed &= deployed.item_categories == category_id
-        for item in bought or ():
-            if item in vocab.item_index:
-                allowed[vocab.item_index[item]] = False
-        return allowed
-
-    @staticmethod
-    def _half_lives(row: dict) -> dict[str, float]:
-        """Half-life of each category's strongest exponential kind (for explanations)."""
-        best: dict[str, tuple[float, float]] = {}
-        for category, score, half_life in zip(
-            row.get("kind_category_ids") or [], row.get("kind_scores") or [], row.get("kind_half_lives") or []
-        ):
-            if half_life == half_life and (category not in best or score > best[category][0]):
-                best[category] = (score, half_life)
-        return {category: half_life for category, (_, half_life) in best.items()}
-
     @bentoml.api
     @_signature_once
     async def interest(self, user_id: UserId) -> InterestProfile:
@@ -331,8 +268,8 @@ class InterestService:
         return InterestProfile(
             user_id=user_id,
             as_of=now,
-            scores_as_of=_utc(row.get("scores_as_of")),
-            last_event_ts=_utc(row.get("last_event_ts")),
+            scores_as_of=utc(row.get("scores_as_of")),
+            last_event_ts=utc(row.get("last_event_ts")),
             categories=categories,
             known_user=row.get("total_interest_now") is not None,
         )

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from models import ranking
-from models.decay_fit import PARAMETER_COLUMNS, DecayModel, DecayRanker, Histories
+from models.decay_data import Histories
+from models.decay_fit import PARAMETER_COLUMNS, DecayModel, DecayRanker
 
 torch.set_num_threads(2)
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
