@@ -5,15 +5,17 @@ Served, and trained by the pipeline:
   (config → seed → data → model → fit → evaluate → model store, ``config.yaml``), ``report`` (its evaluation
   report), ``metrics`` (ranking metrics), ``persistence`` (how every model is stored), ``registry`` (champion /
   challenger over the BentoML store);
-- ``churn`` (churn risk, ``churn.yaml``).
+- ``churn`` (churn risk, ``churn.yaml``) with ``churn_data`` (cleaning, features, labels) and ``churn_evaluation``
+  (metrics, intervals, plot).
 
 The pipeline's decay fit (task ``fit_decay``):
 - ``fit_decay`` (the step: store, report), per (category × event type) kind ``decay_kinds`` ← ``follow_ups``
   (histograms) and ``decay_likelihood`` (families, likelihood, Newton fit), ``decay_kinds.yaml``;
-- ``repeat_decay`` (the repeat-purchase family, ``repeat_decay.yaml``).
+- ``repeat_decay`` (the repeat-purchase family, ``repeat_decay.yaml``) and ``repeat_report`` (its JSON, markdown
+  and kernel plot).
 
 The offline research harness (``make evaluate``):
-- ``evaluate`` (``evaluate.yaml``) over ``ranking`` (ranker interface, split, metrics), ``baselines``,
-  ``decay_fit`` (next-basket parametric decay model), ``sequence`` (neural decay, ``sequence.yaml``) and
-  ``repeat_decay``.
+- ``evaluate`` (``evaluate.yaml``, report in ``evaluate_report``) over ``ranking`` (ranker interface, split,
+  metrics), ``baselines``, ``decay_fit`` (next-basket parametric decay model; its data in ``decay_data``),
+  ``sequence`` (neural decay, ``sequence.yaml``; its windows in ``sequence_data``) and ``repeat_decay``.
 """

@@ -10,7 +10,7 @@ final as (
         as_of,
         interest,
         last_event_ts,
-        row_number() over (partition by category_id order by interest desc, user_id) as audience_rank
+        row_number() over (partition by category_id order by interest desc, user_id asc) as audience_rank
     from interest
     where interest >= {{ var('audience_min_interest') }}
 )

@@ -24,7 +24,7 @@ kinds as (
 ranked as (
     select
         *,
-        row_number() over (partition by user_id, as_of order by interest desc, category_id) as category_rank
+        row_number() over (partition by user_id, as_of order by interest desc, category_id asc) as category_rank
     from interest
 ),
 
@@ -58,7 +58,7 @@ kind_rows as (
         ranked.category_rank
     from ranked
     cross join lateral (
-        values {% for t in event_types() %}('{{ t }}', ranked."interest_{{ t }}"){{ ', ' if not loop.last }}{% endfor %}
+        values {% for t in event_types() %}('{{ t }}', ranked."interest_{{ t }}"){{ ', ' if not loop.last }}{% endfor %} -- noqa: LT05
     ) as per_type (event_type, interest)
     inner join kinds
         on kinds.category_id = ranked.category_id

@@ -31,7 +31,7 @@ aged as (
         {{ age_days('as_of_days.as_of', 'kept.event_ts') }} as age_days
     from as_of_days
     cross join state
-    cross join lateral unnest(state.purchase_times) as kept(event_ts)
+    cross join lateral unnest(state.purchase_times) as kept (event_ts)
     left join parameters as item on item.item_id = state.item_id
     cross join (select * from parameters where item_id = '*') as shop
     where kept.event_ts < as_of_days.as_of
