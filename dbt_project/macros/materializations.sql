@@ -1,16 +1,22 @@
-{#- This project's overrides of two dbt materializations on PostgreSQL. Each takes a short path in the
-    common daily case and hands every other case to dbt's own materialization unchanged
-    (dbt.materialization_*_default), so first runs, --full-refresh, schema changes, grants and persisted
-    docs behave exactly as in dbt. -#}
+{#- This project's two materializations on PostgreSQL, each opt-in and each a short path in the common daily
+    case; every other case goes to dbt's own materialization unchanged (dbt.materialization_*_default), so
+    first runs, --full-refresh, schema changes, grants and persisted docs behave exactly as in dbt.
 
-{#- incremental, for the strategy append: dbt writes the new rows into a temp table, reads column lists from
-    information_schema four times, then copies the temp table into the model's table. When the model's
+    - `incremental` with `direct_insert=true` (staging's two models, interest_snapshots): the new rows go into
+      the table in one statement. It keeps dbt's name because is_incremental() is true only for a model
+      materialized 'incremental'; a model without direct_insert gets dbt's incremental, untouched.
+    - `view_if_changed` (the intermediate folder's default, user_category_interest): a view whose SQL is
+      unchanged is left as it is instead of re-created. -#}
+
+{#- incremental, direct_insert, strategy append: dbt writes the new rows into a temp table, reads column lists
+    from information_schema four times, then copies the temp table into the model's table. When the model's
     columns are the table's (by name: with on_schema_change ignore or append_new_columns dbt does not
     compare types either), one statement does the same: the new rows go straight into the table. (A daily
     run of interest_snapshots on the 10M-event benchmark: bench-results/data_layer.json.) -#}
 {% materialization incremental, adapter='postgres' %}
     {%- set existing = load_cached_relation(this) -%}
-    {%- if config.get('incremental_strategy') != 'append' or existing is none or existing.is_view
+    {%- if not config.get('direct_insert') or config.get('incremental_strategy') != 'append'
+            or existing is none or existing.is_view
             or (config.get('on_schema_change') or 'ignore') not in ('ignore', 'append_new_columns')
             or should_full_refresh() or config.get('grants') or config.get('persist_docs')
             or (config.get('contract') and config.get('contract').enforced) -%}
@@ -49,11 +55,11 @@
     {{ return(table_columns if table_columns | sort == query_columns | sort else none) }}
 {% endmacro %}
 
-{#- view: dbt re-creates a view on every run (create, rename, drop: an exclusive lock that waits for the view's
+{#- view_if_changed: dbt re-creates a view on every run (create, rename, drop: an exclusive lock that waits for the view's
     readers). A view whose SQL is unchanged since this materialization created it (its md5 is kept in the
     view's comment) is left as it is. Hooks, grants, persisted docs (which own the comment) and --full-refresh
     always re-create it. Caveat: a view over `select *` keeps the columns it had when created. -#}
-{% materialization view, adapter='postgres' %}
+{% materialization view_if_changed, adapter='postgres' %}
     {%- set stamp = 'dbt sql md5 ' ~ local_md5(sql) -%}
     {%- set stamped = not (config.get('grants') or config.get('persist_docs')
                            or model.config.pre_hook or model.config.post_hook) -%}

@@ -1,7 +1,7 @@
 -- depends_on: {{ ref('int_event_kind_parameters') }}
 -- depends_on: {{ ref('int_decay_parameters') }}
 -- depends_on: {{ ref('event_type_weights') }}
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized='incremental', incremental_strategy='append', direct_insert=true,
           indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns',
           pre_hook=["{{ interest_snapshots_lock() }}", "{{ interest_snapshots_clear_window() }}",
                     "{{ interest_snapshots_reset() }}", "set local jit = off"],

@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+
 with interest as (
     select * from {{ ref('user_category_interest') }}
     where as_of = {{ as_of_ts() }}

@@ -1,8 +1,7 @@
 {#- The churn model's inputs per (user, as_of), from the events before as_of: the same numbers as
     models.churn.user_features at cutoff as_of (tests/integration/test_feature_store.py compares them).
     Read online through the feature service churn_v1, whose on-demand view moves them to the request time. #}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
-          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
+{{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 {%- set half_lives = var('churn_half_lives_days') %}
 {%- set types = event_types() %}  {#- the seed event_type_weights' event types (macro event_types) #}

@@ -1,5 +1,4 @@
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
-          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
+{{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 with contributions as (
     select * from {{ ref('int_event_interest_contributions') }}

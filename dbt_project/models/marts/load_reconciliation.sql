@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+
 with loads as (
     select * from {{ source('behaviour', 'loads') }}
 ),

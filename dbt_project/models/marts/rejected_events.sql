@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+
 with checked as (
     select * from {{ ref('stg_behaviour__events_checked') }}
 ),

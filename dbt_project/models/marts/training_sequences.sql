@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+
 with events as (
     select * from {{ ref('stg_behaviour__events') }}
     where event_ts < {{ as_of_ts() }}

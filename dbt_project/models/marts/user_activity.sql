@@ -1,5 +1,4 @@
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
-          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
+{{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 with events as (
     select * from {{ ref('stg_behaviour__events') }}

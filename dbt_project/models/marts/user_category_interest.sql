@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized='view_if_changed') }}
 
 {#- A view: interest at every day from the first to the last stored day of interest_snapshots, read at
     query time (a filter on as_of reaches the day list, so one day costs one pass over the rows up to it). #}

@@ -2,8 +2,7 @@
     (macro repeat_expression, Python twin interest_decay.decay.repeat) summed over the user's purchase days of
     the item before as_of and no older than var repeat_window_days, with the item's parameters (else the shop's
     '*' row). models/repeat_decay.py computes the same for the offline harness. -#}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
-          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
+{{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 with state as (
     select * from {{ ref('user_item_purchase_days') }}

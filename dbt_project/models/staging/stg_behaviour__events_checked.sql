@@ -4,7 +4,7 @@
     (raw loads are never changed once written); `dbt run --full-refresh` checks every load again. #}
 {#- The pre-hook waits for the loads being written and holds new ones back until this run commits, so it
     never reads a load while one with a lower load_id is in flight (interest_decay.events.ingest.LOAD_ORDER_LOCK). #}
-{{ config(materialized='incremental', incremental_strategy='append',
+{{ config(materialized='incremental', incremental_strategy='append', direct_insert=true,
           indexes=[{'columns': ['load_id', 'row_number']}],
           pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.raw_loads'))") }}
 
