@@ -39,7 +39,6 @@ manual runs only) changes that.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
@@ -68,17 +67,6 @@ DBT_VARS = {
 def window_value(key: str) -> str:
     """The Jinja template of ``resolve_window``'s ``key`` (rendered when a task runs)."""
     return "{{ ti.xcom_pull(task_ids='resolve_window')['" + key + "'] }}"
-
-
-def half_life_overrides(overrides: dict) -> dict:
-    """The trigger's half-life overrides, checked: keys "category_id:event_type", values days > 0."""
-    for key, days in overrides.items():
-        if len(str(key).split(":")) != 2 or isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
-            raise ValueError(
-                f'half_life_overrides: each entry must be "category_id:event_type": days > 0 '
-                f"('*' = any), got {key!r}: {days!r}"
-            )
-    return overrides
 
 
 @dag(
@@ -165,47 +153,16 @@ def interest_pipeline():
     @task
     def resolve_window(params: dict | None = None, dag_run=None, logical_date=None) -> dict:
         """The run's as_of day and the windows derived from it (mart days cover training and test)."""
-        from models.train import load_config
+        from models.run_window import run_window
 
-        if params.get("as_of"):
-            as_of = dt.date.fromisoformat(params["as_of"])
-        else:
-            as_of = (logical_date or dag_run.run_after).date()
-        cfg = load_config()
-        test_start = as_of - dt.timedelta(days=cfg["eval_days"])
-        train_start = test_start - dt.timedelta(days=cfg["train_days"])
-        return {
-            "as_of": as_of.isoformat(),
-            "mart_start": train_start.isoformat(),
-            "train_start": train_start.isoformat(),
-            "test_start": test_start.isoformat(),
-            "half_life_days": float(params["half_life_days"]),
-            "decay_family": params["decay_family"],
-            "half_life_overrides": json.dumps(half_life_overrides(params.get("half_life_overrides") or {})),
-            "churn_horizon_days": int(params["churn_horizon_days"]),
-            "retrain": params["retrain"],
-            "fit_decay": params["fit_decay"],
-            "materialize_days": int(params["materialize_days"]),
-            "events_path": params.get("events_path") or str(settings.events_dir()),
-            "dataset": params.get("dataset") or "events",
-        }
+        return run_window(params, (logical_date or dag_run.run_after).date())
 
     @task
     def ingest(window: dict) -> list[dict]:
         """Load the run's event files into raw tables; files loaded before are skipped."""
-        from interest_decay.events.ingest import ingest as load
+        from interest_decay.events.ingest import ingest_run
 
-        if not window["events_path"]:
-            raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
-        paths = [Path(window["events_path"])]
-        if window["dataset"] != "events":  # a real dataset in its own format: convert it first
-            from interest_decay.events.adapters import convert_dataset
-
-            paths = convert_dataset(paths, window["dataset"], settings.state_dir() / "converted" / window["dataset"])
-        results = load(paths)
-        if not results:
-            raise ValueError(f"{window['events_path']}: no .csv or .parquet event files found")
-        return [vars(r) for r in results]
+        return ingest_run(window["events_path"], window["dataset"], settings.state_dir() / "converted")
 
     def dbt_group(group_id: str, **selection) -> DbtTaskGroup:
         """A task group of the dbt project's nodes that ``selection`` (cosmos RenderConfig select/exclude) picks."""
@@ -245,46 +202,23 @@ def interest_pipeline():
     def feast_materialize(window: dict) -> dict:
         """Register the feature definitions, write the run's data interval of the marts into the online
         store (in bounded chunks), then fold back the live events pushed since as_of."""
-        import subprocess
+        from interest_decay.online.materialization import materialize_run
 
-        import psycopg
-        from feast import FeatureStore
-
-        from interest_decay.events.pseudonym import pseudonym_key
-        from interest_decay.online.materialization import materialize_and_replay
-
-        repo = settings.feast_repo_path()
-        settings.feast_registry_path().parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
         as_of = dt.datetime.fromisoformat(window["as_of"]).replace(tzinfo=dt.UTC)
-        with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
-            result = materialize_and_replay(
-                FeatureStore(repo_path=str(repo)),
-                conn,
-                settings.dbt_schema(),
-                as_of,
-                pseudonym_key(),
-                days=window["materialize_days"],
-                chunk_days=settings.get().feast_materialize_chunk_days,
-            )
-        return {
-            "start": (as_of - dt.timedelta(days=window["materialize_days"])).isoformat(),
-            "end": as_of.isoformat(),
-            **result,
-        }
+        return materialize_run(as_of, window["materialize_days"])
 
     @task
     def train(window: dict) -> dict:
         """Fit on point-in-time features, evaluate on the test window, register in the model store."""
         from models.train import run
 
-        summary = run(dt.date.fromisoformat(window["as_of"]), half_life_days=window["half_life_days"])
+        summary = run(dt.date.fromisoformat(window["as_of"]))
         return {"model_tag": summary["model_tag"], "metrics": summary["metrics"], "promotion": summary["promotion"]}
 
     @task
     def train_churn(window: dict) -> dict:
         """Churn-risk model vs the recency-frequency baseline; the refit model goes to the model store."""
-        from models.train import train_churn as fit
+        from models.churn import train_churn as fit
 
         return fit(dt.date.fromisoformat(window["as_of"]), window["churn_horizon_days"])
 
@@ -310,63 +244,25 @@ def interest_pipeline():
     @task.short_circuit
     def should_retrain(window: dict, drift: dict) -> bool:
         """Go on to training and deploy unless retrain = on_drift and the features did not drift."""
-        import logging
+        from interest_decay.monitoring.drift import retrain_decision
 
-        retrain = window["retrain"] == "always" or drift["dataset_drift"]
-        logging.getLogger(__name__).info(
-            "retrain=%s, drifted share %.2f (threshold %.2f): %s",
-            window["retrain"],
-            drift["drifted_share"],
-            drift["drift_share_threshold"],
-            "training" if retrain else "no drift, keeping the champion",
-        )
-        return retrain
+        return retrain_decision(window["retrain"], drift)
 
     @task
     def build_bento(evaluated: dict, churn: dict) -> str:
-        """Package the service with this run's model; returns the bento tag."""
-        import subprocess
+        """Package the service with the champion (this run's model if none); returns the bento tag."""
+        from serving.release import build_bento
 
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "bentoml"),
-                "build",
-                "-f",
-                str(PROJECT_ROOT / "serving/bentofile.yaml"),
-                "--output",
-                "tag",
-                str(PROJECT_ROOT),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=settings.environment(
-                MODEL_TAG=evaluated["promotion"]["champion"] or evaluated["model_tag"],
-                CHURN_MODEL_TAG=churn["model_tag"],
-            ),
-        )
-        return result.stdout.strip().split("__tag__:")[-1]
+        return build_bento(evaluated["promotion"]["champion"] or evaluated["model_tag"], churn["model_tag"])
 
     @task
     def deploy(evaluated: dict, bento: str) -> dict:
         """Check that the running server (``SERVE_URL``) now serves the champion: it follows the registry
         and swaps models without downtime; a model it cannot load fails this task and the previous one
         keeps serving. Without SERVE_URL there is nothing running to check (``make serve`` starts the champion)."""
-        import logging
+        from serving.release import check_serving
 
-        from serving.deployment import wait_until_serving
-
-        champion = evaluated["promotion"]["champion"] or evaluated["model_tag"]
-        url = settings.get().serve_url
-        if not url:
-            logging.getLogger(__name__).info(
-                "SERVE_URL not set: no running server to check; bento %s, champion %s", bento, champion
-            )
-            return {"bento": bento, "champion": champion, "checked": False}
-        config = settings.get()
-        token = config.serve_api_token.get_secret_value() if config.serve_api_token is not None else None
-        state = wait_until_serving(url, champion, config.deploy_timeout_seconds, token)
-        return {"bento": bento, "champion": champion, "checked": True, "deployed_at": state["deployed_at"]}
+        return check_serving(evaluated["promotion"]["champion"] or evaluated["model_tag"], bento)
 
     window = resolve_window()
     loads = ingest(window)

@@ -1,6 +1,6 @@
 """Models of the platform (PyTorch), their training, and the offline research harness. Every module, by purpose:
 
-Served, and trained by the pipeline:
+Served, and trained by the pipeline (``run_window``: a run's parameters and windows from the trigger's Params):
 - ``recommender`` (the interest recommender), ``data`` (staged events, point-in-time Feast features), ``train``
   (config → seed → data → model → fit → evaluate → model store, ``config.yaml``), ``report`` (its evaluation
   report), ``metrics`` (ranking metrics), ``persistence`` (how every model is stored), ``registry`` (champion /

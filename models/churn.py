@@ -27,6 +27,7 @@ CLI: ``python -m models.churn --events PATH [--dataset online-retail|taobao] [--
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -42,9 +43,19 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay import config as settings
-from models.churn_data import DAY, churn_dataset, churn_labels, clean_events, user_features  # noqa: F401 (re-exported)
+from models.churn_data import (  # noqa: F401 (re-exported)
+    DAY,
+    STAGED_EVENT_COLUMNS,
+    churn_dataset,
+    churn_labels,
+    clean_events,
+    staged_events,
+    staged_frame,
+    user_features,
+)
 from models.churn_evaluation import bootstrap, curves, plot_churn
 from models.persistence import Persisted
+from models.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("churn.yaml")
 
@@ -228,6 +239,54 @@ def compare_churn(
         "seed": seed,
         "curves": curves(y, probabilities, cfg["calibration_bins"]),
     }
+
+
+# --- the pipeline's train_churn step ------------------------------------------------------------
+
+
+CHURN_MODEL_NAME = "churn_model"
+
+
+def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: int = 0) -> dict:
+    """Churn-risk model for ``as_of``: compared with the recency-frequency baseline at cutoff
+    ``as_of - horizon`` (trained one horizon earlier), then refit on the latest labels
+    (features before ``as_of - horizon``, purchases in the horizon after) and registered."""
+    end = dt.datetime.combine(as_of, dt.time(), dt.UTC)
+    events = staged_events(end)
+    cutoff = pd.Timestamp(end) - pd.Timedelta(days=horizon_days)
+    comparison = compare_churn(
+        events, cutoff=cutoff, horizon_days=horizon_days, seed=seed, observed_until=pd.Timestamp(end)
+    )
+    cfg = comparison["config"]
+    features, churned = churn_dataset(events, cutoff, horizon_days, cfg["half_lives_days"], pd.Timestamp(end))
+    model, _ = fit_model(features, churned, cfg, seed)
+    out = settings.reports_dir() / str(as_of)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "churn.json").write_text(json.dumps({k: v for k, v in comparison.items() if k != "curves"}, indent=2))
+    plot_churn(comparison, out)
+    summary = {
+        "as_of": str(as_of),
+        "horizon_days": horizon_days,
+        "metrics": comparison["metrics"],
+        "roc_auc_difference": comparison["roc_auc_difference"],
+        "train_users": int(len(churned)),
+        "report": str(out / "churn.json"),
+    }
+    if register:
+        import bentoml
+
+        metadata = {
+            "as_of": str(as_of),
+            "horizon_days": horizon_days,
+            "train_cutoff": cutoff.isoformat(),
+            "metrics": comparison["metrics"],
+            "git_commit": git_commit(),
+            "hyperparameters": cfg,
+        }
+        with bentoml.models.create(CHURN_MODEL_NAME, metadata=metadata) as bento_model:
+            model.save(Path(bento_model.path))
+        summary["model_tag"] = str(bento_model.tag)
+    return summary
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ The semantics (label, features, cleaning) are documented in ``models/churn.py``;
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
@@ -119,3 +121,29 @@ def churn_dataset(
     """Features before ``cutoff`` and labels after it, for the same users in the same order."""
     labels = churn_labels(events, cutoff, horizon_days, observed_until)
     return user_features(events, cutoff, half_lives_days).loc[labels.index], labels
+
+
+STAGED_EVENT_COLUMNS = ("user_id", "item_id", "category_id", "event_type", "event_ts", "value")
+
+
+def staged_events(before: dt.datetime) -> pd.DataFrame:
+    """All staged events before ``before`` in the columns of the churn model (``ts``, ``value``)."""
+    import psycopg
+
+    from interest_decay import config as settings
+
+    with psycopg.connect(settings.pg_conninfo()) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"select {', '.join(STAGED_EVENT_COLUMNS)} "
+            f"from {settings.dbt_schema()}.stg_behaviour__events where event_ts < %s",
+            (before,),
+        )
+        return staged_frame(cur.fetchall())
+
+
+def staged_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of ``STAGED_EVENT_COLUMNS`` as the event frame the churn model reads, sorted by ``ts``."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "ts", "value"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["value"] = frame["value"].astype(float)
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)

@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +98,22 @@ def plot_training_curve(losses: list[float], path: Path) -> None:
     plt.close(fig)
 
 
-def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_life_days: float = 7.0) -> dict:
-    """Train on labels before the test window, evaluate on it against most-popular, register the model."""
+@dataclass
+class RunData:
+    """What one training run reads from the staged events: history before the test window, the test
+    window's events, the vocabulary and the (sampled) label events of the training window."""
+
+    windows: Windows
+    history: pd.DataFrame
+    test_events: pd.DataFrame
+    vocab: Vocabulary
+    labels: pd.DataFrame
+
+
+def load_run_data(windows: Windows, cfg: dict) -> RunData:
+    """Staged events split at the test window; at most ``max_train_examples`` label events (seeded sample)."""
     import psycopg
-    from feast import FeatureStore
 
-    from models.recommender import InterestRecommender
-
-    cfg = cfg or load_config()
-    seed_everything(cfg["seed"])
-    windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.UTC), cfg)
     schema = settings.dbt_schema()
     with psycopg.connect(settings.pg_conninfo()) as conn:
         history = load_events(conn, schema, None, windows.test_start)
@@ -114,29 +121,39 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     if history.empty:
         raise ValueError(f"no events before {windows.test_start:%Y-%m-%d}: nothing to train on")
     vocab = build_vocabulary(history, history[history.event_ts >= windows.popular_start])
-
     labels = history[history.event_ts >= windows.train_start]
     if len(labels) > cfg["max_train_examples"]:
         labels = labels.sample(cfg["max_train_examples"], random_state=cfg["seed"]).sort_values("event_ts")
-    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
+    return RunData(windows, history, test_events, vocab, labels)
+
+
+def train_model(store, data: RunData, cfg: dict):
+    """The recommender fitted on the point-in-time features of each label event; returns it, the loss per
+    epoch and the number of training examples."""
+    from models.recommender import InterestRecommender
+
     entity_df = pd.DataFrame(
         {
-            "user_id": labels.user_id.values,
-            "item_id": labels.item_id.values,
-            "event_timestamp": pd.to_datetime(labels.event_ts.values, utc=True),
+            "user_id": data.labels.user_id.values,
+            "item_id": data.labels.item_id.values,
+            "event_timestamp": pd.to_datetime(data.labels.event_ts.values, utc=True),
         }
     )
     train = point_in_time_features(store, entity_df).dropna(subset=["total_interest"])
-    x_train = feature_matrix(vocab, train)
-    y_train = train["item_id"].map(vocab.item_index).to_numpy(dtype=np.int64)
-
+    x_train = feature_matrix(data.vocab, train)
+    y_train = train["item_id"].map(data.vocab.item_index).to_numpy(dtype=np.int64)
+    vocab = data.vocab
     model = InterestRecommender(len(vocab.categories), len(vocab.items), cfg["embedding_dim"], cfg["dropout"])
-    losses = fit(model, x_train, y_train, cfg)
+    return model, fit(model, x_train, y_train, cfg), len(y_train)
 
-    relevant = test_events.groupby("user_id")["item_id"].agg(set)
-    test_users = pd.DataFrame({"user_id": relevant.index, "event_timestamp": pd.Timestamp(windows.test_start)})
+
+def test_rankings(store, model, data: RunData, k: int) -> tuple[pd.DataFrame, list[list[str]], list[set], dict]:
+    """The test window's users with their features at its start, the model's top ``2k`` per user, the items
+    each bought in the window, and the metrics of the model and of most-popular."""
+    relevant = data.test_events.groupby("user_id")["item_id"].agg(set)
+    test_users = pd.DataFrame({"user_id": relevant.index, "event_timestamp": pd.Timestamp(data.windows.test_start)})
     test = point_in_time_features(store, test_users).dropna(subset=["total_interest"])
-    k = cfg["top_k"]
+    vocab = data.vocab
     model_ranked = rank_items(model, vocab, feature_matrix(vocab, test), 2 * k)
     popular_ranked = [vocab.popular_items[: 2 * k]] * len(test)
     truth = [relevant[u] for u in test["user_id"]]
@@ -144,15 +161,56 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
         "model": evaluate_rankings(zip(model_ranked, truth), k, len(vocab.items)),
         "most_popular": evaluate_rankings(zip(popular_ranked, truth), k, len(vocab.items)),
     }
+    return test, model_ranked, truth, metrics
+
+
+def decay_parameters_used() -> dict:
+    """The decay the run's features were computed with (``int_event_kind_parameters``): kinds per family,
+    the exponential kinds' half-lives (min, median, max) and how many of them do not decay."""
+    import psycopg
+
+    from interest_decay.decay import NO_DECAY_HALF_LIFE
+
+    with psycopg.connect(settings.pg_conninfo()) as conn:
+        rows = conn.execute(
+            f"select family, half_life_days from {settings.dbt_schema()}.int_event_kind_parameters"
+        ).fetchall()
+    half_lives = sorted(h for family, h in rows if family == "exponential" and h is not None)
+    families = pd.Series([family for family, _ in rows], dtype=object).value_counts()
+    return {
+        "source": "int_event_kind_parameters",
+        "kinds": len(rows),
+        "families": {family: int(n) for family, n in families.items()},
+        "half_life_days": (
+            {"min": half_lives[0], "median": float(np.median(half_lives)), "max": half_lives[-1]}
+            if half_lives
+            else None
+        ),
+        "no_decay_kinds": sum(h >= NO_DECAY_HALF_LIFE for h in half_lives),
+    }
+
+
+def run(as_of: dt.date, cfg: dict | None = None, register: bool = True) -> dict:
+    """Train on labels before the test window, evaluate on it against most-popular, register the model."""
+    from feast import FeatureStore
+
+    cfg = cfg or load_config()
+    seed_everything(cfg["seed"])
+    windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.UTC), cfg)
+    data = load_run_data(windows, cfg)
+    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
+    model, losses, n_train = train_model(store, data, cfg)
+    k = cfg["top_k"]
+    test, model_ranked, truth, metrics = test_rankings(store, model, data, k)
     summary = {
         "as_of": str(as_of),
         "windows": {name: f"{value:%Y-%m-%d}" for name, value in vars(windows).items()},
-        "train_examples": int(len(y_train)),
-        "items": len(vocab.items),
-        "categories": len(vocab.categories),
+        "train_examples": int(n_train),
+        "items": len(data.vocab.items),
+        "categories": len(data.vocab.categories),
         "final_train_loss": losses[-1] if losses else None,
         "metrics": metrics,
-        "decay": {"family": "exponential", "half_life_days": half_life_days},
+        "decay": decay_parameters_used(),
         "feature_service": FEATURE_SERVICE,
         "git_commit": git_commit(),
         "hyperparameters": cfg,
@@ -161,25 +219,43 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True, half_lif
     out.mkdir(parents=True, exist_ok=True)
     plot_training_curve(losses, out / "training_curve.png")
     # The served model must also know the popularity of the latest window for its fallback.
-    if len(test_events):
-        vocab.popular_items = most_popular(test_events)
+    if len(data.test_events):
+        data.vocab.popular_items = most_popular(data.test_events)
     summary["quality"] = (
         recommendation_quality(
-            test["user_id"].tolist(), model_ranked, truth, labels[["user_id", "item_id"]], min(k, len(vocab.items)), out
+            test["user_id"].tolist(),
+            model_ranked,
+            truth,
+            data.labels[["user_id", "item_id"]],
+            min(k, len(data.vocab.items)),
+            out,
         )
         if len(test)
         else None
     )
     if register:
-        summary["model_tag"] = register_model(model, vocab, summary)
-        summary["promotion"] = decide_promotion(summary["model_tag"], metrics, test, truth, cfg)
-        from interest_decay.monitoring.recsys_quality import record_quality
-
-        if summary["quality"]:
-            with psycopg.connect(settings.pg_conninfo()) as conn:
-                record_quality(conn, as_of, summary["model_tag"], summary["quality"], out / "quality.html")
+        register_and_promote(model, data.vocab, summary, test, truth, cfg, out)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def register_and_promote(model, vocab: Vocabulary, summary: dict, test, truth, cfg: dict, out: Path) -> None:
+    """Into the model store, through the champion gate; the recommendation quality into PostgreSQL."""
+    import psycopg
+
+    from interest_decay.monitoring.recsys_quality import record_quality
+
+    summary["model_tag"] = register_model(model, vocab, summary)
+    summary["promotion"] = decide_promotion(summary["model_tag"], summary["metrics"], test, truth, cfg)
+    if summary["quality"]:
+        with psycopg.connect(settings.pg_conninfo()) as conn:
+            record_quality(
+                conn,
+                dt.date.fromisoformat(summary["as_of"]),
+                summary["model_tag"],
+                summary["quality"],
+                out / "quality.html",
+            )
 
 
 def recommendation_quality(
@@ -253,75 +329,6 @@ def register_model(model, vocab: Vocabulary, summary: dict) -> str:
     return str(bento_model.tag)
 
 
-CHURN_MODEL_NAME = "churn_model"
-STAGED_EVENT_COLUMNS = ("user_id", "item_id", "category_id", "event_type", "event_ts", "value")
-
-
-def staged_events(before: dt.datetime) -> pd.DataFrame:
-    """All staged events before ``before`` in the columns of the churn model (``ts``, ``value``)."""
-    import psycopg
-
-    with psycopg.connect(settings.pg_conninfo()) as conn, conn.cursor() as cur:
-        cur.execute(
-            f"select {', '.join(STAGED_EVENT_COLUMNS)} "
-            f"from {settings.dbt_schema()}.stg_behaviour__events where event_ts < %s",
-            (before,),
-        )
-        return staged_frame(cur.fetchall())
-
-
-def staged_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Rows of ``STAGED_EVENT_COLUMNS`` as the event frame the churn model reads, sorted by ``ts``."""
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "ts", "value"])
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame["value"] = frame["value"].astype(float)
-    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
-
-
-def train_churn(as_of: dt.date, horizon_days: int, register: bool = True, seed: int = 0) -> dict:
-    """Churn-risk model for ``as_of``: compared with the recency-frequency baseline at cutoff
-    ``as_of - horizon`` (trained one horizon earlier), then refit on the latest labels
-    (features before ``as_of - horizon``, purchases in the horizon after) and registered."""
-    from models import churn
-
-    end = dt.datetime.combine(as_of, dt.time(), dt.UTC)
-    events = staged_events(end)
-    cutoff = pd.Timestamp(end) - pd.Timedelta(days=horizon_days)
-    comparison = churn.compare_churn(
-        events, cutoff=cutoff, horizon_days=horizon_days, seed=seed, observed_until=pd.Timestamp(end)
-    )
-    cfg = comparison["config"]
-    features, churned = churn.churn_dataset(events, cutoff, horizon_days, cfg["half_lives_days"], pd.Timestamp(end))
-    model, _ = churn.fit_model(features, churned, cfg, seed)
-    out = settings.reports_dir() / str(as_of)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "churn.json").write_text(json.dumps({k: v for k, v in comparison.items() if k != "curves"}, indent=2))
-    churn.plot_churn(comparison, out)
-    summary = {
-        "as_of": str(as_of),
-        "horizon_days": horizon_days,
-        "metrics": comparison["metrics"],
-        "roc_auc_difference": comparison["roc_auc_difference"],
-        "train_users": int(len(churned)),
-        "report": str(out / "churn.json"),
-    }
-    if register:
-        import bentoml
-
-        metadata = {
-            "as_of": str(as_of),
-            "horizon_days": horizon_days,
-            "train_cutoff": cutoff.isoformat(),
-            "metrics": comparison["metrics"],
-            "git_commit": git_commit(),
-            "hyperparameters": cfg,
-        }
-        with bentoml.models.create(CHURN_MODEL_NAME, metadata=metadata) as bento_model:
-            model.save(Path(bento_model.path))
-        summary["model_tag"] = str(bento_model.tag)
-    return summary
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -330,17 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/config.yaml)"
     )
-    parser.add_argument(
-        "--half-life-days",
-        type=float,
-        default=7.0,
-        help="half-life the features were computed with (dbt var half_life_days; default 7)",
-    )
     parser.add_argument("--no-register", action="store_true", help="do not save the model to the BentoML model store")
     args = parser.parse_args(argv)
-    summary = run(
-        args.as_of, load_config(args.config), register=not args.no_register, half_life_days=args.half_life_days
-    )
+    summary = run(args.as_of, load_config(args.config), register=not args.no_register)
     print(json.dumps({"metrics": summary["metrics"], "model_tag": summary.get("model_tag")}, indent=2))
 
 

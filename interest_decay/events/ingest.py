@@ -211,6 +211,23 @@ def ingest(paths: list[Path], conninfo: str | None = None) -> list[LoadResult]:
         return [load_file(conn, f) for f in files]
 
 
+def ingest_run(events_path: str, dataset: str, converted_dir: Path) -> list[dict]:
+    """The pipeline's ingest step: the files under ``events_path`` into ``raw``; a real dataset in its own
+    format (``dataset`` online-retail or taobao; ``events`` for the project's schema) is converted into
+    ``converted_dir`` first. Raises ValueError when there is nothing to load."""
+    if not events_path:
+        raise ValueError("no events_path given and EVENTS_DIR is not set: nothing to ingest")
+    paths = [Path(events_path)]
+    if dataset != "events":
+        from interest_decay.events.adapters import convert_dataset
+
+        paths = convert_dataset(paths, dataset, converted_dir / dataset)
+    results = ingest(paths)
+    if not results:
+        raise ValueError(f"{events_path}: no .csv or .parquet event files found")
+    return [vars(r) for r in results]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m interest_decay.events.ingest",

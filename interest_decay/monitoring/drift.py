@@ -47,6 +47,22 @@ def drift_share_threshold() -> float:
     return settings.get().drift_share_threshold
 
 
+def retrain_decision(retrain: str, drift: dict) -> bool:
+    """The pipeline's should_retrain gate: train and deploy when ``retrain`` is "always", or when it is
+    "on_drift" and ``drift`` (:func:`run`'s summary) found the dataset drifted. The reason goes to the log."""
+    import logging
+
+    go = retrain == "always" or bool(drift["dataset_drift"])
+    logging.getLogger(__name__).info(
+        "retrain=%s, drifted share %.2f (threshold %.2f): %s",
+        retrain,
+        drift["drifted_share"],
+        drift["drift_share_threshold"],
+        "training" if go else "no drift, keeping the champion",
+    )
+    return go
+
+
 def record_summary(
     conn,
     summary: dict,

@@ -92,3 +92,33 @@ def materialize_and_replay(
     base_rows = {user: dict(zip(ONLINE_FEATURES, values)) for user, *values in base.fetchall()}
     updated = OnlineUpdater(store, KindParameters.from_database(conn, schema)).apply(events, now, base_rows)
     return {"chunks": chunks, "replayed_events": len(events), "replayed_users": updated}
+
+
+def materialize_run(as_of: dt.datetime, days: int) -> dict:
+    """The pipeline's feast_materialize step: ``feast apply`` (the feature definitions), then the marts'
+    ``days`` up to ``as_of`` into the online store in chunks, then the live events pushed since as_of
+    folded back in (:func:`materialize_and_replay`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psycopg
+    from feast import FeatureStore
+
+    from interest_decay import config as settings
+    from interest_decay.events.pseudonym import pseudonym_key
+
+    repo = settings.feast_repo_path()
+    settings.feast_registry_path().parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(Path(sys.executable).parent / "feast"), "-c", str(repo), "apply"], check=True)
+    with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
+        result = materialize_and_replay(
+            FeatureStore(repo_path=str(repo)),
+            conn,
+            settings.dbt_schema(),
+            as_of,
+            pseudonym_key(),
+            days=days,
+            chunk_days=settings.get().feast_materialize_chunk_days,
+        )
+    return {"start": (as_of - dt.timedelta(days=days)).isoformat(), "end": as_of.isoformat(), **result}
