@@ -2,10 +2,14 @@
     moved to start at the latest stored day when that lies inside it (re-running the latest day brings in
     later loads), and stretched to end at the latest stored day when that lies beyond it (re-running an
     older day recomputes the days after it, which built on it). Returns {first_day, last_day, latest_day,
-    window_first, window_last} (window_*: the vars' window as given). `stored_where` picks the rows whose
-    as_of days count as stored (an indexed subset is enough). -#}
-{% macro incremental_days(relation, stored_where='true') %}
-    {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none, 'window_first': none, 'window_last': none} -%}
+    window_first, window_last, stale} (window_*: the vars' window as given). `stored_where` picks the rows
+    whose as_of days count as stored (an indexed subset is enough).
+    `fingerprint` (an SQL expression; the model stores it in column parameters_fingerprint): when the latest
+    stored day was computed with another one (the decay parameters changed since), the whole window is
+    recomputed (and the stored days after it), as interest_snapshots recomputes it under the new parameters. -#}
+{% macro incremental_days(relation, stored_where='true', fingerprint=none) %}
+    {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none, 'window_first': none, 'window_last': none,
+                    'stale': false} -%}
     {%- if not execute -%}
         {{ return(days) }}
     {%- endif -%}
@@ -15,7 +19,17 @@
         {%- set latest = run_query("select (max(as_of) at time zone 'UTC')::date::text from " ~ relation
                                 ~ " where " ~ stored_where).rows[0][0] -%}
         {%- do days.update({'latest_day': latest}) -%}
-        {%- if latest and days.first_day < latest <= days.last_day -%}
+        {%- if latest and fingerprint is not none -%}
+            {%- set has_column = adapter.get_columns_in_relation(relation) | selectattr('name', 'equalto', 'parameters_fingerprint') | list -%}
+            {%- set stale = not has_column or run_query(
+                "select exists (select from " ~ relation ~ " where as_of = (date '" ~ latest
+                ~ "'::timestamp at time zone 'UTC') and " ~ stored_where ~ " and parameters_fingerprint is distinct from "
+                ~ fingerprint ~ ")").rows[0][0] -%}
+            {%- do days.update({'stale': stale}) -%}
+        {%- endif -%}
+        {%- if days.stale -%}
+            {%- do days.update({'last_day': [latest, days.last_day] | max}) -%}
+        {%- elif latest and days.first_day < latest <= days.last_day -%}
             {%- do days.update({'first_day': latest}) -%}
         {%- elif latest and latest > days.last_day -%}
             {%- do days.update({'last_day': latest}) -%}

@@ -24,7 +24,7 @@ import pytest
 
 from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
-from tests.e2e.test_pipeline import BIN, free_port
+from tests.e2e.stack import BIN, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

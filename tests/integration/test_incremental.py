@@ -119,9 +119,9 @@ def category_interest(conninfo, as_of):
     return pd.DataFrame(rows, columns=["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"])
 
 
-def assert_same(got: pd.DataFrame, want: pd.DataFrame):
+def assert_same(got: pd.DataFrame, want: pd.DataFrame, min_rows: int = 100):
     keys = [c for c in got.columns if c != "interest"]
-    assert len(got) == len(want) > 100
+    assert len(got) == len(want) > min_rows
     assert got[keys].equals(want[keys])
     np.testing.assert_allclose(got.interest, want.interest, rtol=1e-9, atol=1e-280)
 
@@ -196,36 +196,42 @@ def test_rerunning_an_older_day_recomputes_the_days_after_it(runs):
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
 
 
+def feature_rows(conninfo) -> pd.DataFrame:
+    """user_interest_features, every stored day: keys and the total interest."""
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "select as_of, user_id, category_ids, total_interest from analytics.user_interest_features order by 1, 2"
+        ).fetchall()
+    return pd.DataFrame(rows, columns=["as_of", "user_id", "category_ids", "interest"])
+
+
 def test_changed_parameters_replace_the_stored_days(runs):
     """A fitted half-life changes the parameters' fingerprint: the next run deletes every stored day
     (decayed with the old parameters) and computes its window from all events; the result equals a full
-    refresh under the new parameters."""
+    refresh under the new parameters. The per-day feature mart recomputes its whole window too (not just
+    the latest day, as it does while the parameters stay the same)."""
     incremental, env, full, _ = runs
     full_env = stack_env(
         Path(env["DECAY_STATE_DIR"]).parent / "test_incremental_full", "test_incremental_full"
     )  # as prepare()
+    window = f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS - 2)}"}}'
+    dbt(env, "run", "--select", "+user_interest_features", "--vars", window)  # stored days, old parameters
     for conninfo in (incremental, full):
         with psycopg.connect(conninfo) as conn:
             conn.execute(
                 "insert into params.decay_parameters_fitted (category_id, event_type, family, half_life_days) "
                 "values ('5', '*', 'exponential', 0.5)"
             )
-    dbt(
-        env,
-        "run",
-        "--select",
-        "+user_category_interest",
-        "--vars",
-        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS - 2)}"}}',
-    )
+    dbt(env, "run", "--select", "+user_category_interest", "+user_interest_features", "--vars", window)
     dbt(
         full_env,
         "run",
         "--full-refresh",
         "--select",
         "+user_category_interest",
+        "+user_interest_features",
         "--vars",
-        f'{{as_of: "{day(DAYS)}", as_of_start: "{day(DAYS)}"}}',
+        window,
     )
     with psycopg.connect(incremental) as conn:
         days, fingerprints = conn.execute(
@@ -235,3 +241,6 @@ def test_changed_parameters_replace_the_stored_days(runs):
     assert sorted(days) == [day(DAYS - 2), day(DAYS - 1), day(DAYS)] and fingerprints == 1
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))
     assert_same(category_interest(incremental, day(DAYS)), category_interest(full, day(DAYS)))
+    got, want = feature_rows(incremental), feature_rows(full)
+    assert sorted({str(d.date()) for d in got["as_of"]}) == [day(DAYS - 2), day(DAYS - 1), day(DAYS)]
+    assert_same(got, want, min_rows=60)  # 30 users x 3 days

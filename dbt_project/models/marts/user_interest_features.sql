@@ -1,12 +1,12 @@
 -- depends_on: {{ ref('stg_behaviour__events') }}
-{{ config(materialized='incremental', unique_key='as_of', incremental_strategy='replace_days',
-          indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
+{{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns') }}
 
 {#- One feature row per (user, as_of) for Feast, for the days incremental_days gives (the run's window,
-    from the latest stored day on). Besides the top categories, the row carries the interest per
-    (category, event type) "kind" with the kind's exponential half-life: that is what lets the online
-    store decay a stored score exactly to the request time (feature_repo: user_interest_now). #}
-{%- set days = incremental_days(this) %}
+    from the latest stored day on; the whole window when the decay parameters' fingerprint changed).
+    Besides the top categories, the row carries the interest per (category, event type) "kind" with the
+    kind's exponential half-life: that is what lets the online store decay a stored score exactly to the
+    request time (feature_repo: user_interest_now). #}
+{%- set days = incremental_days(this, fingerprint=parameters_fingerprint()) %}
 
 with target_days as (
     select (day::date::timestamp at time zone 'UTC') as as_of
@@ -86,7 +86,8 @@ final as (
         coalesce(kind_arrays.kind_category_ids, array[]::text[]) as kind_category_ids,
         coalesce(kind_arrays.kind_event_types, array[]::text[]) as kind_event_types,
         coalesce(kind_arrays.kind_scores, array[]::float8[]) as kind_scores,
-        coalesce(kind_arrays.kind_half_lives, array[]::float8[]) as kind_half_lives
+        coalesce(kind_arrays.kind_half_lives, array[]::float8[]) as kind_half_lives,
+        {{ parameters_fingerprint() }} as parameters_fingerprint
     from categories
     left join kind_arrays
         on kind_arrays.user_id = categories.user_id

@@ -1,0 +1,124 @@
+"""What the end-to-end tests share: the stack's data (planted probes, known half-lives), and helpers to call
+the served model and read the marts. The fixtures that start the stack are in ``conftest.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+from interest_decay.config import pg_conninfo
+from tests.conftest import EVENT_TYPES
+
+AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+ITEMS_PER_CATEGORY = 50
+CATEGORIES, MAX_HALF_LIFE = 4, 2.0  # the generator's categories "1".."4", half-lives 0.5 .. 2 days
+CATEGORY_A, CATEGORY_B = "3", "4"
+BIN = Path(sys.executable).parent
+
+
+def items_of(category: str) -> list[str]:
+    first = (int(category) - 1) * ITEMS_PER_CATEGORY + 1
+    return [str(first + i) for i in range(5)]
+
+
+def probe_events() -> pd.DataFrame:
+    rows = []
+    for i in range(12):  # probe_recent: 12 views of A-items in the last 3 days
+        rows.append(("probe_recent", items_of(CATEGORY_A)[i % 5], CATEGORY_A, AS_OF - dt.timedelta(hours=3 + 6 * i)))
+    for i in range(30):  # probe_shift: 30 old A-views (35-40 days back) ...
+        rows.append(
+            ("probe_shift", items_of(CATEGORY_A)[i % 5], CATEGORY_A, AS_OF - dt.timedelta(days=35, hours=4 * i))
+        )
+    for i in range(5):  # ... and 5 recent B-views
+        rows.append(("probe_shift", items_of(CATEGORY_B)[i % 5], CATEGORY_B, AS_OF - dt.timedelta(hours=5 + 8 * i)))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "ts"])
+    frame.insert(3, "event_type", "view")
+    frame["value"] = float("nan")
+    return frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recommend(url: str, **body) -> dict:
+    import bentoml
+
+    with bentoml.SyncHTTPClient(url) as client:
+        result = client.recommend(**body)
+    return result if isinstance(result, dict) else result.model_dump(mode="json")
+
+
+def call(url: str, endpoint: str, **body) -> dict:
+    import bentoml
+
+    with bentoml.SyncHTTPClient(url) as client:
+        result = getattr(client, endpoint)(**body)
+    return result if isinstance(result, dict) else result.model_dump(mode="json")
+
+
+def fitted_half_lives(env: dict) -> dict[tuple[str, str], float]:
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        return dict(
+            ((c, t), h)
+            for c, t, h in conn.execute(
+                "select category_id, event_type, half_life_days from params.decay_parameters_fitted"
+            )
+        )
+
+
+INTEREST_TABLES = {  # keys first, the float interest last
+    "interest_snapshots": [
+        "as_of",
+        "user_id",
+        "category_id",
+        "recomputed",
+        "event_count",
+        "last_event_ts",
+        " + ".join(f"coalesce(interest_{t}, 0)" for t in EVENT_TYPES),
+    ],
+    "user_category_interest": ["as_of", "user_id", "category_id", "event_count", "last_event_ts", "interest"],
+    "user_interest_features": ["as_of", "user_id", "category_ids", "event_count", "total_interest"],
+    "user_item_repeat_interest": [
+        "as_of",
+        "user_id",
+        "item_id",
+        "purchase_days",
+        "last_purchase_ts",
+        "repeat_interest",
+    ],
+}
+
+
+def interest_tables(database: str, schema: str = "analytics") -> dict[str, list[tuple]]:
+    """The interest tables of ``schema``, sorted by key; the last column is the float interest."""
+    with psycopg.connect(pg_conninfo(database)) as conn:
+        return {
+            table: conn.execute(
+                f"select {', '.join(columns)} from {schema}.{table} order by "
+                + ", ".join(str(i) for i in range(1, len(columns)))
+            ).fetchall()
+            for table, columns in INTEREST_TABLES.items()
+        }
+
+
+# The models behind INTEREST_TABLES and their parents: what a full refresh to compare with rebuilds.
+INTEREST_MODELS = [f"+{table}" for table in INTEREST_TABLES]
+
+
+def assert_same_tables(got: dict, want: dict, rel: float = 1e-12) -> None:
+    """Same rows and keys; interest equal up to float rounding (a re-run may reach a day from the day
+    before, S(t1) * 0.5^(dt / h), instead of summing every event again)."""
+    for table in want:
+        assert len(got[table]) == len(want[table]) > 0, table
+        for new, old in zip(got[table], want[table]):
+            assert new[:-1] == old[:-1], table
+            assert new[-1] == pytest.approx(old[-1], rel=rel), table

@@ -1,0 +1,357 @@
+"""End to end: the bento the DAG built, under `bentoml serve` (the stack of ``conftest.py``), called over HTTP.
+
+Two probe users are planted in the data: one whose recent events are all in category A, and one whose many
+A-events are old while a few B-events are recent. The served model must put A-items first for the first and
+B-items first for the second, and its explanations must show the fitted half-lives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from interest_decay import decay
+from interest_decay.config import pg_conninfo
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.stack import AS_OF, BIN, CATEGORY_A, CATEGORY_B, call, fitted_half_lives, items_of, recommend
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def test_recent_interest_in_a_category_puts_its_items_first(stack, served):
+    answer = recommend(served, user_id="probe_recent", k=5)
+    categories = [item["category_id"] for item in answer["items"]]
+    assert answer["fallback"] is False
+    # first, and no other category more often (four categories: popular ones fill the rest of the list)
+    assert categories[0] == CATEGORY_A and categories.count(CATEGORY_A) == max(map(categories.count, categories)), (
+        categories
+    )
+    explanation = answer["items"][0]["explanation"]
+    assert f"category {CATEGORY_A}: interest" in explanation
+    # the probe's events are all views of A: the explanation gives that kind's fitted half-life
+    assert decay.describe_half_life(fitted_half_lives(stack[0])[(CATEGORY_A, "view")]) in explanation
+
+
+def test_old_interest_fades_behind_recent_interest(served):
+    answer = recommend(served, user_id="probe_shift", k=5)
+    categories = [item["category_id"] for item in answer["items"]]
+    assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) == max(map(categories.count, categories)), (
+        categories
+    )
+
+
+def test_requests_skip_the_tracing_middleware_unless_traces_are_wanted(served):
+    """SERVE_TRACING_SAMPLE_RATE is unset: BentoML's OpenTelemetry middleware (which sets the request-id
+    header) is skipped for every path (serving.middleware.tracing_config)."""
+    response = requests.post(f"{served}/recommend", json={"user_id": "probe_recent", "k": 3}, timeout=10)
+    assert response.status_code == 200 and len(response.json()["items"]) == 3
+    assert "x-bentoml-request-id" not in {name.lower() for name in response.headers}
+
+
+def test_unknown_user_gets_the_popularity_fallback(served):
+    answer = recommend(served, user_id="nobody-we-know", k=3)
+    assert answer["fallback"] is True
+    assert len(answer["items"]) == 3
+    assert answer["items"][0]["explanation"].startswith("popular")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user_id": "", "k": 5},
+        {"user_id": "u1", "k": 0},
+        {"user_id": "u1", "k": 5000},
+        {"k": 5},
+        {"user_id": "u1", "k": "many"},
+    ],
+)
+def test_invalid_requests_get_400_with_a_message(served, body):
+    response = requests.post(f"{served}/recommend", json=body, timeout=10)
+    assert response.status_code == 400
+    assert "validation error" in response.json()["error"]
+    assert "Traceback" not in response.text
+
+
+COPY_MODEL = """
+import shutil, sys
+from pathlib import Path
+import bentoml
+from models import registry
+source = bentoml.models.get(registry.champion())
+with bentoml.models.create(source.tag.name, labels=source.info.labels, metadata=source.info.metadata) as copy:
+    shutil.copytree(source.path, copy.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.yaml"))
+    if sys.argv[1] == "broken":
+        (Path(copy.path) / "model.pt").write_bytes(b"not a checkpoint")
+print(copy.tag)
+"""
+
+
+def in_stack(env, code: str, *args: str) -> str:
+    run = subprocess.run(
+        [str(BIN / "python"), "-c", code, *args], env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+
+
+def wait_for(url: str, condition, what: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = call(url, "deployment")
+        if condition(state):
+            return state
+        assert time.monotonic() < deadline, f"{what}: {state}"
+        time.sleep(0.5)
+
+
+def test_a_new_champion_serves_without_downtime_and_a_broken_one_never_does(stack, served):
+    """Promote a new model while requests run: the server switches to it with no failed request. Promote a
+    model that cannot load: the server keeps the current one and says why. Roll both back."""
+    import threading
+
+    env, _ = stack
+    original = call(served, "deployment")
+    assert original["model"] == original["champion"] and original["last_error"] is None
+    answers, errors, stop = [], [], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(recommend(served, user_id="probe_recent", k=3)["model"])
+            except Exception as error:  # noqa: BLE001 (every failure is a finding)
+                errors.append(repr(error))
+
+    client = threading.Thread(target=load)
+    client.start()
+    try:
+        fresh = in_stack(env, COPY_MODEL, "fresh")
+        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e deploy')", fresh)
+        wait_for(served, lambda s: s["model"] == fresh, "the new champion was not deployed")
+        broken = in_stack(env, COPY_MODEL, "broken")
+        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e broken')", broken)
+        state = wait_for(served, lambda s: s["last_error"] is not None, "the broken champion was not reported")
+        assert state["model"] == fresh and state["champion"] == broken and broken in state["last_error"]
+        time.sleep(1)
+    finally:
+        stop.set()
+        client.join(timeout=60)
+        for _ in range(2):  # back to the original champion for the tests that follow
+            in_stack(env, "from models.registry import rollback; rollback()")
+    wait_for(served, lambda s: s["model"] == original["model"] and s["last_error"] is None, "rollback not deployed")
+    assert errors == [] and len(answers) > 20
+    assert answers[0] == original["model"] and answers[-1] == fresh and broken not in answers
+
+
+def test_what_the_server_answered_reaches_postgres_for_prediction_drift(stack, served):
+    """The serving process logs each answer (model, scores, fallback) to monitoring.served_predictions."""
+    env, _ = stack
+    before = recommend(served, user_id="nobody-we-know", k=2)
+    assert before["fallback"] is True
+    deadline, rows = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+            if conn.execute("select to_regclass('monitoring.served_predictions')").fetchone()[0]:
+                rows = conn.execute(
+                    "select model, fallback, top_score, item_count from monitoring.served_predictions "
+                    "where endpoint = 'recommend' order by served_at"
+                ).fetchall()
+        if rows and rows[-1][1] is True:
+            break
+        time.sleep(1)
+    assert len(rows) > 20 and len({model for model, *_ in rows}) >= 2  # the deploy test switched models
+    assert rows[-1][1:] == (True, None, 2)  # the fallback just served: no model score, two items
+    assert all(score is not None for _, fallback, score, _ in rows if not fallback)
+
+
+def test_churn_risk_is_a_probability_per_user(stack, served):
+    env, _ = stack
+    report = json.loads((Path(env["REPORTS_DIR"]) / f"{AS_OF:%Y-%m-%d}" / "churn.json").read_text())
+    assert {"model", "baseline"} <= set(report["metrics"]) and report["test_users"] > 50
+    answer = call(served, "churn_risk", user_ids=["u1", "u2", "nobody-we-know"])
+    probabilities = [user["probability"] for user in answer["users"]]
+    assert [user["user_id"] for user in answer["users"]] == ["u1", "u2", "nobody-we-know"]
+    assert all(0.0 < p < 1.0 for p in probabilities[:2]) and probabilities[2] is None
+    assert answer["horizon_days"] == 14 and answer["users"][2]["known_user"] is False
+
+
+def test_interest_profile_is_decayed_to_now_with_half_lives(stack, served):
+    profile = call(served, "interest", user_id="probe_recent")
+    assert profile["known_user"] is True
+    top = profile["categories"][0]
+    fitted = fitted_half_lives(stack[0])[(CATEGORY_A, "view")]  # the run's fit, not the 7-day default
+    assert top["category_id"] == CATEGORY_A and top["half_life_days"] == {"view": pytest.approx(fitted, rel=1e-12)}
+    assert fitted != 7.0
+    assert sum(c["share"] for c in profile["categories"]) == pytest.approx(1.0)
+    # stored as of AS_OF, decayed to the request time with the fitted half-life
+    stored_days = dt.datetime.fromisoformat(profile["as_of"]) - dt.datetime.fromisoformat(profile["scores_as_of"])
+    assert stored_days.total_seconds() > 0
+    assert call(served, "interest", user_id="nobody-we-know")["known_user"] is False
+
+
+def test_audience_lists_pseudonyms_of_interested_users(stack, served):
+    from interest_decay.events.pseudonym import pseudonymise
+
+    audience = call(served, "audience", category_id=CATEGORY_A, min_interest=0.0, limit=10_000)
+    users = [member["user_id"] for member in audience["users"]]
+    assert pseudonymise("probe_recent") in users and "probe_recent" not in users
+    interests = [member["interest"] for member in audience["users"]]
+    assert interests == sorted(interests, reverse=True)
+    # Each user's interest is the mart's interest at the latest stored day, each event type's part decayed
+    # from that day to the request time with its half-life (the category's kinds are all exponential).
+    env, _ = stack
+    computed_from = dt.datetime.fromisoformat(audience["computed_from"])
+    age_days = (dt.datetime.fromisoformat(audience["as_of"]) - computed_from).total_seconds() / 86400
+    with psycopg.connect(pg_conninfo(env["PGDATABASE"])) as conn:
+        kinds = dict(
+            conn.execute(
+                "select event_type, half_life_days from analytics.int_event_kind_parameters "
+                "where category_id = %s and family = 'exponential'",
+                (CATEGORY_A,),
+            ).fetchall()
+        )
+        parts = [f"coalesce(interest_{t}, 0) * power(0.5, %(age)s / {h})" for t, h in kinds.items()]
+        want = dict(
+            conn.execute(
+                f"select user_id, {' + '.join(parts)} from analytics.user_category_interest "
+                "where category_id = %(category)s and as_of = %(as_of)s",
+                {"age": age_days, "category": CATEGORY_A, "as_of": computed_from},
+            ).fetchall()
+        )
+        assert (
+            len(kinds)
+            == conn.execute(
+                "select count(*) from analytics.int_event_kind_parameters where category_id = %s", (CATEGORY_A,)
+            ).fetchone()[0]
+        )
+    assert len(users) == len(want) > 0
+    for member in audience["users"]:
+        assert member["interest"] == pytest.approx(want[member["user_id"]], rel=1e-9)
+    assert call(served, "audience", category_id="no-such-category")["users"] == []
+
+
+def test_live_events_are_stored_and_change_recommendations_at_once(served):
+    now = dt.datetime.now(dt.UTC)
+    live = [
+        {
+            "user_id": "probe_live",
+            "item_id": items_of(CATEGORY_B)[i],
+            "category_id": CATEGORY_B,
+            "event_type": "purchase",
+            "ts": (now - dt.timedelta(minutes=10 * i)).isoformat(),
+        }
+        for i in range(3)
+    ]
+    bad = [
+        {
+            "user_id": "probe_live",
+            "item_id": "1",
+            "category_id": CATEGORY_A,
+            "event_type": "teleport",
+            "ts": now.isoformat(),
+        },
+        {
+            "user_id": "probe_live",
+            "item_id": "1",
+            "category_id": CATEGORY_A,
+            "event_type": "view",
+            "ts": "2999-01-01T00:00:00Z",
+        },
+    ]
+    assert call(served, "recommend", user_id="probe_live", k=3)["fallback"] is True
+    result = call(served, "events", events=live + bad)
+    assert (result["accepted"], result["rejected"], result["users_updated"]) == (3, 2, 1)
+    assert [e["reason"] for e in result["events"][3:]] == [
+        'unknown event_type "teleport"',
+        "timestamp in the future (after load time + 1 day)",
+    ]
+    answer = call(served, "recommend", user_id="probe_live", k=3)
+    assert answer["fallback"] is False and answer["items"][0]["category_id"] == CATEGORY_B
+    assert call(served, "interest", user_id="probe_live")["categories"][0]["category_id"] == CATEGORY_B
+    again = call(served, "events", events=live + bad)
+    assert again["duplicate_batch"] is True and again["load_id"] == result["load_id"] and again["users_updated"] == 0
+    with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
+        stored = conn.execute("select count(*) from raw.events where load_id = %s", (result["load_id"],)).fetchone()[0]
+    assert stored == 5  # accepted and rejected rows alike, for staging to count
+
+
+def test_recommend_filters_by_category_and_past_purchases(served):
+    from interest_decay.events.pseudonym import pseudonymise
+
+    answer = call(served, "recommend", user_id="probe_recent", k=20, category_id=CATEGORY_B)
+    assert len(answer["items"]) == 20 and {item["category_id"] for item in answer["items"]} == {CATEGORY_B}
+    with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
+        user, bought = next(
+            (u, {i for (i,) in rows})
+            for u in (f"u{n}" for n in range(400))
+            if (
+                rows := conn.execute(
+                    "select distinct item_id from analytics.stg_behaviour__events "
+                    "where user_id = %s and event_type = 'purchase'",
+                    (pseudonymise(u),),
+                ).fetchall()
+            )
+        )
+    everything = {item["item_id"] for item in call(served, "recommend", user_id=user, k=1000)["items"]}
+    kept = {
+        item["item_id"] for item in call(served, "recommend", user_id=user, k=1000, exclude_purchased=True)["items"]
+    }
+    assert bought & everything and not bought & kept and kept == everything - bought
+
+
+@pytest.mark.parametrize(
+    "endpoint, body",
+    [
+        ("recommend", {"user_id": "u1", "k": 5, "category_id": "no-such-category"}),
+        ("events", {"events": []}),
+        ("events", {"events": [{"user_id": "u1"}] * 10_001}),
+        ("audience", {"category_id": "3", "limit": 0}),
+        ("interest", {"user_id": ""}),
+        ("churn_risk", {"user_ids": []}),
+    ],
+)
+def test_other_invalid_requests_get_400_with_a_message(served, endpoint, body):
+    response = requests.post(f"{served}/{endpoint}", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    payload = response.json()  # BentoML 1.4 wraps errors the service raises in a list: [{"error": ...}]
+    assert (payload[0] if isinstance(payload, list) else payload)["error"] and "Traceback" not in response.text
+
+
+def test_schemathesis_finds_no_server_error(served, tmp_path):
+    """Property-based requests generated from the service's OpenAPI spec never get a 5xx. /events is left
+    out here: its generated events would be stored and change the tables the REST-API test compares;
+    its validation is covered by the tests above."""
+    run = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{served}/docs.json",
+            "--checks",
+            "not_a_server_error",
+            "--exclude-path",
+            "/events",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    tested = re.search(r"Tested:\s+(\d+)", run.stdout)
+    assert "No issues found" in run.stdout and tested and int(tested.group(1)) >= 7, run.stdout[-3000:]
