@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make lint: ruff (lint, then format check) on the Python code, sqlfluff on the dbt models.
 # sqlfluff's dbt templater compiles every model, and some read the database while compiling (the event types
-# from the seed, the interest snapshots' plan): the raw tables, the seeds and the few upstream views they read
+# from the seed, the interest deltas' plan): the raw tables, the seeds and the few upstream views they read
 # are created first (idempotent, no events needed). A model sqlfluff had to skip fails the lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -284,13 +284,13 @@ class InterestService:
     ) -> Audience:
         """Users whose interest in a category, decayed to now, is at least ``min_interest`` (ad targeting).
 
-        Read from the batch marts (dbt ``interest_snapshots``, see its docs) and decayed to now per kind:
+        Read from the batch marts (dbt ``int_interest_day_deltas``, see its docs) and decayed to now per kind:
         exponential kinds exactly from each stored day; logistic and period kinds at their value of the
         latest stored day."""
         now = dt.datetime.now(dt.UTC)
         with self._db() as conn:
             columns = [
-                c.name for c in conn.execute(f"select * from {self.schema}.interest_snapshots limit 0").description
+                c.name for c in conn.execute(f"select * from {self.schema}.int_interest_day_deltas limit 0").description
             ]
             sql = audience_sql(
                 self.schema,

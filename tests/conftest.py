@@ -18,7 +18,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_PSEUDONYM_KEY = "test-pseudonym-key"
 os.environ["PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY  # tests pseudonymise with a known key
-# The event types of the dbt seed: interest_snapshots has an "interest_<type>" column for each.
+# The event types of the dbt seed: int_interest_day_deltas has an "interest_<type>" column for each.
 EVENT_TYPES = sorted(
     row["event_type"]
     for row in csv.DictReader(

@@ -2,7 +2,7 @@
     case; every other case goes to dbt's own materialization unchanged (dbt.materialization_*_default), so
     first runs, --full-refresh, schema changes, grants and persisted docs behave exactly as in dbt.
 
-    - `incremental` with `direct_insert=true` (staging's two models, interest_snapshots): the new rows go into
+    - `incremental` with `direct_insert=true` (staging's two models, int_interest_day_deltas): the new rows go into
       the table in one statement. It keeps dbt's name because is_incremental() is true only for a model
       materialized 'incremental'; a model without direct_insert gets dbt's incremental, untouched.
     - `view_if_changed` (the intermediate folder's default, user_category_interest): a view whose SQL is
@@ -12,7 +12,7 @@
     from information_schema four times, then copies the temp table into the model's table. When the model's
     columns are the table's (by name: with on_schema_change ignore or append_new_columns dbt does not
     compare types either), one statement does the same: the new rows go straight into the table. (A daily
-    run of interest_snapshots on the 10M-event benchmark: bench-results/data_layer.json.) -#}
+    run of int_interest_day_deltas on the 10M-event benchmark: bench-results/data_layer.json.) -#}
 {% materialization incremental, adapter='postgres' %}
     {%- set existing = load_cached_relation(this) -%}
     {%- if not config.get('direct_insert') or config.get('incremental_strategy') != 'append'

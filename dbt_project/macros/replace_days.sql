@@ -1,5 +1,5 @@
 {#- Incremental strategy 'replace_days' of the per-day marts (those kept per as_of day, each with a BRIN
-    index on the day; interest_snapshots deletes its days in a pre-hook instead): the run's rows replace the stored rows of the same
+    index on the day; int_interest_day_deltas deletes its days in a pre-hook instead): the run's rows replace the stored rows of the same
     days (unique_key: the day column). dbt's delete+insert deletes `where day in (select day from the
     new rows)`, which PostgreSQL plans as a scan of the whole table: O(stored rows), not O(new rows)
     (0.13 s at 1.1M rows, growing by a day's rows every day). Bounding the day by the new rows' first and

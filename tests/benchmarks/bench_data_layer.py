@@ -2,7 +2,7 @@
 a floor measured in the same run. Writes bench-results/data_layer.json.
 
 - ingest: `interest_decay.events.ingest` of a CSV vs a bare COPY of the same file into a table of text columns;
-- full refresh: dbt's interest_snapshots + the view user_category_interest for one as_of day (execution
+- full refresh: dbt's int_interest_day_deltas + the view user_category_interest for one as_of day (execution
   time from dbt's run_results.json) vs one hand-written SQL aggregate over the staged table (exponential
   decay, half-life 7 d, the same weights); three times each, interleaved, medians reported, after a
   VACUUM ANALYZE of the freshly staged tables (so that autovacuum does not run during the timings);
@@ -43,7 +43,7 @@ from interest_decay.events.synthetic import generate, write_events
 from tests.conftest import DBT, PROJECT_ROOT, recreate_database, stack_env
 
 END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-MART_MODELS = ("interest_snapshots", "user_category_interest")
+MART_MODELS = ("int_interest_day_deltas", "user_category_interest")
 FLOOR_SQL = """
 create table bench_floor as
 select e.user_id, e.category_id,
@@ -159,9 +159,9 @@ def floor_aggregate(conninfo: str, as_of: dt.datetime, sql: str = FLOOR_SQL, **p
 
 
 def statement_without_dbt(conninfo: str, env: dict) -> float:
-    """Seconds of the insert statement of interest_snapshots' latest dbt run (its compiled SQL, with the
+    """Seconds of the insert statement of int_interest_day_deltas' latest dbt run (its compiled SQL, with the
     model's `jit = off`), executed in a transaction that is rolled back."""
-    compiled = next((Path(env["DBT_TARGET_PATH"]) / "run").rglob("interest_snapshots.sql")).read_text()
+    compiled = next((Path(env["DBT_TARGET_PATH"]) / "run").rglob("int_interest_day_deltas.sql")).read_text()
     with psycopg.connect(conninfo) as conn:
         conn.execute("set local jit = off")
         start = time.perf_counter()
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     full_runs, full_s, full = median_run(fulls)
     floor_s, same_grain_s = statistics.median(floors), statistics.median(same_grains)
 
-    settle(conninfo, "analytics.interest_snapshots")
+    settle(conninfo, "analytics.int_interest_day_deltas")
     log("incremental: 1% new events, next day")
     ingest([work / "new_events.csv"], conninfo)
     restage_s, restage_models = timed(
@@ -275,13 +275,13 @@ def main(argv: list[str] | None = None) -> None:
         if i:  # the day again as a first run: its rows go and are vacuumed away, as a day's are before it runs
             log(f"incremental again as a first run of the day ({i + 1}/{REPEATS})")
             with psycopg.connect(conninfo) as conn:
-                conn.execute("delete from analytics.interest_snapshots where as_of = %s::timestamptz", (next_day,))
-            settle(conninfo, "analytics.interest_snapshots")
+                conn.execute("delete from analytics.int_interest_day_deltas where as_of = %s::timestamptz", (next_day,))
+            settle(conninfo, "analytics.int_interest_day_deltas")
         incrementals.append(run_marts(env, next_day))
     incremental_runs, incremental_s, incremental = median_run(incrementals)
 
     rows_sql = (
-        "select count(*) from analytics.interest_snapshots where as_of = '{}'::timestamptz and user_id is not null"
+        "select count(*) from analytics.int_interest_day_deltas where as_of = '{}'::timestamptz and user_id is not null"
     )
     full_rows, incremental_rows = count(conninfo, rows_sql.format(as_of)), count(conninfo, rows_sql.format(next_day))
     log("re-running the same day twice (replaces its rows)")
@@ -289,11 +289,11 @@ def main(argv: list[str] | None = None) -> None:
     if count(conninfo, rows_sql.format(next_day)) != incremental_rows:
         raise RuntimeError("re-running the day changed its row count")
     log("where the incremental run's time goes: its statement without dbt, the floors")
-    settle(conninfo, "analytics.interest_snapshots")
+    settle(conninfo, "analytics.int_interest_day_deltas")
     statements = [statement_without_dbt(conninfo, env) for _ in range(REPEATS)]
     full_watermark = count(
         conninfo,
-        "select watermark_load_id from analytics.interest_snapshots "
+        "select watermark_load_id from analytics.int_interest_day_deltas "
         f"where as_of = '{as_of}'::timestamptz and user_id is null",
     )
     incremental_floors = [

@@ -58,7 +58,12 @@ def test_interest_pipeline_runs_its_steps_in_order(dagbag):
     assert "ingest" in upstream("dbt_staging.stg_behaviour__events_checked.run")
     # the decay is fitted on the staged events, and every model that decays interest runs after the fit
     assert "dbt_staging.stg_behaviour__events.test" in upstream("fit_decay")
-    for model in ("int_decay_parameters", "int_event_kind_parameters", "interest_snapshots", "user_interest_features"):
+    for model in (
+        "int_decay_parameters",
+        "int_event_kind_parameters",
+        "int_interest_day_deltas",
+        "user_interest_features",
+    ):
         assert "fit_decay" in upstream(f"dbt.{model}.run"), model
     assert not any(task.startswith("dbt.") for task in upstream("fit_decay"))
     assert {"dbt.user_interest_features.run", "dbt.user_category_interest.test"} <= upstream("feast_materialize")

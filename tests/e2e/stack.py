@@ -76,7 +76,7 @@ def fitted_half_lives(env: dict) -> dict[tuple[str, str], float]:
 
 
 INTEREST_TABLES = {  # keys first, the float interest last
-    "interest_snapshots": [
+    "int_interest_day_deltas": [
         "as_of",
         "user_id",
         "category_id",

@@ -49,10 +49,10 @@ def trigger_and_wait(env: dict, url: str, conf: dict) -> tuple[requests.Session,
 
 
 def markers(database: str) -> list[tuple]:
-    """interest_snapshots' day markers: (as_of, parameters fingerprint), by day."""
+    """int_interest_day_deltas' day markers: (as_of, parameters fingerprint), by day."""
     with psycopg.connect(pg_conninfo(database)) as conn:
         return conn.execute(
-            "select as_of, parameters_fingerprint from analytics.interest_snapshots where user_id is null order by 1"
+            "select as_of, parameters_fingerprint from analytics.int_interest_day_deltas where user_id is null order by 1"
         ).fetchall()
 
 

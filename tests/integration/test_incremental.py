@@ -1,4 +1,4 @@
-"""Incremental maintenance of the interest snapshots is exact: eight daily runs, each loading that
+"""Incremental maintenance of the per-day interest deltas (int_interest_day_deltas) is exact: eight daily runs, each loading that
 day's file (with late events of earlier days and re-sent duplicates), give the same interest as one
 full refresh over all files, to 1e-9 relative, while each daily run writes rows only for the keys its
 new events touch; re-running the last day changes nothing."""
@@ -30,7 +30,7 @@ select %(t)s::timestamptz as as_of, s.user_id, s.category_id, v.event_type,
        sum(case when s.recomputed then v.interest
                 else v.interest * power(0.5::float8, extract(epoch from %(t)s - s.as_of)::float8 / 86400 / k.half_life_days)
            end) as interest
-from analytics.interest_snapshots s
+from analytics.int_interest_day_deltas s
 cross join lateral (values {", ".join(f"('{t}', s.interest_{t})" for t in EVENT_TYPES)}) as v (event_type, interest)
 join analytics.int_event_kind_parameters k on k.category_id = s.category_id and k.event_type = v.event_type
 where s.as_of <= %(t)s and (not s.recomputed or s.as_of = %(t)s) and v.interest is not null
@@ -97,7 +97,9 @@ def runs(tmp_path_factory):
             "--vars",
             f'{{as_of: "{day(i + 1)}", as_of_start: "{day(i + 1)}"}}',
         )
-    compiled = Path(inc_env["DBT_TARGET_PATH"]) / "compiled/interest_decay/models/intermediate/interest_snapshots.sql"
+    compiled = (
+        Path(inc_env["DBT_TARGET_PATH"]) / "compiled/interest_decay/models/intermediate/int_interest_day_deltas.sql"
+    )
     last_daily_sql = compiled.read_text()
     full, full_env = prepare("test_incremental_full", tmp)
     ingest(files, full)
@@ -133,15 +135,15 @@ def test_daily_runs_read_only_uncounted_events_and_write_only_touched_keys(runs)
     assert f"event_ts >= (date '{day(DAYS - 1)}'" in last_daily_sql
     with psycopg.connect(incremental) as conn:
         marks = conn.execute(
-            "select as_of::date, max(watermark_load_id), count(*) from analytics.interest_snapshots "
+            "select as_of::date, max(watermark_load_id), count(*) from analytics.int_interest_day_deltas "
             "group by 1 order by 1"
         ).fetchall()
         exponential_keys = conn.execute(
-            "select count(distinct (user_id, category_id)) from analytics.interest_snapshots "
+            "select count(distinct (user_id, category_id)) from analytics.int_interest_day_deltas "
             "where not recomputed and user_id is not null"
         ).fetchone()[0]
         last_day_exponential_rows = conn.execute(
-            "select count(*) from analytics.interest_snapshots "
+            "select count(*) from analytics.int_interest_day_deltas "
             "where not recomputed and user_id is not null and as_of = %s",
             (dt.datetime.fromisoformat(day(DAYS)).replace(tzinfo=dt.UTC),),
         ).fetchone()[0]
@@ -165,7 +167,7 @@ def test_incremental_equals_full_refresh(runs):
 
 def test_rerunning_the_last_day_changes_nothing(runs):
     incremental, env, _, _ = runs
-    stored = "select * from analytics.interest_snapshots order by as_of, user_id, category_id, recomputed"
+    stored = "select * from analytics.int_interest_day_deltas order by as_of, user_id, category_id, recomputed"
     with psycopg.connect(incremental) as conn:
         rows_before = conn.execute(stored).fetchall()
     before = snapshot(incremental, day(DAYS))
@@ -189,7 +191,7 @@ def test_rerunning_an_older_day_recomputes_the_days_after_it(runs):
         days = [
             str(d)
             for (d,) in conn.execute(
-                "select distinct as_of::date from analytics.interest_snapshots order by 1"
+                "select distinct as_of::date from analytics.int_interest_day_deltas order by 1"
             ).fetchall()
         ]
     assert days == [day(i + 1) for i in range(DAYS)]  # days 5..8 recomputed, none lost
@@ -236,7 +238,7 @@ def test_changed_parameters_replace_the_stored_days(runs):
     with psycopg.connect(incremental) as conn:
         days, fingerprints = conn.execute(
             "select array_agg(distinct as_of::date::text), count(distinct parameters_fingerprint) "
-            "from analytics.interest_snapshots"
+            "from analytics.int_interest_day_deltas"
         ).fetchone()
     assert sorted(days) == [day(DAYS - 2), day(DAYS - 1), day(DAYS)] and fingerprints == 1
     assert_same(snapshot(incremental, day(DAYS)), snapshot(full, day(DAYS)))

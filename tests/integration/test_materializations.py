@@ -1,7 +1,7 @@
 """The project's dbt materializations on PostgreSQL (dbt_project/macros/materializations.sql): an
 incremental `append` run inserts straight from the model's query (no temp table) while the columns match
 and leaves schema changes to dbt's own materialization; a view whose SQL is unchanged is left as it is.
-And interest_snapshots, which plans its days when it compiles: a run that another run overtook between its
+And int_interest_day_deltas, which plans its days when it compiles: a run that another run overtook between its
 plan and its lock stops with nothing written."""
 
 import datetime as dt
@@ -61,17 +61,17 @@ def test_daily_run_inserts_straight_from_the_query(stack):
     ingest([write_events(later, Path(env["DECAY_STATE_DIR"]) / "later.csv")], conninfo)
     run_day(env, NEXT_DAY)
     executed = (
-        Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql"
+        Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/int_interest_day_deltas.sql"
     ).read_text()
     assert "insert into" in executed and "__dbt_tmp" not in executed
     staged = (Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/staging/stg_behaviour__events.sql").read_text()
     assert "__dbt_tmp" not in staged
-    assert statuses(env)["interest_snapshots"].startswith("INSERT 0 ")
+    assert statuses(env)["int_interest_day_deltas"].startswith("INSERT 0 ")
     # the new day holds one marker row and the (user, category) keys of the 200 new events
     (days, markers, keys) = one(
         conninfo,
         "select count(distinct as_of), count(*) filter (where user_id is null), "
-        "count(*) filter (where user_id is not null) from analytics.interest_snapshots "
+        "count(*) filter (where user_id is not null) from analytics.int_interest_day_deltas "
         "where as_of = %s",
         dt.datetime.fromisoformat(NEXT_DAY).replace(tzinfo=dt.UTC),
     )
@@ -110,27 +110,27 @@ def test_a_run_overtaken_after_its_plan_stops_and_writes_nothing(stack):
     writer commits meanwhile (here: a marker row rewritten, as any run does). The run must not write rows
     planned from the old state."""
     conninfo, env = stack
-    stored = "select count(*), sum(event_count) from analytics.interest_snapshots"
+    stored = "select count(*), sum(event_count) from analytics.int_interest_day_deltas"
     before = one(conninfo, stored)
-    with psycopg.connect(conninfo) as other:  # what another interest_snapshots run holds until it commits
-        other.execute("select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))")
+    with psycopg.connect(conninfo) as other:  # what another int_interest_day_deltas run holds until it commits
+        other.execute("select pg_advisory_xact_lock(hashtext('interest_decay.int_interest_day_deltas'))")
         run = start_dbt(
             env,
             "run",
             "--select",
-            "interest_snapshots",
+            "int_interest_day_deltas",
             "--vars",
             f'{{as_of: "{NEXT_DAY}", as_of_start: "{NEXT_DAY}"}}',
         )
         assert wait_for_a_blocked_advisory_lock(conninfo, run), run.communicate()[0][-4000:]
         other.execute(
-            "update analytics.interest_snapshots set watermark_load_id = watermark_load_id "
-            "where user_id is null and as_of = (select max(as_of) from analytics.interest_snapshots)"
+            "update analytics.int_interest_day_deltas set watermark_load_id = watermark_load_id "
+            "where user_id is null and as_of = (select max(as_of) from analytics.int_interest_day_deltas)"
         )
     output = run.communicate(timeout=120)[0]
     assert run.returncode != 0 and "changed after this run planned its days" in output
     assert one(conninfo, stored) == before
-    run_day(env, NEXT_DAY, select="interest_snapshots")  # planned again, it runs
+    run_day(env, NEXT_DAY, select="int_interest_day_deltas")  # planned again, it runs
     assert one(conninfo, stored) == before  # the same day again: replaced, not added
 
 
@@ -146,7 +146,7 @@ def test_new_event_type_adds_its_column_through_dbts_materialization(stack):
     try:
         run_day(env, NEXT_DAY)
         executed = (
-            Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/interest_snapshots.sql"
+            Path(env["DBT_TARGET_PATH"]) / "run/interest_decay/models/intermediate/int_interest_day_deltas.sql"
         ).read_text()
         assert "__dbt_tmp" in executed  # dbt's materialization handled the schema change
         with psycopg.connect(conninfo) as conn:
@@ -154,7 +154,7 @@ def test_new_event_type_adds_its_column_through_dbts_materialization(stack):
                 c
                 for (c,) in conn.execute(
                     "select column_name from information_schema.columns where table_schema = 'analytics' "
-                    "and table_name = 'interest_snapshots'"
+                    "and table_name = 'int_interest_day_deltas'"
                 )
             ]
             assert "interest_share" in columns
@@ -167,13 +167,13 @@ def test_new_event_type_adds_its_column_through_dbts_materialization(stack):
 
 
 def test_kind_parameters_older_than_the_weights_stop_the_run(stack):
-    """interest_snapshots filters on int_event_kind_parameters.type_position: built before the event types
+    """int_interest_day_deltas filters on int_event_kind_parameters.type_position: built before the event types
     changed, the positions would put interest into the wrong columns, so the run stops and says what to run."""
     conninfo, env = stack
     with psycopg.connect(conninfo) as conn:
         conn.execute("insert into analytics.event_type_weights (event_type, weight) values ('aaa', 1.0)")
     try:
-        run = run_day(env, NEXT_DAY, select="interest_snapshots", check=False)
+        run = run_day(env, NEXT_DAY, select="int_interest_day_deltas", check=False)
         assert run.returncode != 0
         assert "int_event_kind_parameters was built before event_type_weights changed" in run.stdout
     finally:

@@ -31,8 +31,9 @@ final as (
         parameters.logistic_l,
         parameters.period_days,
         parameters.period_weights,
-        {#- For interest_snapshots, which sums over millions of events: ln(0.5) / half-life (0.5^(t/h) = e^(rate*t))
-            and the event type's place in event_types() (an integer to filter on rather than a text). #}
+        {#- For int_interest_day_deltas, which sums over millions of events: ln(0.5) / half-life
+            (0.5^(t/h) = e^(rate*t)) and the event type's place in event_types() (an integer to filter on
+            rather than a text). #}
         case when parameters.half_life_days > 0 and parameters.half_life_days < 'infinity'::float8
             then ln(0.5::float8) / parameters.half_life_days end as ln_decay_per_day,
         {{ type_position(event_types(), 'event_kinds.event_type') }} as type_position

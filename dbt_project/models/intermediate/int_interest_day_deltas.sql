@@ -3,15 +3,15 @@
 -- depends_on: {{ ref('event_type_weights') }}
 {{ config(materialized='incremental', incremental_strategy='append', direct_insert=true,
           indexes=[{'columns': ['as_of'], 'type': 'brin'}], on_schema_change='append_new_columns',
-          pre_hook=["{{ interest_snapshots_lock() }}", "{{ interest_snapshots_clear_window() }}",
-                    "{{ interest_snapshots_reset() }}", "set local jit = off"],
+          pre_hook=["{{ interest_deltas_lock() }}", "{{ interest_deltas_clear_window() }}",
+                    "{{ interest_deltas_reset() }}", "set local jit = off"],
           post_hook="{{ '' if is_incremental() else 'create index on ' ~ this ~ ' (as_of) where user_id is null' }}") }}
 
-{#- What each day's run added (see interest_snapshot_plan and the .yml); macro interest_read gives the
+{#- What each day's run added (see interest_deltas_plan and the .yml); macro interest_read gives the
     interest at a day. An incremental run replaces the days of its window: the pre-hooks delete them, the
     run appends their rows. JIT is off: compiling cost more than it saved, ~60 ms of a daily run and ~0.1 s
     of a full refresh on the 10M-event benchmark. -#}
-{%- set plan = interest_snapshot_plan() %}
+{%- set plan = interest_deltas_plan() %}
 {%- set types = plan.types %}
 {%- set first_ts = "(date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set end_ts = "(date '" ~ plan.last_day ~ "'::timestamp at time zone 'UTC')" %}

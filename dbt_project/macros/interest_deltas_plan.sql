@@ -6,7 +6,7 @@
     whose as_of days count as stored (an indexed subset is enough).
     `fingerprint` (an SQL expression; the model stores it in column parameters_fingerprint): when the latest
     stored day was computed with another one (the decay parameters changed since), the whole window is
-    recomputed (and the stored days after it), as interest_snapshots recomputes it under the new parameters. -#}
+    recomputed (and the stored days after it), as int_interest_day_deltas recomputes it under the new parameters. -#}
 {% macro incremental_days(relation, stored_where='true', fingerprint=none) %}
     {%- set days = {'first_day': none, 'last_day': none, 'latest_day': none, 'window_first': none, 'window_last': none,
                     'stale': false} -%}
@@ -38,9 +38,9 @@
     {{ return(days) }}
 {% endmacro %}
 
-{#- What interest_snapshots computes this run.
+{#- What int_interest_day_deltas computes this run.
 
-    interest_snapshots holds, per as_of day, only what that day's run added (see its .yml): for an
+    int_interest_day_deltas holds, per as_of day, only what that day's run added (see its .yml): for an
     exponential kind the events the run counted, decayed to the day; the interest at a day T is the sum of
     all rows up to T, each decayed from its day to T (S(T) = sum S_d * 0.5^((T - d) / h), exact), which
     macro interest_read computes. A run therefore reads only the events no earlier run counted and writes
@@ -54,8 +54,8 @@
     first window day after it.
     Full mode (first run, --full-refresh, no stored day before the window): all events are uncounted.
     Reset (parameters changed since the latest stored day, fingerprint differs): the pre-hook
-    interest_snapshots_reset deletes every stored day, the window is computed in full mode. -#}
-{% macro interest_snapshot_plan() %}
+    interest_deltas_reset deletes every stored day, the window is computed in full mode. -#}
+{% macro interest_deltas_plan() %}
     {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none,
                     'recomputed_kinds': 0, 'reset': false, 'types': []} -%}
     {%- if not execute -%}
@@ -96,7 +96,7 @@
             {%- endif -%}
         {%- endif -%}
     {%- endif -%}
-    {#- For the pre-hook interest_snapshots_clear_window, in this session (dbt compiles and runs a model on one
+    {#- For the pre-hook interest_deltas_clear_window, in this session (dbt compiles and runs a model on one
         connection): the stored days to replace, and the state of the stored days this plan was made from. -#}
     {%- if is_incremental() -%}
         {%- set clear = days.latest_day and days.latest_day >= plan.first_day -%}
@@ -107,22 +107,22 @@
     {{ return(plan) }}
 {% endmacro %}
 
-{#- The state of interest_snapshots' stored days, as text (an SQL expression): every run rewrites the marker
+{#- The state of int_interest_day_deltas' stored days, as text (an SQL expression): every run rewrites the marker
     row of each day it computes, so any run committed in between changes it. -#}
 {% macro snapshot_state(relation) -%}
     (select coalesce(md5(string_agg(xmin::text || '@' || as_of::text, ',' order by as_of)), '')
      from {{ relation }} where user_id is null)
 {%- endmacro %}
 
-{#- The parameters interest_snapshots was computed with, as one md5 (an SQL expression). -#}
+{#- The parameters int_interest_day_deltas was computed with, as one md5 (an SQL expression). -#}
 {% macro parameters_fingerprint() -%}
     md5((select md5(coalesce(string_agg(p::text, ',' order by p::text), '')) from {{ ref('int_decay_parameters') }} p)
         || (select md5(coalesce(string_agg(w::text, ',' order by w::text), '')) from {{ ref('event_type_weights') }} w))
 {%- endmacro %}
 
-{#- Pre-hook of interest_snapshots: changed parameters invalidate every stored day (their rows were decayed
+{#- Pre-hook of int_interest_day_deltas: changed parameters invalidate every stored day (their rows were decayed
     with the old ones), so they go before the window is recomputed in full (the plan's reset). -#}
-{% macro interest_snapshots_reset() %}
+{% macro interest_deltas_reset() %}
     {%- if is_incremental() -%}
         delete from {{ this }}
         where (select parameters_fingerprint from {{ this }} where user_id is null order by as_of desc limit 1)
@@ -130,18 +130,18 @@
     {%- endif -%}
 {% endmacro %}
 
-{#- Pre-hook of interest_snapshots, after the run's lock (interest_snapshots_lock): the stored rows of the days
+{#- Pre-hook of int_interest_day_deltas, after the run's lock (interest_deltas_lock): the stored rows of the days
     the plan recomputes go (none when no stored day is in its window); the run then appends the window's
     rows, so re-running a day replaces it. The days are the plan's, known before the run (dbt's delete+insert
     takes them from the new rows, which PostgreSQL cannot plan an index scan for). The plan was made when the
     model compiled, before the lock: if another run committed since, its base and window may no longer hold,
     and the run stops with nothing written. -#}
-{% macro interest_snapshots_clear_window() %}
+{% macro interest_deltas_clear_window() %}
     {%- if is_incremental() -%}
         {%- set seen = run_query("select current_setting('interest_decay.snapshot_state', true) = "
             ~ snapshot_state(this) ~ ", current_setting('interest_decay.snapshot_window', true)").rows[0] -%}
         {%- if not seen[0] -%}
-            {{ exceptions.raise_compiler_error("interest_snapshots changed after this run planned its days (another "
+            {{ exceptions.raise_compiler_error("int_interest_day_deltas changed after this run planned its days (another "
                 ~ "run committed meanwhile): nothing was written; run it again") }}
         {%- endif -%}
         {%- if seen[1] -%}
@@ -153,12 +153,12 @@
     {%- endif -%}
 {% endmacro %}
 
-{#- First pre-hook of interest_snapshots: one run at a time writes it (held until the run commits). -#}
-{% macro interest_snapshots_lock() -%}
-    select pg_advisory_xact_lock(hashtext('interest_decay.interest_snapshots'))
+{#- First pre-hook of int_interest_day_deltas: one run at a time writes it (held until the run commits). -#}
+{% macro interest_deltas_lock() -%}
+    select pg_advisory_xact_lock(hashtext('interest_decay.int_interest_day_deltas'))
 {%- endmacro %}
 
-{#- The event types of the seed event_type_weights, sorted: interest_snapshots keeps one interest column
+{#- The event types of the seed event_type_weights, sorted: int_interest_day_deltas keeps one interest column
     per type ("interest_<type>"). Read from the seed's table itself (not through ref: the readers would
     otherwise need it as a unit-test input), so `dbt seed` must have run. A type must be a lowercase SQL
     identifier (letters, digits, underscore). -#}
@@ -185,7 +185,7 @@
     array_position(array[{% for t in types %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor %}]::text[], {{ column }})
 {%- endmacro %}
 
-{#- The aggregate columns of an interest_snapshots row over decayed events (columns type_position: the
+{#- The aggregate columns of an int_interest_day_deltas row over decayed events (columns type_position: the
     event type's place in `types` from 1, interest, event_ts): "interest_<type>" per event type of `types`,
     event_count, last_event_ts. -#}
 {% macro snapshot_row_aggregates(types) -%}
@@ -197,7 +197,7 @@
 {%- endmacro %}
 
 {#- Interest per (as_of, user_id, category_id) at each day of `days` (a query with one column as_of), read
-    from interest_snapshots: a row of day d that is not `recomputed` (exponential kinds) counts at T >= d,
+    from int_interest_day_deltas: a row of day d that is not `recomputed` (exponential kinds) counts at T >= d,
     each type's column decayed as interest * 0.5^((T - d) / h) with the half-life of (category, type); a
     recomputed row (logistic and period kinds) only at its own day. Columns: interest (all types),
     "interest_<type>" per event type, event_count and last_event_ts of the same rows. `where` filters the
@@ -234,7 +234,7 @@
             sum(s.event_count)::bigint as event_count,
             max(s.last_event_ts) as last_event_ts
         from ({{ days }}) as days
-        inner join {{ ref('interest_snapshots') }} as s on s.as_of <= days.as_of
+        inner join {{ ref('int_interest_day_deltas') }} as s on s.as_of <= days.as_of
         inner join (
             select
                 {%- for t in types %}
