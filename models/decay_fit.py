@@ -30,6 +30,7 @@ from torch import nn
 
 from interest_decay import decay
 from models.decay_data import Baskets, EventIndex, Histories, target_baskets
+from models.decay_kinds import PARAMETER_COLUMNS
 from models.ranking import TrainData
 
 FAMILIES = ("exponential", "logistic", "period")
@@ -37,16 +38,6 @@ MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; 0.5 ** (1 year / 1e5 days) = 0
 LOG_HALF_LIFE = (math.log(1e-2), math.log(MAX_HALF_LIFE))
 LOG_K, LOG_L = (math.log(1e-3), math.log(1e3)), (math.log(1e-6), math.log(50.0))
 CACHE_BYTES = 1 << 30  # training histories (12 bytes per basket and item) are kept across epochs up to this
-PARAMETER_COLUMNS = [
-    "category_id",
-    "event_type",
-    "family",
-    "half_life_days",
-    "logistic_k",
-    "logistic_l",
-    "period_days",
-    "period_weights",
-]
 
 
 def _scatter_sum(row: torch.Tensor, column: torch.Tensor, value: torch.Tensor, n_rows: int, n_columns: int):

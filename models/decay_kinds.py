@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interest_decay.decay import reference
 from models.decay_likelihood import (
     MAX_HALF_LIFE,
     Family,
@@ -55,22 +56,9 @@ NO_DECAY_LR = 9.21  # chi-square(2) 99% point: the dispersion-corrected likeliho
 NO_DECAY_LEFT = 0.8  # a curve that keeps more than this at the horizon is no decay the data can tell apart
 
 
-TABLE_COLUMNS = [
-    "category_id",
-    "event_type",
-    "family",
-    "half_life_days",
-    "logistic_k",
-    "logistic_l",
-    "period_days",
-    "period_weights",
-    "half_life_low",
-    "half_life_high",
-    "no_decay",
-    "anchors",
-    "users",
-    "origin",
-]
+# A kind's key and parameters (interest_decay.decay.reference's columns), as params.decay_parameters_fitted stores them.
+PARAMETER_COLUMNS = ["category_id", "event_type", *reference.PARAMETER_COLUMNS]
+TABLE_COLUMNS = [*PARAMETER_COLUMNS, "half_life_low", "half_life_high", "no_decay", "anchors", "users", "origin"]
 
 
 def fit_kinds(
@@ -225,17 +213,7 @@ def bootstrap_half_lives(hist: Histograms, fits: dict, chosen: np.ndarray, cfg: 
 def shrink_sparse_kinds(table: pd.DataFrame, min_anchors: int) -> pd.DataFrame:
     """Kinds with fewer than ``min_anchors`` anchors take their category's pooled row, or the global row
     when that one is sparse too; ``origin`` says which ('category c', 'global')."""
-    parameters = [
-        "family",
-        "half_life_days",
-        "logistic_k",
-        "logistic_l",
-        "period_days",
-        "period_weights",
-        "half_life_low",
-        "half_life_high",
-        "no_decay",
-    ]
+    parameters = [*reference.PARAMETER_COLUMNS, "half_life_low", "half_life_high", "no_decay"]
     table = table.reset_index(drop=True)
     keys = pd.MultiIndex.from_frame(table[["category_id", "event_type"]])
     position = pd.Series(np.arange(len(table)), index=keys)

@@ -40,6 +40,7 @@ import numpy as np
 import psycopg
 
 from interest_decay.online.materialization import materialize
+from interest_decay.online.realtime import ONLINE_FEATURES
 from tests.benchmarks.stack import (
     BIN,
     PROJECT_ROOT,
@@ -59,19 +60,7 @@ from tests.benchmarks.stack import (
 DATABASE = "bench_feature_store"
 FEATURE_SERVICE = "recommender_v1"
 FV = "user_interest_fv"
-FV_FEATURES = (
-    "category_ids",
-    "interest_scores",
-    "total_interest",
-    "event_count",
-    "category_count",
-    "last_event_ts",
-    "kind_category_ids",
-    "kind_event_types",
-    "kind_scores",
-    "kind_half_lives",
-    "scores_as_of",
-)
+FV_FEATURES = ONLINE_FEATURES
 GOALS = {"sdk_1_user_p99_ms": 5.0, "sdk_100_users_p99_ms": 30.0, "push_event_to_visible_p99_ms": 1000.0}
 
 
