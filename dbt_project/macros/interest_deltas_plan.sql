@@ -57,7 +57,7 @@
     interest_deltas_reset deletes every stored day, the window is computed in full mode. -#}
 {% macro interest_deltas_plan() %}
     {%- set plan = {'first_day': none, 'last_day': none, 'base_day': none, 'base_watermark': none, 'fingerprint': none,
-                    'recomputed_kinds': 0, 'reset': false, 'types': []} -%}
+                    'recomputed_kinds': 0, 'reset': false, 'types': [], 'clear_days': none, 'state': none} -%}
     {%- if not execute -%}
         {{ return(plan) }}
     {%- endif -%}
@@ -96,13 +96,13 @@
             {%- endif -%}
         {%- endif -%}
     {%- endif -%}
-    {#- For the pre-hook interest_deltas_clear_window, in this session (dbt compiles and runs a model on one
-        connection): the stored days to replace, and the state of the stored days this plan was made from. -#}
+    {#- For the pre-hook interest_deltas_clear_window (interest_deltas_handoff writes them into the compiled SQL):
+        the stored days to replace, and the state of the stored days this plan was made from. -#}
     {%- if is_incremental() -%}
-        {%- set clear = days.latest_day and days.latest_day >= plan.first_day -%}
-        {%- do run_query("select set_config('interest_decay.snapshot_window', '"
-            ~ (plan.first_day ~ '|' ~ plan.last_day if clear else '') ~ "', false), "
-            ~ "set_config('interest_decay.snapshot_state', " ~ snapshot_state(this) ~ ", false)") -%}
+        {%- if days.latest_day and days.latest_day >= plan.first_day -%}
+            {%- do plan.update({'clear_days': [plan.first_day, plan.last_day]}) -%}
+        {%- endif -%}
+        {%- do plan.update({'state': run_query("select " ~ snapshot_state(this)).rows[0][0]}) -%}
     {%- endif -%}
     {{ return(plan) }}
 {% endmacro %}
@@ -130,25 +130,35 @@
     {%- endif -%}
 {% endmacro %}
 
+{#- The plan's part the pre-hook interest_deltas_clear_window needs, as an SQL comment in the model's compiled
+    SQL: the model compiles before its hooks run, and a hook sees the compiled SQL as model.compiled_code. -#}
+{% macro interest_deltas_handoff(plan) -%}
+    /* interest_deltas_plan {{ tojson({'clear_days': plan.clear_days, 'state': plan.state}) }} */
+{%- endmacro %}
+
 {#- Pre-hook of int_interest_day_deltas, after the run's lock (interest_deltas_lock): the stored rows of the days
     the plan recomputes go (none when no stored day is in its window); the run then appends the window's
     rows, so re-running a day replaces it. The days are the plan's, known before the run (dbt's delete+insert
-    takes them from the new rows, which PostgreSQL cannot plan an index scan for). The plan was made when the
-    model compiled, before the lock: if another run committed since, its base and window may no longer hold,
-    and the run stops with nothing written. -#}
+    takes them from the new rows, which PostgreSQL cannot plan an index scan for), read from the compiled SQL
+    (interest_deltas_handoff). The plan was made when the model compiled, before the lock: if another run
+    committed since, its base and window may no longer hold, and the run stops with nothing written. -#}
 {% macro interest_deltas_clear_window() %}
     {%- if is_incremental() -%}
-        {%- set seen = run_query("select current_setting('interest_decay.snapshot_state', true) = "
-            ~ snapshot_state(this) ~ ", current_setting('interest_decay.snapshot_window', true)").rows[0] -%}
-        {%- if not seen[0] -%}
+        {%- set marker = '/* interest_deltas_plan ' -%}
+        {%- if marker not in (model.compiled_code or '') -%}
+            {{ exceptions.raise_compiler_error("int_interest_day_deltas: its compiled SQL carries no plan "
+                ~ "(macro interest_deltas_handoff); nothing was written") }}
+        {%- endif -%}
+        {%- set planned = fromjson(model.compiled_code.split(marker)[1].split(' */')[0]) -%}
+        {%- set state = run_query("select " ~ snapshot_state(this)).rows[0][0] -%}
+        {%- if state != planned.state -%}
             {{ exceptions.raise_compiler_error("int_interest_day_deltas changed after this run planned its days (another "
                 ~ "run committed meanwhile): nothing was written; run it again") }}
         {%- endif -%}
-        {%- if seen[1] -%}
-            {%- set first_day, last_day = seen[1].split('|') -%}
+        {%- if planned.clear_days -%}
         delete from {{ this }}
-        where as_of >= (date '{{ first_day }}'::timestamp at time zone 'UTC')
-            and as_of <= (date '{{ last_day }}'::timestamp at time zone 'UTC')
+        where as_of >= (date '{{ planned.clear_days[0] }}'::timestamp at time zone 'UTC')
+            and as_of <= (date '{{ planned.clear_days[1] }}'::timestamp at time zone 'UTC')
         {%- endif -%}
     {%- endif -%}
 {% endmacro %}

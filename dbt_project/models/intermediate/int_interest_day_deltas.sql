@@ -16,6 +16,7 @@
 {%- set first_ts = "(date '" ~ plan.first_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set end_ts = "(date '" ~ plan.last_day ~ "'::timestamp at time zone 'UTC')" %}
 {%- set base_ts = "(date '" ~ plan.base_day ~ "'::timestamp at time zone 'UTC')" if plan.base_day else none %}
+{{ interest_deltas_handoff(plan) }}
 
 with kinds as (
     select * from {{ ref('int_event_kind_parameters') }}
