@@ -50,7 +50,8 @@ final as (
             when greatest(length(user_id), length(item_id), length(category_id)) > 256
                 then 'oversize id (more than 256 characters)'
             when event_type is null then 'missing event_type'
-            when event_type not in ('view', 'cart', 'fav', 'purchase', 'rating')
+            {#- the event types are the seed's (interest_decay.events.schema.EVENT_TYPES is checked against it) #}
+            when event_type not in (select weights.event_type from {{ ref('event_type_weights') }} as weights)
                 then 'unknown event_type "' || left(event_type, 40) || '"'
             when ts_text is null then 'missing ts'
             when event_ts is null then 'unparseable timestamp "' || left(ts_text, 40) || '"'
