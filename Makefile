@@ -92,10 +92,10 @@ push: venv postgres online-store ## Push an events file as live events to the on
 
 evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao]
 	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b]"; exit 2; }
-	@$(ENV) python -m models.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(EVALUATE_ARGS)
+	@$(ENV) python -m models.harness.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(EVALUATE_ARGS)
 
 rollback: venv ## Make the previous champion model champion again, rebuild the bento, restart serving if it runs
-	@$(ENV) tag=$$(python -m models.registry rollback) && echo "champion is now $$tag" && mkdir -p "$$DECAY_STATE_DIR/logs" && \
+	@$(ENV) tag=$$(python -m models.pipeline.registry rollback) && echo "champion is now $$tag" && mkdir -p "$$DECAY_STATE_DIR/logs" && \
 	  MODEL_TAG=$$tag bentoml build -f serving/bentofile.yaml . > "$$DECAY_STATE_DIR/logs/rollback-build.log" 2>&1 && \
 	  if [ -s "$$DECAY_STATE_DIR/run/serve.pid" ]; then infra/services.sh serve; else echo "serve it with: make serve"; fi
 

@@ -153,7 +153,7 @@ def interest_pipeline():
     @task
     def resolve_window(params: dict | None = None, dag_run=None, logical_date=None) -> dict:
         """The run's as_of day and the windows derived from it (mart days cover training and test)."""
-        from models.run_window import run_window
+        from models.pipeline.run_window import run_window
 
         return run_window(params, (logical_date or dag_run.run_after).date())
 
@@ -193,7 +193,7 @@ def interest_pipeline():
         """Fit each (category, event type)'s decay on the staged events before the test window into
         params.decay_parameters_fitted (Param fit_decay: always, weekly or never); a fit that fails keeps the
         stored parameters and the run goes on. Report: decay.md, decay.json, decay_curves/."""
-        from models.fit_decay import run
+        from models.fitting.fit_decay import run
 
         cutoff = dt.datetime.fromisoformat(window["test_start"]).replace(tzinfo=dt.UTC)
         return run(dt.date.fromisoformat(window["as_of"]), cutoff, window["fit_decay"])
@@ -210,7 +210,7 @@ def interest_pipeline():
     @task
     def train(window: dict) -> dict:
         """Fit on point-in-time features, evaluate on the test window, register in the model store."""
-        from models.train import run
+        from models.pipeline.train import run
 
         summary = run(dt.date.fromisoformat(window["as_of"]))
         return {"model_tag": summary["model_tag"], "metrics": summary["metrics"], "promotion": summary["promotion"]}
@@ -218,14 +218,14 @@ def interest_pipeline():
     @task
     def train_churn(window: dict) -> dict:
         """Churn-risk model vs the recency-frequency baseline; the refit model goes to the model store."""
-        from models.churn import train_churn as fit
+        from models.pipeline.churn import train_churn as fit
 
         return fit(dt.date.fromisoformat(window["as_of"]), window["churn_horizon_days"])
 
     @task
     def evaluate(window: dict, trained: dict) -> dict:
         """Write the model-vs-baseline report; the comparison is returned for the logs and later gates."""
-        from models.report import write_evaluation_report
+        from models.pipeline.report import write_evaluation_report
 
         path = write_evaluation_report(window["as_of"], trained["model_tag"], trained["metrics"], trained["promotion"])
         return {"report": str(path), **trained}

@@ -1,4 +1,4 @@
-"""Deploys without downtime: the serving process follows the recommender champion of ``models.registry``.
+"""Deploys without downtime: the serving process follows the recommender champion of ``models.pipeline.registry``.
 
 Every ``MODEL_RELOAD_SECONDS`` (default 10; 0 turns it off) a daemon thread reads the champion's tag. When
 it changed, the new model is loaded from the BentoML model store *beside* the one serving, checked (one
@@ -29,8 +29,8 @@ class LoadedRecommender:
     """One deployable recommender: the model, its vocabulary and the tag it came from."""
 
     tag: str
-    model: object  # models.recommender.InterestRecommender, in eval mode
-    vocab: object  # models.data.Vocabulary
+    model: object  # models.pipeline.recommender.InterestRecommender, in eval mode
+    vocab: object  # models.pipeline.data.Vocabulary
     item_categories: np.ndarray  # category of each item of vocab.items
     deployed_at: dt.datetime
 
@@ -39,8 +39,8 @@ class LoadedRecommender:
         """Load and check the model saved in ``path``; raises ValueError when it cannot serve."""
         import torch
 
-        from models.data import Vocabulary
-        from models.recommender import InterestRecommender
+        from models.pipeline.data import Vocabulary
+        from models.pipeline.recommender import InterestRecommender
 
         model = InterestRecommender.load(path).eval()
         vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))

@@ -67,7 +67,7 @@ create table if not exists params.decay_parameters_fitted (
     fitted_by text,
     primary key (category_id, event_type)
 );
-{#- The repeat-purchase family's fit (models/repeat_decay.py, written by the fit_decay step): per item the bump
+{#- The repeat-purchase family's fit (models/fitting/repeat_decay.py, written by the fit_decay step): per item the bump
     (mean and spread of its repurchase interval, shrunk item -> category -> global, origin says which won) and the
     family's fade h and bump weight π; item_id '*' is the shop's row, for items the fit has not seen. -#}
 create table if not exists params.repeat_parameters_fitted (
@@ -83,7 +83,7 @@ create table if not exists params.repeat_parameters_fitted (
     fitted_at timestamptz not null default now(),
     fitted_by text
 );
-{#- What the pipeline's fit_decay step records beside the parameters (models/fit_decay.py): the 95% interval of
+{#- What the pipeline's fit_decay step records beside the parameters (models/fitting/fit_decay.py): the 95% interval of
     the half-life, whether the fit says no decay, the events and users behind it, where the row's parameters
     come from (fitted, or pooled: 'category c', 'global'), and the cutoff of the events it saw. A table made
     before them gets them once (checked first: the alter locks the table, and every dbt run starts here). -#}

@@ -12,10 +12,10 @@ kind's half-life: how fast the interest one event reveals fades. For interest th
 from an episode's onset (the demo generator), the events after any event of the episode are, by
 memorylessness, again ``e^(-k τ)`` above the background: the fit gives the generator's rate back.
 
-The likelihood is Poisson over log-spaced τ bins (``models.follow_ups`` builds the histograms,
-``models.decay_likelihood`` holds the families and the solver): a bin's count is the follow-ups that fall in
+The likelihood is Poisson over log-spaced τ bins (``models.fitting.follow_ups`` builds the histograms,
+``models.fitting.decay_likelihood`` holds the families and the solver): a bin's count is the follow-ups that fall in
 it, its exposure the days of it that the anchors' windows cover. All kinds are fitted at once (float64,
-damped Newton with exact Hessians). The pipeline's ``fit_decay`` task runs this (``models.fit_decay``).
+damped Newton with exact Hessians). The pipeline's ``fit_decay`` task runs this (``models.fitting.fit_decay``).
 
 - Family: each kind's family is the one with the best held-out likelihood (two folds of user groups);
   exponential unless another one's gain is consistent across the groups (``FAMILY_Z`` standard errors).
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from interest_decay.decay import reference
-from models.decay_likelihood import (
+from models.fitting.decay_likelihood import (
     MAX_HALF_LIFE,
     Family,
     fit_family,
@@ -47,7 +47,7 @@ from models.decay_likelihood import (
     poisson_nll,
     rate_value,
 )
-from models.follow_ups import ANY, FitConfig, FitError, Histograms, follow_up_histograms
+from models.fitting.follow_ups import ANY, FitConfig, FitError, Histograms, follow_up_histograms
 
 FAMILIES = ("exponential", "logistic", "period")
 FAMILY_Z = 3.0  # another family replaces exponential when its held-out gain, paired over user groups,
@@ -67,7 +67,7 @@ def fit_kinds(
     """The fitted decay of every kind, every category ('c', '*') and all events ('*', '*'), one row each
     (:data:`TABLE_COLUMNS`; also the held-out log-likelihood of each family ``heldout_<family>``, the
     fitted ``background_rate`` β and ``excess_rate`` α), and the histograms behind them.
-    Raises :class:`FitError` when the events cannot give a fit. ``cfg``: ``models/decay_kinds.yaml``'s."""
+    Raises :class:`FitError` when the events cannot give a fit. ``cfg``: ``models/fitting/decay_kinds.yaml``'s."""
     cfg = cfg or FitConfig.load()
     before = events[events["ts"] < cutoff]
     if before.empty:

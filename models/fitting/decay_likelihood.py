@@ -1,5 +1,5 @@
 """Decay families as bin averages of their multiplier, the Poisson likelihood of follow-up histograms,
-and a damped Newton solver that fits many independent histograms at once (``models.decay_kinds`` uses it).
+and a damped Newton solver that fits many independent histograms at once (``models.fitting.decay_kinds`` uses it).
 
 A problem is one histogram ``[B]`` of follow-up counts with its exposures ``[2, B]`` (plain, and weighted by
 the category's activity); its parameters are the squashed log background rate β, log excess rate α, then
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from interest_decay import decay
-from models.follow_ups import FitConfig
+from models.fitting.follow_ups import FitConfig
 
 MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; the stored half-life of "no decay"
 MIN_HALF_LIFE = 1e-3  # days (86 s)

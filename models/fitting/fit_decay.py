@@ -1,15 +1,15 @@
 """The pipeline's ``fit_decay`` step: fit every kind's decay from the staged events, store it, report it.
 
-Reads the staged events before the run's test window, fits them with :mod:`models.decay_kinds`, and
+Reads the staged events before the run's test window, fits them with :mod:`models.fitting.decay_kinds`, and
 replaces the rows of ``params.decay_parameters_fitted`` (which ``int_decay_parameters`` prefers over the
 seed's defaults) in one transaction; then fits the repeat-purchase family on the staged purchases
-(:mod:`models.repeat_decay`) into ``params.repeat_parameters_fitted`` (read by ``int_repeat_parameters``). A
+(:mod:`models.fitting.repeat_decay`) into ``params.repeat_parameters_fitted`` (read by ``int_repeat_parameters``). A
 fit that fails keeps the stored parameters and says why in the log and the report; the run goes on. Writes
 ``decay.md``, ``decay.json``, one PNG per fitted kind (``decay_curves/``) and ``repeat_kernels.png`` into the
 run's report folder.
 
-CLI: ``python -m models.fit_decay --as-of YYYY-MM-DD [--mode always|weekly|never]`` fits the staged events
-like the DAG's task; ``python -m models.fit_decay --events PATH [--dataset online-retail] --cutoff ISO`` fits an
+CLI: ``python -m models.fitting.fit_decay --as-of YYYY-MM-DD [--mode always|weekly|never]`` fits the staged events
+like the DAG's task; ``python -m models.fitting.fit_decay --events PATH [--dataset online-retail] --cutoff ISO`` fits an
 events file and writes the report only (see ``--help``).
 """
 
@@ -28,9 +28,9 @@ import pandas as pd
 
 from interest_decay import config as settings
 from interest_decay import decay
-from models import repeat_decay, repeat_report
-from models.decay_kinds import TABLE_COLUMNS, fit_kinds
-from models.follow_ups import ANY, FitConfig, FitError, Histograms
+from models.fitting import repeat_decay, repeat_report
+from models.fitting.decay_kinds import TABLE_COLUMNS, fit_kinds
+from models.fitting.follow_ups import ANY, FitConfig, FitError, Histograms
 
 TABLE = "params.decay_parameters_fitted"
 MODES = ("always", "weekly", "never")
@@ -324,8 +324,8 @@ def fit_file(
 ) -> Path:
     """Fit an events file (cleaned as staging does, dataset rules as ``make evaluate``) and write the report;
     the cutoff defaults to the day after the last event."""
-    from models.evaluate import read_dataset
-    from models.ranking import clean_events
+    from models.harness.evaluate import read_dataset
+    from models.harness.ranking import clean_events
 
     frame, reasons = read_dataset(paths, dataset)
     events, _ = clean_events(frame, reasons)
@@ -338,7 +338,7 @@ def fit_file(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.fit_decay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.fitting.fit_decay", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--as-of", type=dt.date.fromisoformat, help="the run's day, YYYY-MM-DD (fits the staged events)"
     )

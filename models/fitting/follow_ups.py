@@ -1,4 +1,4 @@
-"""Follow-up histograms: what a per-kind decay fit needs from the events (``models.decay_kinds`` fits them).
+"""Follow-up histograms: what a per-kind decay fit needs from the events (``models.fitting.decay_kinds`` fits them).
 
 An *anchor* is an event; its *follow-ups* are the same user's later events in the same category. For every
 kind (category × event type), every category pooled (c, '*') and all events ('*', '*'), and per user group
@@ -23,7 +23,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("decay_kinds.yaml")
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Settings of a decay fit; ``models/decay_kinds.yaml`` holds their values and says what each means."""
+    """Settings of a decay fit; ``models/fitting/decay_kinds.yaml`` holds their values and says what each means."""
 
     horizon_days: float
     burn_in_days: float

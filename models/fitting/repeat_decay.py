@@ -28,9 +28,9 @@ import pandas as pd
 import yaml
 
 from interest_decay import config, decay
-from models import ranking
-from models.baselines import popularity, user_item_matrix
-from models.ranking import TrainData, item_categories, target_types
+from models.harness import ranking
+from models.harness.baselines import popularity, user_item_matrix
+from models.harness.ranking import TrainData, item_categories, target_types
 
 DAY = pd.Timedelta(days=1)
 MAD_TO_SD = 1.4826  # σ of a normal distribution per median absolute deviation
@@ -310,7 +310,7 @@ class RepeatRanker:
         days: float = 30.0,
         epsilon: float = 1e-3,
     ):
-        """Hyperparameters as in models/evaluate.yaml (method repeat), which documents each."""
+        """Hyperparameters as in models/harness/evaluate.yaml (method repeat), which documents each."""
         self.config = {k: v for k, v in locals().items() if k != "self"}
         self.name = f"repeat family (h = {half_life_days:g} d, π = {bump_weight:g})"
 
@@ -358,6 +358,6 @@ class RepeatRanker:
 
     def plot_kernels(self, path: Path, top: int = 6) -> Path:
         """PNG of the fitted kernel of the ``top`` items with the most repurchase gaps."""
-        from models.repeat_report import plot_kernels
+        from models.fitting.repeat_report import plot_kernels
 
         return plot_kernels(self.params, path, top)

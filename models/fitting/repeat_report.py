@@ -1,7 +1,7 @@
 """The repeat-purchase family's report: the fit as JSON, as markdown, and its kernels as a PNG.
 
 Used by the pipeline's ``fit_decay`` step (``decay.json``, ``decay.md``, ``repeat_kernels.png``) and by
-``make evaluate``'s report. The fit itself lives in ``models/repeat_decay.py``.
+``make evaluate``'s report. The fit itself lives in ``models/fitting/repeat_decay.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from interest_decay import decay
-from models.repeat_decay import RepeatParameters
+from models.fitting.repeat_decay import RepeatParameters
 
 
 def _days(h: float) -> float | str:

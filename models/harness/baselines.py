@@ -1,4 +1,4 @@
-"""Baseline rankers for the offline comparison (each a ``models.ranking.Ranker``).
+"""Baseline rankers for the offline comparison (each a ``models.harness.ranking.Ranker``).
 
 - ``PopularRecent`` / ``PopularAllTime``: the same list for everybody, by event count.
 - ``UserHistory``: the user's own events per item, each worth ``0.5 ** (age / half_life)`` (inf: a count).
@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import sparse
 
 from interest_decay.decay import exponential_half_life
-from models.ranking import TrainData
+from models.harness.ranking import TrainData
 
 DAY = pd.Timedelta(days=1)
 

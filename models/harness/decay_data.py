@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from models.ranking import TrainData, item_categories, target_types
+from models.harness.ranking import TrainData, item_categories, target_types
 
 DAY_S = 86400.0
 

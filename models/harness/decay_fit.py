@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from interest_decay import decay
-from models.decay_data import Baskets, EventIndex, Histories, target_baskets
-from models.decay_kinds import PARAMETER_COLUMNS
-from models.ranking import TrainData
+from models.fitting.decay_kinds import PARAMETER_COLUMNS
+from models.harness.decay_data import Baskets, EventIndex, Histories, target_baskets
+from models.harness.ranking import TrainData
 
 FAMILIES = ("exponential", "logistic", "period")
 MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
@@ -185,7 +185,7 @@ class DecayRanker:
         polish_steps: int = 15,
         seed: int = 0,
     ):
-        """Hyperparameters as in models/evaluate.yaml (decay_* methods), which documents each."""
+        """Hyperparameters as in models/harness/evaluate.yaml (decay_* methods), which documents each."""
         self.config = {k: v for k, v in locals().items() if k != "self"}
         self.name = f"decay model, {family}"
 
@@ -332,7 +332,10 @@ class DecayRanker:
 
 
 def write_parameters(
-    conn, table: pd.DataFrame, fitted_by: str = "models.decay_fit", target: str = "params.decay_parameters_fitted"
+    conn,
+    table: pd.DataFrame,
+    fitted_by: str = "models.harness.decay_fit",
+    target: str = "params.decay_parameters_fitted",
 ) -> int:
     """Upsert a :meth:`DecayRanker.half_life_table` into PostgreSQL (psycopg connection); returns the row count."""
     columns = PARAMETER_COLUMNS + ["fitted_by"]

@@ -1,6 +1,6 @@
 """Offline comparison: baselines and the fitted decay model on one events file, under one time split.
 
-CLI: ``python -m models.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
+CLI: ``python -m models.harness.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
 [--out DIR] [--cutoff ISO] [--validation-cutoff ISO] [--seed N] [--methods a,b,...]`` (see ``--help``).
 
 Steps: read (raw datasets through ``interest_decay.events.adapters``) → clean as staging does (drops counted) →
@@ -24,12 +24,12 @@ import yaml
 
 from interest_decay import config as settings
 from interest_decay.events import adapters
-from models import baselines, ranking
-from models.decay_fit import DecayRanker
-from models.evaluate_report import best_of_kind, method_table, write_outputs
-from models.registry import git_commit
-from models.repeat_decay import RepeatRanker
-from models.sequence import SequenceRanker
+from models.fitting.repeat_decay import RepeatRanker
+from models.harness import baselines, ranking
+from models.harness.decay_fit import DecayRanker
+from models.harness.evaluate_report import best_of_kind, method_table, write_outputs
+from models.harness.sequence import SequenceRanker
+from models.pipeline.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
 DATASETS = ("project", "online-retail", "taobao")
@@ -238,7 +238,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.harness.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--events",
         type=Path,
@@ -293,14 +293,14 @@ def write_best_parameters(summary: dict) -> None:
     """Upsert the parameters of the item task's best decay model (by validation) into PostgreSQL."""
     import psycopg
 
-    from models.decay_fit import write_parameters
+    from models.harness.decay_fit import write_parameters
 
     best = best_of_kind(summary["tasks"]["item_id"], "decay")
     if best is None:
         raise SystemExit("--write-params: no decay model was evaluated on the item task")
     with psycopg.connect(settings.pg_conninfo()) as conn:
         n = write_parameters(
-            conn, pd.DataFrame(summary["fitted_parameters"][best]), fitted_by=f"models.evaluate:{best}"
+            conn, pd.DataFrame(summary["fitted_parameters"][best]), fitted_by=f"models.harness.evaluate:{best}"
         )
     print(f"wrote {n} parameter rows of {best} into params.decay_parameters_fitted")
 

@@ -1,4 +1,4 @@
-"""The report of ``make evaluate`` (``models.evaluate``): evaluation.json, evaluation.md and the plots.
+"""The report of ``make evaluate`` (``models.harness.evaluate``): evaluation.json, evaluation.md and the plots.
 
 Tables of every method's test metrics with 95% bootstrap intervals, the paired gains over the best baseline, the
 data-quality counts, the fitted parameters of the decay models (per kind) and of the repeat family, and PNGs:
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models import repeat_report
-from models.decay_data import DAY_S
-from models.decay_fit import DecayRanker
+from models.fitting import repeat_report
+from models.harness.decay_data import DAY_S
+from models.harness.decay_fit import DecayRanker
 
 
 def best_of_kind(task: dict, kind: str) -> str | None:

@@ -1,9 +1,9 @@
 """Offline evaluation core: the ranker interface, event cleaning, the time split, ranking and metrics.
 
-Every method compared by ``models.evaluate`` is a :class:`Ranker`: fitted on :class:`TrainData` (the
+Every method compared by ``models.harness.evaluate`` is a :class:`Ranker`: fitted on :class:`TrainData` (the
 cleaned events before a cutoff), it scores every catalogue item for a batch of users. The harness then
 ranks with ties broken by all-time train popularity (event count, desc), then item id (asc), keeps the
-top 20 and scores HR@10, HR@20, Recall@20, NDCG@10 and MRR@20 per user (``models.metrics``), with a
+top 20 and scores HR@10, HR@20, Recall@20, NDCG@10 and MRR@20 per user (``models.harness.metrics``), with a
 user bootstrap for confidence intervals. The same code ranks categories: :func:`retarget` makes the
 category the thing that is ranked.
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES, check_columns
-from models.metrics import hit_rate, mrr, ndcg, recall
+from models.harness.metrics import hit_rate, mrr, ndcg, recall
 
 METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")
 TOP_N = 20  # the harness keeps this many items per user; every metric is cut at 10 or 20

@@ -32,11 +32,18 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay.events.schema import EVENT_TYPES
-from models.persistence import Persisted
-from models.sequence_data import Windows, event_codes, hold_out_last, length_batches, scoring_windows, training_windows
+from models.harness.sequence_data import (
+    Windows,
+    event_codes,
+    hold_out_last,
+    length_batches,
+    scoring_windows,
+    training_windows,
+)
+from models.pipeline.persistence import Persisted
 
 if TYPE_CHECKING:
-    from models.ranking import TrainData
+    from models.harness.ranking import TrainData
 
 DEFAULT_CONFIG = Path(__file__).with_name("sequence.yaml")
 TARGETS = ("item_id", "category_id")
@@ -293,7 +300,7 @@ def train_epoch(
 
 
 class SequenceRanker:
-    """The neural decay recommender behind the evaluation harness's ``Ranker`` interface (``models.ranking``).
+    """The neural decay recommender behind the evaluation harness's ``Ranker`` interface (``models.harness.ranking``).
 
     ``score`` is aligned to ``self.targets``: ``data.items`` for the item target, the sorted categories of the
     training events for the category target. Users without history get a row of zeros."""

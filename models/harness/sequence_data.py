@@ -1,4 +1,4 @@
-"""The neural decay recommender's data (``models.sequence``): a user's events as integer codes, cut into
+"""The neural decay recommender's data (``models.harness.sequence``): a user's events as integer codes, cut into
 left-padded windows whose every position predicts the next target at the next event's time; the held-out last
 target; batches of similar length."""
 

@@ -21,7 +21,7 @@ labels in [T_train, T)), test at T (features before T, labels in [T, T + horizon
 seen in training. ROC-AUC, PR-AUC (average precision) and Brier score with percentile CIs from a
 user-level bootstrap of the test users, and the paired-bootstrap CI of the AUC difference.
 
-CLI: ``python -m models.churn --events PATH [--dataset online-retail|taobao] [--horizon-days N] [--out DIR]``
+CLI: ``python -m models.pipeline.churn --events PATH [--dataset online-retail|taobao] [--horizon-days N] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay import config as settings
-from models.churn_data import (  # noqa: F401 (re-exported)
+from models.pipeline.churn_data import (  # noqa: F401 (re-exported)
     DAY,
     STAGED_EVENT_COLUMNS,
     churn_dataset,
@@ -53,9 +53,9 @@ from models.churn_data import (  # noqa: F401 (re-exported)
     staged_frame,
     user_features,
 )
-from models.churn_evaluation import bootstrap, curves, plot_churn
-from models.persistence import Persisted
-from models.registry import git_commit
+from models.pipeline.churn_evaluation import bootstrap, curves, plot_churn
+from models.pipeline.persistence import Persisted
+from models.pipeline.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("churn.yaml")
 
@@ -178,7 +178,7 @@ def fit_baseline(features: pd.DataFrame, churned: pd.Series):
     return make_pipeline(StandardScaler(), LogisticRegression()).fit(baseline_inputs(features), churned.to_numpy())
 
 
-# --- evaluation (the metrics, intervals and plot: models/churn_evaluation.py) ----------------------
+# --- evaluation (the metrics, intervals and plot: models/pipeline/churn_evaluation.py) ----------------------
 
 
 def default_cutoff(events: pd.DataFrame, horizon_days: float) -> pd.Timestamp:
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     from interest_decay.events.adapters import ADAPTERS
 
     parser = argparse.ArgumentParser(
-        prog="python -m models.churn",
+        prog="python -m models.pipeline.churn",
         description=(
             "Train the churn-risk model and the recency-frequency baseline at cutoff - horizon, test both at the "
             "cutoff; write churn.json and churn.png."

@@ -1,6 +1,6 @@
 """Churn risk's data: staging's cleaning, the user features at a cutoff and the churn labels after it.
 
-The semantics (label, features, cleaning) are documented in ``models/churn.py``; the dbt mart
+The semantics (label, features, cleaning) are documented in ``models/pipeline/churn.py``; the dbt mart
 ``user_activity`` computes the same features in SQL (a parity test holds them equal).
 """
 

@@ -1,4 +1,4 @@
-"""How ``models.churn`` measures the churn model against its baseline: ROC-AUC, PR-AUC and Brier score with
+"""How ``models.pipeline.churn`` measures the churn model against its baseline: ROC-AUC, PR-AUC and Brier score with
 percentile intervals from one shared user bootstrap, ROC and calibration curves, and their plot."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.persistence import Persisted
+from models.pipeline.persistence import Persisted
 
 
 class InterestRecommender(Persisted, nn.Module):

@@ -6,7 +6,7 @@ so ``rollback`` can restore the previous champion. A challenger is promoted only
 champion on the *same* test window by the configured margin (``gate``); the first model of a name
 is promoted when it beats the most-popular baseline.
 
-CLI (``make rollback``): ``python -m models.registry champion|history|rollback [--name NAME]``.
+CLI (``make rollback``): ``python -m models.pipeline.registry champion|history|rollback [--name NAME]``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def gate(challenger: dict, incumbent: dict, metric: str, margin: float) -> tuple
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.registry", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.pipeline.registry", description=__doc__.split("\n")[0])
     parser.add_argument(
         "command",
         choices=["champion", "history", "rollback"],

@@ -1,7 +1,7 @@
 """One pipeline run's parameters and windows, from the trigger's Params (the DAG's ``resolve_window`` step).
 
 The run computes interest for ``as_of`` (midnight UTC); training labels lie in ``[train_start, test_start)``
-and the test window is ``[test_start, as_of)`` (``eval_days`` and ``train_days`` of ``models/config.yaml``).
+and the test window is ``[test_start, as_of)`` (``eval_days`` and ``train_days`` of ``models/pipeline/config.yaml``).
 Every later task, and every dbt task through its vars, reads these values.
 """
 
@@ -11,7 +11,7 @@ import datetime as dt
 import json
 
 from interest_decay import config as settings
-from models.train import load_config
+from models.pipeline.train import load_config
 
 
 def half_life_overrides(overrides: dict) -> dict:

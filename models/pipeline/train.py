@@ -1,6 +1,6 @@
 """Train, evaluate and register the interest recommender: config -> seed -> data -> model -> fit -> evaluate.
 
-CLI: ``python -m models.train --as-of 2026-11-28`` (see ``--help``). Needs the dbt marts built and
+CLI: ``python -m models.pipeline.train --as-of 2026-11-28`` (see ``--help``). Needs the dbt marts built and
 Feast applied for that window. Writes metrics.json and training_curve.png under
 ``$REPORTS_DIR/<as_of>/`` and, unless ``--no-register``, the model into the BentoML model store.
 """
@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from interest_decay import config as settings
-from models.data import (
+from models.harness.metrics import evaluate_rankings
+from models.pipeline.data import (
     FEATURE_SERVICE,
     Vocabulary,
     Windows,
@@ -29,8 +30,7 @@ from models.data import (
     most_popular,
     point_in_time_features,
 )
-from models.metrics import evaluate_rankings
-from models.registry import git_commit
+from models.pipeline.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -130,7 +130,7 @@ def load_run_data(windows: Windows, cfg: dict) -> RunData:
 def train_model(store, data: RunData, cfg: dict):
     """The recommender fitted on the point-in-time features of each label event; returns it, the loss per
     epoch and the number of training examples."""
-    from models.recommender import InterestRecommender
+    from models.pipeline.recommender import InterestRecommender
 
     entity_df = pd.DataFrame(
         {
@@ -281,8 +281,8 @@ def decide_promotion(tag: str, metrics: dict, test: pd.DataFrame, truth: list[se
     on the same users and features now), or, with no champion yet, the most-popular baseline."""
     import bentoml
 
-    from models import registry
-    from models.recommender import InterestRecommender
+    from models.pipeline import registry
+    from models.pipeline.recommender import InterestRecommender
 
     k, margin = cfg["top_k"], cfg["promotion_margin"]
     metric = f"ndcg@{k}"
@@ -330,12 +330,12 @@ def register_model(model, vocab: Vocabulary, summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.pipeline.train", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--as-of", type=dt.date.fromisoformat, required=True, help="UTC day the run is as of, YYYY-MM-DD"
     )
     parser.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/config.yaml)"
+        "--config", type=Path, default=DEFAULT_CONFIG, help="hyperparameter YAML (default models/pipeline/config.yaml)"
     )
     parser.add_argument("--no-register", action="store_true", help="do not save the model to the BentoML model store")
     args = parser.parse_args(argv)

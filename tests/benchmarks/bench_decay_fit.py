@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.decay_kinds import fit_kinds
-from models.follow_ups import ANY, FitConfig, follow_up_histograms
+from models.fitting.decay_kinds import fit_kinds
+from models.fitting.follow_ups import ANY, FitConfig, follow_up_histograms
 from tests.benchmarks.stack import RESULTS, log, machine_info, write_result
 from tests.conftest import SHARED_DATA
 
@@ -87,8 +87,8 @@ def recovery(events: int, seed: int) -> dict:
 
 
 def online_retail() -> dict:
-    from models.evaluate import read_dataset
-    from models.ranking import clean_events
+    from models.harness.evaluate import read_dataset
+    from models.harness.ranking import clean_events
 
     frame, reasons = read_dataset([RETAIL], "online-retail")
     events, _ = clean_events(frame, reasons)

@@ -30,7 +30,7 @@ TEST_CUTOFF = pd.Timestamp("2011-11-01", tz="UTC")
 
 
 def retail_split():
-    from models import evaluate, ranking
+    from models.harness import evaluate, ranking
 
     frame, reasons = evaluate.read_dataset([RETAIL], "online-retail")
     events, _ = ranking.clean_events(frame, reasons)
@@ -49,8 +49,8 @@ def per_call(fn, calls: int) -> dict:
 
 
 def neural(split, epochs: int, calls: int) -> dict:
-    from models import ranking
-    from models.sequence import SequenceRanker
+    from models.harness import ranking
+    from models.harness.sequence import SequenceRanker
 
     started = time.perf_counter()
     ranker = SequenceRanker({"epochs": epochs, "patience": 0}).fit(split.train)
@@ -82,7 +82,7 @@ def neural(split, epochs: int, calls: int) -> dict:
 
 
 def parametric(split, epochs: int) -> dict:
-    from models.decay_fit import DecayRanker
+    from models.harness.decay_fit import DecayRanker
 
     started = time.perf_counter()
     DecayRanker(family="exponential", epochs=epochs, polish_steps=0).fit(split.train)
@@ -96,7 +96,7 @@ def parametric(split, epochs: int) -> dict:
 
 def served_recommender(calls: int) -> dict:
     """The served model's shape as in the demo (20 categories, 1,000 items, 32 dims), random weights."""
-    from models.recommender import InterestRecommender
+    from models.pipeline.recommender import InterestRecommender
 
     torch.manual_seed(0)
     model = InterestRecommender(20, 1000).eval()

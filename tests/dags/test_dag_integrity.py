@@ -114,7 +114,7 @@ def test_half_life_overrides_are_checked_before_anything_runs(dagbag):
     import pytest
     from airflow.sdk.exceptions import ParamValidationError
 
-    from models.run_window import half_life_overrides
+    from models.pipeline.run_window import half_life_overrides
 
     assert half_life_overrides({"3:*": 2.5, "*:purchase": 30}) == {"3:*": 2.5, "*:purchase": 30}
     for bad in ({"3": 2.5}, {"3:*": 0}, {"3:*": "soon"}, {"a:b:c": 1}, {"3:*": True}):

@@ -84,7 +84,7 @@ COPY_MODEL = """
 import shutil, sys
 from pathlib import Path
 import bentoml
-from models import registry
+from models.pipeline import registry
 source = bentoml.models.get(registry.champion())
 with bentoml.models.create(source.tag.name, labels=source.info.labels, metadata=source.info.metadata) as copy:
     shutil.copytree(source.path, copy.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.yaml"))
@@ -133,10 +133,14 @@ def test_a_new_champion_serves_without_downtime_and_a_broken_one_never_does(stac
     client.start()
     try:
         fresh = in_stack(env, COPY_MODEL, "fresh")
-        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e deploy')", fresh)
+        in_stack(
+            env, "import sys; from models.pipeline.registry import promote; promote(sys.argv[1], 'e2e deploy')", fresh
+        )
         wait_for(served, lambda s: s["model"] == fresh, "the new champion was not deployed")
         broken = in_stack(env, COPY_MODEL, "broken")
-        in_stack(env, "import sys; from models.registry import promote; promote(sys.argv[1], 'e2e broken')", broken)
+        in_stack(
+            env, "import sys; from models.pipeline.registry import promote; promote(sys.argv[1], 'e2e broken')", broken
+        )
         state = wait_for(served, lambda s: s["last_error"] is not None, "the broken champion was not reported")
         assert state["model"] == fresh and state["champion"] == broken and broken in state["last_error"]
         time.sleep(1)
@@ -144,7 +148,7 @@ def test_a_new_champion_serves_without_downtime_and_a_broken_one_never_does(stac
         stop.set()
         client.join(timeout=60)
         for _ in range(2):  # back to the original champion for the tests that follow
-            in_stack(env, "from models.registry import rollback; rollback()")
+            in_stack(env, "from models.pipeline.registry import rollback; rollback()")
     wait_for(served, lambda s: s["model"] == original["model"] and s["last_error"] is None, "rollback not deployed")
     assert errors == [] and len(answers) > 20
     assert answers[0] == original["model"] and answers[-1] == fresh and broken not in answers

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from interest_decay.config import pg_conninfo
-from models.train import load_config
+from models.pipeline.train import load_config
 from tests.conftest import dbt
 from tests.e2e.stack import AS_OF, INTEREST_MODELS, assert_same_tables, interest_tables
 

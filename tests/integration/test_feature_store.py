@@ -144,10 +144,10 @@ def test_online_interest_is_decayed_exactly_to_the_request_time(stack):
 
 
 def test_churn_inputs_online_equal_the_models_features_at_request_time(stack):
-    """churn_v1 at D0 + Δ (the mart as of D0 moved to the request time) equals models.churn.user_features
+    """churn_v1 at D0 + Δ (the mart as of D0 moved to the request time) equals models.pipeline.churn.user_features
     computed from the staged events at cutoff D0 + Δ: training and serving see the same numbers."""
-    from models.churn import user_features
-    from models.churn_data import STAGED_EVENT_COLUMNS, staged_frame
+    from models.pipeline.churn import user_features
+    from models.pipeline.churn_data import STAGED_EVENT_COLUMNS, staged_frame
 
     conninfo, _, store, users, _ = stack
     with psycopg.connect(conninfo) as conn:

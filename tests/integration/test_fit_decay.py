@@ -9,8 +9,8 @@ import pytest
 
 from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import generate, half_lives, write_events
-from models import fit_decay
-from models.follow_ups import ANY, FitConfig
+from models.fitting import fit_decay
+from models.fitting.follow_ups import ANY, FitConfig
 from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models import baselines, ranking
-from models.evaluate import read_dataset
+from models.harness import baselines, ranking
+from models.harness.evaluate import read_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RETAIL = SHARED_DATA / "online_retail" / "online_retail.parquet"

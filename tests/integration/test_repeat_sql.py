@@ -1,4 +1,4 @@
-"""The repeat-purchase family in the marts against the offline harness's Python (models/repeat_decay.py):
+"""The repeat-purchase family in the marts against the offline harness's Python (models/fitting/repeat_decay.py):
 user_item_repeat_interest equals ``repeat_decay.interest`` to 1e-9 with fitted per-item parameters; the bounded
 state user_item_purchase_days built in two loads equals a full refresh, and re-running changes nothing."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import write_events
-from models import repeat_decay
-from models.fit_decay import REPEAT, store
+from models.fitting import repeat_decay
+from models.fitting.fit_decay import REPEAT, store
 from tests.conftest import dbt, stack_env
 
 pytestmark = pytest.mark.postgres

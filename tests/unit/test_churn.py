@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from interest_decay.events.synthetic import generate, write_events
-from models import churn
+from models.pipeline import churn
 
 CUTOFF = pd.Timestamp("2026-03-01", tz="UTC")
 DAY = pd.Timedelta(days=1)

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from models import ranking
-from models.decay_data import Histories
-from models.decay_fit import PARAMETER_COLUMNS, DecayModel, DecayRanker
+from models.harness import ranking
+from models.harness.decay_data import Histories
+from models.harness.decay_fit import PARAMETER_COLUMNS, DecayModel, DecayRanker
 
 torch.set_num_threads(2)
 T0 = pd.Timestamp("2026-01-01", tz="UTC")

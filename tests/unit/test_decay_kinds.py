@@ -10,9 +10,9 @@ import torch
 
 from interest_decay import decay
 from interest_decay.events.synthetic import generate, half_lives
-from models.decay_kinds import TABLE_COLUMNS, choose_families, fit_kinds, shrink_sparse_kinds
-from models.decay_likelihood import LOG_HALF, LOG_K, MAX_HALF_LIFE, Family, unsquash
-from models.follow_ups import ANY, FitConfig, FitError
+from models.fitting.decay_kinds import TABLE_COLUMNS, choose_families, fit_kinds, shrink_sparse_kinds
+from models.fitting.decay_likelihood import LOG_HALF, LOG_K, MAX_HALF_LIFE, Family, unsquash
+from models.fitting.follow_ups import ANY, FitConfig, FitError
 
 torch.set_num_threads(2)
 END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from models.data import Vocabulary
-from models.recommender import InterestRecommender
+from models.pipeline.data import Vocabulary
+from models.pipeline.recommender import InterestRecommender
 from serving.deployment import ChampionFollower, LoadedRecommender
 
 VOCAB = Vocabulary(

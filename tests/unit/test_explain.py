@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from bentoml.exceptions import BadInput
 
-from models.data import Vocabulary
+from models.pipeline.data import Vocabulary
 from serving.deployment import LoadedRecommender
 from serving.explain import allowed_items, explained_items, half_lives
 

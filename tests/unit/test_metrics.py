@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from models.metrics import evaluate_rankings, hit_rate, mrr, ndcg, recall
+from models.harness.metrics import evaluate_rankings, hit_rate, mrr, ndcg, recall
 
 
 def test_single_relevant_item_at_rank_two():
@@ -31,7 +31,7 @@ def test_evaluate_rankings_means_and_coverage():
 
 
 def test_report_says_so_when_nobody_could_be_evaluated():
-    from models.report import render
+    from models.pipeline.report import render
 
     text = render("2026-11-28", "m:1", {"model": {"users": 0}, "most_popular": {"users": 0}})
     assert "No test users" in text

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import baselines, ranking
+from models.harness import baselines, ranking
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 

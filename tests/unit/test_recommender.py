@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import Vocabulary
-from models.recommender import InterestRecommender
-from models.train import fit
+from models.pipeline.data import Vocabulary
+from models.pipeline.recommender import InterestRecommender
+from models.pipeline.train import fit
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_learns_that_interest_in_a_category_predicts_its_items(vocab):
 def test_most_popular_counts_events_and_breaks_ties_by_item_id():
     import pandas as pd
 
-    from models.data import most_popular
+    from models.pipeline.data import most_popular
 
     events = pd.DataFrame({"item_id": ["b", "a", "c", "c", "b", "d"]})
     assert most_popular(events) == ["b", "c", "a", "d"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from models import registry
+from models.pipeline import registry
 
 
 @pytest.fixture(autouse=True)

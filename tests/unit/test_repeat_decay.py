@@ -1,4 +1,4 @@
-"""The repeat-purchase family's fit (models/repeat_decay.py): known answers from generated repurchases,
+"""The repeat-purchase family's fit (models/fitting/repeat_decay.py): known answers from generated repurchases,
 shrinkage from item to category to global, and the ranker against the reference kernel."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from interest_decay import decay
-from models import repeat_decay
-from models.ranking import TrainData
+from models.fitting import repeat_decay
+from models.harness.ranking import TrainData
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -103,7 +103,7 @@ def test_no_bump_and_no_fade_is_the_count_of_purchase_days(events):
 
 def test_make_evaluate_compares_the_repeat_family_and_reports_its_fit(tmp_path):
     from interest_decay.events.synthetic import generate, write_events
-    from models import evaluate
+    from models.harness import evaluate
 
     path = write_events(generate(20_000, n_users=200, n_categories=4, days=40, seed=2), tmp_path / "events.parquet")
     cfg = evaluate.load_config()

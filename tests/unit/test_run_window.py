@@ -7,8 +7,8 @@ import pytest
 
 from interest_decay.events.ingest import ingest_run
 from interest_decay.monitoring.drift import retrain_decision
-from models.run_window import run_window
-from models.train import load_config
+from models.pipeline.run_window import run_window
+from models.pipeline.train import load_config
 
 PARAMS = {
     "as_of": None,

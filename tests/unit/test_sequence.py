@@ -1,12 +1,12 @@
-"""The neural decay recommender (models/sequence.py): contract, windows, and behaviour on planted patterns."""
+"""The neural decay recommender (models/harness/sequence.py): contract, windows, and behaviour on planted patterns."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from models.ranking import TrainData
-from models.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, scoring_windows
+from models.harness.ranking import TrainData
+from models.harness.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, scoring_windows
 
 CUTOFF = pd.Timestamp("2024-03-01", tz="UTC")
 SMALL = {

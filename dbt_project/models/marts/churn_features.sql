@@ -1,5 +1,5 @@
 {#- The churn model's inputs per (user, as_of), from the events before as_of: the same numbers as
-    models.churn.user_features at cutoff as_of (tests/integration/test_feature_store.py compares them).
+    models.pipeline.churn.user_features at cutoff as_of (tests/integration/test_feature_store.py compares them).
     Read online through the feature service churn_v1, whose on-demand view moves them to the request time. #}
 {{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
@@ -78,7 +78,7 @@ final as (
         history.user_id,
         history.recency_days,
         {#- no purchase yet: the whole tenure; under two occasions the mean gap is the tenure, under three
-            (one gap) the deviation is 0, as in models.churn.user_features #}
+            (one gap) the deviation is 0, as in models.pipeline.churn.user_features #}
         coalesce(history.last_purchase_age_days, history.tenure_days) as purchase_recency_days,
         history.tenure_days,
         history.event_count,

@@ -1,7 +1,7 @@
 {#- Repeat-purchase interest of a user in an item as of each day of the run's window: the repeat kernel
     (macro repeat_expression, Python twin interest_decay.decay.repeat) summed over the user's purchase days of
     the item before as_of and no older than var repeat_window_days, with the item's parameters (else the shop's
-    '*' row). models/repeat_decay.py computes the same for the offline harness. -#}
+    '*' row). models/fitting/repeat_decay.py computes the same for the offline harness. -#}
 {{ config(indexes=[{'columns': ['as_of'], 'type': 'brin'}]) }}
 
 with state as (
