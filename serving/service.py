@@ -1,7 +1,7 @@
 """BentoML service: recommendations, interest profiles, audiences and live events.
 
 - The model comes from the BentoML model store (``$MODEL_TAG``, default the champion of
-  ``models.registry``, else the latest ``interest_recommender``); user features from the Feast online store,
+  ``models.pipeline.registry``, else the latest ``interest_recommender``); user features from the Feast online store,
   decayed to the request time by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
@@ -50,7 +50,7 @@ from serving.schemas import (
 
 
 def _default_model_tag() -> str:
-    from models.registry import champion
+    from models.pipeline.registry import champion
 
     return champion() or f"{settings.model_name()}:latest"
 
@@ -88,7 +88,7 @@ class InterestService:
     def __init__(self) -> None:
         from feast import FeatureStore
 
-        from models.registry import champion
+        from models.pipeline.registry import champion
 
         packaged = LoadedRecommender.from_directory(str(self.bento_model.tag), Path(self.bento_model.path))
         self.follower = ChampionFollower(packaged, champion=champion)
@@ -96,7 +96,7 @@ class InterestService:
         self.follower.start(SETTINGS.model_reload_seconds)
         self.prediction_log = PredictionLog(self._db, SETTINGS.prediction_log_max_rows)
         self.prediction_log.start(SETTINGS.prediction_log_seconds)
-        from models.churn import ChurnModel
+        from models.pipeline.churn import ChurnModel
 
         self.churn_model = ChurnModel.load(Path(self.churn_bento_model.path)).eval()
         self.churn_metadata = self.churn_bento_model.info.metadata
@@ -284,13 +284,13 @@ class InterestService:
     ) -> Audience:
         """Users whose interest in a category, decayed to now, is at least ``min_interest`` (ad targeting).
 
-        Read from the batch marts (dbt ``int_interest_day_deltas``, see its docs) and decayed to now per kind:
-        exponential kinds exactly from each stored day; logistic and period kinds at their value of the
-        latest stored day."""
+        Read from the batch marts (dbt ``user_category_interest`` at the latest stored day) and decayed to now
+        per kind: exponential kinds exactly, with dbt's ``decay_multiplier``; logistic and period kinds at their
+        value of the latest stored day (see ``serving.queries.audience_sql``)."""
         now = dt.datetime.now(dt.UTC)
         with self._db() as conn:
             columns = [
-                c.name for c in conn.execute(f"select * from {self.schema}.int_interest_day_deltas limit 0").description
+                c.name for c in conn.execute(f"select * from {self.schema}.user_category_interest limit 0").description
             ]
             sql = audience_sql(
                 self.schema,
@@ -316,7 +316,7 @@ class InterestService:
         model was trained on (Feast feature service churn_v1: the mart churn_features moved to now)."""
         import pandas as pd
 
-        from models.churn import model_probabilities
+        from models.pipeline.churn import model_probabilities
 
         now = dt.datetime.now(dt.UTC)
         pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
@@ -382,7 +382,7 @@ class InterestService:
     @_signature_once
     def deployment(self) -> DeploymentState:
         """Which recommender serves now; the process follows the registry's champion (see serving/deployment.py)."""
-        from models.registry import champion
+        from models.pipeline.registry import champion
 
         current = self.follower.current
         return DeploymentState(
