@@ -29,6 +29,7 @@ from models.harness import baselines, ranking
 from models.harness.decay_fit import DecayRanker
 from models.harness.evaluate_report import best_of_kind, method_table, write_outputs
 from models.harness.sequence import SequenceRanker
+from models.pipeline.item_ranker import ItemRankerMethod
 from models.pipeline.registry import git_commit
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
@@ -58,6 +59,7 @@ RANKERS: dict[str, Method] = {
     "repeat": Method(RepeatRanker, "repeat"),
     "sasrec": Method(SequenceRanker, "baseline"),
     "neural_decay": Method(SequenceRanker, "model"),
+    "item_ranker": Method(ItemRankerMethod, "model"),
 }
 
 

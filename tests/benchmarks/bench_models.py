@@ -6,7 +6,10 @@ Writes bench-results/models.json.
 - inference: ``full_sort_predict`` for one user (µs, ≥ 1,000 calls) of the served interest recommender
   and of the neural decay model, fp32 against ``torch.ao.quantization.quantize_dynamic`` (int8 Linear
   layers), the fp32 call being the floor;
-- quality: the neural model's test NDCG@10 (reference protocol) fp32 against int8.
+- quality: the neural model's test NDCG@10 (reference protocol) fp32 against int8;
+- the item ranker (``models.pipeline.item_ranker``): its test NDCG@10 in the reference protocol against the
+  strongest baseline (history, ties by 30-day popularity) fitted in the same run, as a ratio with its paired 95%
+  bootstrap interval (goal: 1.10, ``against_goals``), its fit seconds and ``full_sort_predict`` for one user.
 
 Run: ``make bench BENCHES=models`` (``python -m tests.benchmarks.bench_models``); needs ../shared/data.
 """
@@ -94,6 +97,36 @@ def parametric(split, epochs: int) -> dict:
     }
 
 
+ITEM_RANKER_GOAL = 1.10  # × the NDCG@10 of history, ties by 30-day popularity (issue: served recommender)
+
+
+def item_ranker(split, calls: int) -> dict:
+    from models.harness import baselines, ranking
+    from models.pipeline.item_ranker import ItemRankerMethod
+    from models.pipeline.item_signals import SIGNALS
+
+    metric = ranking.METRICS.index("ndcg@10")
+    floor = ranking.evaluate(baselines.HistoryRecentTies(30, 1e-3).fit(split.train), split).per_user[:, metric]
+    started = time.perf_counter()
+    ranker = ItemRankerMethod().fit(split.train)
+    seconds = time.perf_counter() - started
+    ndcg = ranking.evaluate(ranker, split).per_user[:, metric]
+    gain = ranking.relative_gain(ndcg, floor, ranking.bootstrap_indices(len(split.users)))
+    rows = ranker.rows[ranker.rows["user_id"] == split.users[0]]
+    signals = torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32))
+    where = torch.zeros(len(rows), dtype=torch.long), torch.as_tensor(split.train.items.get_indexer(rows["item_id"]))
+    latency = per_call(lambda: ranker.model.full_sort_predict(signals, *where, ranker.fallback, 1), calls)
+    return {
+        "fit_seconds": seconds,
+        "test_ndcg@10": float(ndcg.mean()),
+        "floor_history_ties_30d_ndcg@10": float(floor.mean()),
+        "ratio": float(ndcg.mean() / floor.mean()),
+        "ratio_95ci": [1 + gain[1], 1 + gain[2]],
+        "candidates_one_user": len(rows),
+        "full_sort_predict_one_user": latency,
+    }
+
+
 def served_recommender(calls: int) -> dict:
     """The served model's shape as in the demo (20 categories, 1,000 items, 32 dims), random weights."""
     from models.pipeline.recommender import InterestRecommender
@@ -142,6 +175,16 @@ def main(argv: list[str] | None = None) -> None:
     result["neural_decay"] = neural(split, args.epochs, args.calls)
     log("parametric decay model: training")
     result["parametric_decay"] = parametric(split, args.epochs)
+    log("item ranker: training, test NDCG@10 against history + ties")
+    result["item_ranker"] = item_ranker(split, args.calls)
+    result["against_goals"] = {
+        "item_ranker_ndcg_over_history_ties": {
+            "measured": result["item_ranker"]["ratio"],
+            "ci95": result["item_ranker"]["ratio_95ci"],
+            "goal": ITEM_RANKER_GOAL,
+            "met": result["item_ranker"]["ratio"] >= ITEM_RANKER_GOAL,
+        }
+    }
     result["wall_seconds"] = time.perf_counter() - started
     write_result(args.out, result)
 

@@ -1,0 +1,184 @@
+"""Item ranker: scores a user's candidate items from item-level signals (``models.pipeline.item_signals``).
+
+A small network (signals → ``hidden`` → ``hidden`` → score, ReLU) over the standardised signals of each (user,
+item) candidate: the user's history with the item (frequency, recency windows, days since the last event against
+the item's repurchase gap), the user's activity and the item's popularity and trend. It learns how those combine,
+so how fast an interest fades (and whether it does) comes from the data.
+
+Training (``fit_item_ranker``): ``windows`` label windows of ``window_days`` days, the last one ending at the
+cutoff and each earlier one ``step_days`` before; the signals are computed at each window's start and an item is
+relevant when the user bought it (a target event) in the window. The loss is listwise: a softmax over each user's
+candidates against the relevant ones (ListNet's top-one form). Everything uses events before the cutoff only.
+
+Contract shared by the platform's models: ``forward``, ``calculate_loss``, ``predict``, ``full_sort_predict``,
+``save`` / ``load`` (hyperparameters as JSON + state_dict, the signals' mean and spread included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from models.harness import baselines, ranking
+from models.pipeline.item_signals import SIGNALS, candidate_signals
+from models.pipeline.persistence import Persisted
+
+DAY = pd.Timedelta(days=1)
+NOT_A_CANDIDATE = -1e6  # below every candidate's score; the item's recent popularity orders these
+
+
+class ItemRanker(Persisted, nn.Module):
+    def __init__(self, n_signals: int = len(SIGNALS), hidden: int = 32):
+        super().__init__()
+        self.hparams = {"n_signals": n_signals, "hidden": hidden}
+        self.register_buffer("mean", torch.zeros(n_signals))
+        self.register_buffer("scale", torch.ones(n_signals))
+        self.net = nn.Sequential(
+            nn.Linear(n_signals, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def standardise_with(self, signals: torch.Tensor) -> None:
+        """Take the signals' mean and spread from training rows ``[N, S]`` (kept in the state_dict)."""
+        self.mean.copy_(signals.mean(0))
+        self.scale.copy_(signals.std(0).clamp(min=1e-6))
+
+    def forward(self, signals: torch.Tensor) -> torch.Tensor:
+        """Scores ``[N]`` of candidate rows ``[N, S]`` (higher is better)."""
+        return self.net((signals - self.mean) / self.scale).squeeze(-1)
+
+    def calculate_loss(self, signals: torch.Tensor, relevant: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Listwise loss: per group (a user in a window; ``groups`` ``[N]`` from 0), the cross-entropy between the
+        softmax of its candidates' scores and the uniform distribution over its relevant candidates (``relevant``
+        ``[N]``, 0/1). Groups without a relevant candidate do not count."""
+        scores = self.forward(signals)
+        n = int(groups.max()) + 1
+        top = torch.full((n,), -torch.inf).scatter_reduce(0, groups, scores.detach(), reduce="amax")
+        shifted = scores - top[groups]
+        log_norm = torch.log(torch.zeros(n).index_add(0, groups, torch.exp(shifted)))
+        hits = torch.zeros(n).index_add(0, groups, relevant)
+        weight = torch.where(hits[groups] > 0, relevant / hits[groups].clamp(min=1), torch.zeros_like(relevant))
+        return -(weight * (shifted - log_norm[groups])).sum() / (hits > 0).sum().clamp(min=1)
+
+    @torch.no_grad()
+    def predict(self, signals: torch.Tensor) -> torch.Tensor:
+        """Scores ``[N]`` of candidate rows, in eval mode."""
+        return self.forward(signals)
+
+    @torch.no_grad()
+    def full_sort_predict(
+        self, signals: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, fallback: torch.Tensor, n_rows: int
+    ) -> torch.Tensor:
+        """Scores of every item ``[n_rows, I]``: candidate rows ``signals`` placed at (``rows``, ``columns``); the
+        other items get ``NOT_A_CANDIDATE`` + ``fallback`` ``[I]`` (recent popularity share, in [0, 1]), below
+        every candidate. Candidates' ties break by ``fallback`` too."""
+        out = (NOT_A_CANDIDATE + fallback).repeat(n_rows, 1)
+        out[rows, columns] = self.forward(signals) + 1e-6 * fallback[columns]
+        return out
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    hidden: int = 32  # units per hidden layer
+    epochs: int = 30  # full-batch Adam steps per training window
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    windows: int = 12  # label windows before the cutoff
+    step_days: float = 10  # days between the windows' ends
+    window_days: float = 30  # days each label window spans
+    candidates: int = 50  # popular items added to each user's history items
+    popularity_days: float = 30  # fallback order of the items that are no candidate
+    seed: int = 0
+
+
+def training_windows(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RankerConfig) -> list[tuple]:
+    """(start, end) of each label window, latest first, all ending at or before ``cutoff`` and starting after the
+    first event (a window with no history before it teaches nothing)."""
+    first = events["ts"].min()
+    out = []
+    for k in range(cfg.windows):
+        end = cutoff - k * cfg.step_days * DAY
+        start = end - cfg.window_days * DAY
+        if start > first:
+            out.append((start, end))
+    return out
+
+
+def labelled_rows(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, cfg: RankerConfig) -> pd.DataFrame:
+    """Candidate signals at ``start`` of the users who bought in [start, end), with ``relevant`` (0/1)."""
+    types = ranking.target_types(events)
+    split = ranking.make_split(events, start, end, types)
+    rows = candidate_signals(split.train.events, start, split.users, cfg.candidates, types)
+    wanted = pd.MultiIndex.from_frame(
+        pd.DataFrame([(u, i) for u, items in zip(split.users, split.relevant) for i in items])
+    )
+    rows["relevant"] = pd.MultiIndex.from_frame(rows[["user_id", "item_id"]]).isin(wanted).astype(np.float32)
+    return rows
+
+
+def _tensors(rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    groups, _ = pd.factorize(rows["user_id"])
+    return (
+        torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32)),
+        torch.as_tensor(rows["relevant"].to_numpy(np.float32)),
+        torch.as_tensor(groups),
+    )
+
+
+def fit_item_ranker(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RankerConfig = RankerConfig()) -> ItemRanker:
+    """An ItemRanker trained on the label windows before ``cutoff`` (events after it are not read)."""
+    events = events[events["ts"] < cutoff]
+    sets = [_tensors(labelled_rows(events, start, end, cfg)) for start, end in training_windows(events, cutoff, cfg)]
+    sets = [s for s in sets if len(s[0]) and s[1].sum() > 0]
+    if not sets:
+        raise ValueError(
+            f"no label window before {cutoff:%Y-%m-%d} has a user who bought an item: the item ranker needs at "
+            f"least {cfg.window_days:g} days of events with purchases before the cutoff"
+        )
+    torch.manual_seed(cfg.seed)
+    model = ItemRanker(len(SIGNALS), cfg.hidden)
+    model.standardise_with(torch.cat([s[0] for s in sets]))
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model.train()
+    for _ in range(cfg.epochs):
+        for signals, relevant, groups in sets:
+            optimiser.zero_grad()
+            model.calculate_loss(signals, relevant, groups).backward()
+            optimiser.step()
+    return model.eval()
+
+
+class ItemRankerMethod:
+    """The item ranker in the offline harness (``ranking.Ranker``): trained on the label windows before the
+    split's cutoff, it scores each user's candidates; the other items follow by recent popularity."""
+
+    def __init__(self, **config):
+        self.cfg = RankerConfig(**config)
+        self.name = "item ranker (signals → MLP, listwise)"
+
+    def fit(self, data: ranking.TrainData) -> ItemRankerMethod:
+        self.data = data
+        self.model = fit_item_ranker(data.events, data.cutoff, self.cfg)
+        recent = baselines.popularity(data, self.cfg.popularity_days)
+        self.fallback = torch.as_tensor(recent / max(recent.max(), 1.0), dtype=torch.float32)
+        types = ranking.target_types(data.events)
+        self.rows = candidate_signals(data.events, data.cutoff, None, self.cfg.candidates, types)
+        return self
+
+    def score(self, user_ids: Sequence[str]) -> np.ndarray:
+        rows = self.rows[self.rows["user_id"].isin(set(user_ids))]
+        position = pd.Index(user_ids).get_indexer(rows["user_id"])
+        return self.model.full_sort_predict(
+            torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32)),
+            torch.as_tensor(position),
+            torch.as_tensor(self.data.items.get_indexer(rows["item_id"])),
+            self.fallback,
+            len(user_ids),
+        ).numpy()
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
