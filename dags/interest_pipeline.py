@@ -213,7 +213,7 @@ def interest_pipeline():
         from models.pipeline.train import run
 
         summary = run(dt.date.fromisoformat(window["as_of"]))
-        return {"model_tag": summary["model_tag"], "metrics": summary["metrics"], "promotion": summary["promotion"]}
+        return {key: summary[key] for key in ("model_tag", "metrics", "promotion", "harness")}
 
     @task
     def train_churn(window: dict) -> dict:
@@ -227,7 +227,9 @@ def interest_pipeline():
         """Write the model-vs-baseline report; the comparison is returned for the logs and later gates."""
         from models.pipeline.report import write_evaluation_report
 
-        path = write_evaluation_report(window["as_of"], trained["model_tag"], trained["metrics"], trained["promotion"])
+        path = write_evaluation_report(
+            window["as_of"], trained["model_tag"], trained["metrics"], trained["promotion"], trained["harness"]
+        )
         return {"report": str(path), **trained}
 
     @task

@@ -1,13 +1,18 @@
-"""Evaluation report of a training run: the model against its baselines, as markdown."""
+"""Evaluation report of a training run: the model against its baselines, as markdown; then the run's test window
+in the harness protocol (``models.pipeline.comparison``): the item ranker against most-popular, history, history +
+ties and STAN."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from interest_decay import config as settings
+from models.pipeline import comparison
 
 
-def render(as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict | None = None) -> str:
+def render(
+    as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict | None = None, harness: dict | None = None
+) -> str:
     if not metrics["model"]["users"]:
         return (
             f"# Evaluation, as of {as_of}\n\nModel: `{model_tag}`. No test users: nobody with interest features "
@@ -35,14 +40,16 @@ def render(as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict
             f"Promotion gate against `{promotion['incumbent']}` on the same test window: {verdict} "
             f"({promotion['reason']}). Champion now: `{promotion['champion']}`.",
         ]
+    if harness:
+        lines += comparison.render(harness)
     lines += ["", "Training curve: `training_curve.png`; drift: `drift.html`."]
     return "\n".join(lines) + "\n"
 
 
 def write_evaluation_report(
-    as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict | None = None
+    as_of: str, model_tag: str, metrics: dict[str, dict], promotion: dict | None = None, harness: dict | None = None
 ) -> Path:
     out = settings.reports_dir() / as_of / "evaluation.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(as_of, model_tag, metrics, promotion))
+    out.write_text(render(as_of, model_tag, metrics, promotion, harness))
     return out

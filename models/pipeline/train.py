@@ -20,6 +20,7 @@ import yaml
 
 from interest_decay import config as settings
 from models.harness.metrics import evaluate_rankings
+from models.pipeline.comparison import compare
 from models.pipeline.data import (
     FEATURE_SERVICE,
     Vocabulary,
@@ -210,6 +211,7 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True) -> dict:
         "categories": len(data.vocab.categories),
         "final_train_loss": losses[-1] if losses else None,
         "metrics": metrics,
+        "harness": compare(data.history, data.test_events, windows.test_start, windows.as_of, k),
         "decay": decay_parameters_used(),
         "feature_service": FEATURE_SERVICE,
         "git_commit": git_commit(),

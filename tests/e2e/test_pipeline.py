@@ -48,6 +48,13 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     assert promotion["reason"].startswith("ndcg@10") and promotion["incumbent"] == "most_popular"
     assert promotion["champion"] == (metrics["model_tag"] if promotion["promoted"] else None)
     assert "Promotion gate against `most_popular`" in (reports / "evaluation.md").read_text()
+    # the test window in the harness protocol: the item ranker and the baselines on the same users
+    harness = metrics["harness"]
+    assert harness["users"] > 20 and harness["catalogue"] > 100
+    for method in ("popular_30d", "history", "history_ties_30d", "stan", "item_ranker"):
+        assert 0.0 <= harness["methods"][method]["ndcg@10"] <= 1.0, method
+        assert harness["methods"][method]["ndcg@10_over_history_ties_30d"]["ratio"] > 0.0
+    assert "| item_ranker |" in (reports / "evaluation.md").read_text()
     drift = json.loads((reports / "drift.json").read_text())["summary"]
     assert drift["current_rows"] > 0 and drift["reference_rows"] > 0
     # Evidently's recsys metrics on the same test lists agree with the project's own (same definitions)
