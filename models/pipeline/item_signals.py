@@ -13,6 +13,9 @@ Signals (``SIGNALS``, in model input order; counts and ages enter as log1p, ages
   last / first event on it; 1000 when none), ``share`` (its days / the user's active days), ``overdue`` (days since
   the last target event / the item's median repurchase gap; 0 when either is unknown), ``in_history``;
 - the user: ``user_days`` (active days), ``user_age_last`` (days since the last event), ``user_items``;
+- the user and the item's category (its latest event's): ``category_days`` (the user's days with an event in it),
+  ``category_days_30`` (within 30 days), ``category_share`` (its days / the user's active days),
+  ``category_age_last`` (days since the user's last event in it; 1000 when none);
 - the item: ``item_age_last_sale`` (days since its last event by anyone), ``pop_7`` / ``pop_30`` / ``pop_90`` /
   ``pop_365`` (distinct users in those days), ``trend`` ((pop_30 + 1) / (pop_90 + 3)), ``gap_median`` (median days
   between a user's target days on it; 400 when no user bought it twice) and ``gap_known``.
@@ -44,12 +47,13 @@ PAIR_SIGNALS = (
     "in_history",
 )
 USER_SIGNALS = ("user_days", "user_age_last", "user_items")
+CATEGORY_SIGNALS = ("category_days", "category_days_30", "category_share", "category_age_last")
 ITEM_SIGNALS = ("item_age_last_sale", *(f"pop_{d}" for d in POPULARITY_WINDOWS), "trend", "gap_median", "gap_known")
-SIGNALS = PAIR_SIGNALS + USER_SIGNALS + ITEM_SIGNALS
+SIGNALS = PAIR_SIGNALS + USER_SIGNALS + CATEGORY_SIGNALS + ITEM_SIGNALS
 LOG_SIGNALS = frozenset(
     {"item_days", "item_events", "target_days", "item_days_30", "item_days_90", "age_last", "age_first", "overdue"}
     | set(USER_SIGNALS)
-    | {"item_age_last_sale", "gap_median"}
+    | {"item_age_last_sale", "gap_median", "category_days", "category_days_30", "category_age_last"}
     | {f"pop_{d}" for d in POPULARITY_WINDOWS}
 )
 
@@ -107,6 +111,16 @@ def history_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequ
     return table
 
 
+def category_table(events: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Per (user, category) with an event before ``cutoff``: the user's days in it (all, last 30), last age, raw."""
+    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], cutoff))
+    daily = dated.drop_duplicates(["user_id", "category_id", "day"])
+    group = daily.groupby(["user_id", "category_id"])
+    table = pd.DataFrame({"category_days": group.size(), "category_age_last": group["age"].min()})
+    table["category_days_30"] = daily[daily["age"] <= 30].groupby(["user_id", "category_id"]).size()
+    return table.fillna({"category_days_30": 0.0}).reset_index()
+
+
 def candidate_signals(
     events: pd.DataFrame,
     cutoff: pd.Timestamp,
@@ -129,6 +143,11 @@ def candidate_signals(
     fresh = fresh[~fresh.isin(pd.MultiIndex.from_frame(history[["user_id", "item_id"]]))].to_frame(index=False)
     fresh = fresh.merge(user_rows, left_on="user_id", right_index=True)
     rows = pd.concat([history, fresh], ignore_index=True).merge(items, left_on="item_id", right_index=True)
+    latest = events.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]
+    rows["category_id"] = rows["item_id"].map(latest)
+    rows = rows.merge(category_table(events, cutoff), on=["user_id", "category_id"], how="left")
+    rows = rows.fillna({"category_days": 0.0, "category_days_30": 0.0, "category_age_last": NO_EVENT_DAYS})
+    rows["category_share"] = rows["category_days"] / rows["user_days"]
     rows = rows.fillna(
         {
             "item_days": 0.0,

@@ -60,6 +60,10 @@ def test_signals_of_a_small_history():
     # C: a popular item u never touched is a candidate, with "never" history signals
     assert c["in_history"] == 0 and c["item_days"] == 0 and c["age_last"] == pytest.approx(math.log1p(1000))
     assert c["user_days"] == pytest.approx(math.log1p(4)) and c["pop_30"] == pytest.approx(math.log1p(1))
+    # every item here is in category "c": u was active in it on all 4 of its days, last 5 days ago
+    assert a["category_days"] == pytest.approx(math.log1p(4)) and a["category_share"] == pytest.approx(1.0)
+    assert c["category_age_last"] == pytest.approx(math.log1p(5))
+    assert c["category_days_30"] == pytest.approx(math.log1p(4))  # day 0 is 30 days old: in
     assert not rows.isna().any().any() and list(rows.columns) == list(SIGNALS)
 
 
