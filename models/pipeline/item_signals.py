@@ -5,19 +5,26 @@ items most popular in the last 30 days (what a user may buy for the first time).
 events before the cutoff only, so the same function builds training rows (at an earlier cutoff, labelled with the
 window after it) and the rows the model ranks at serving time.
 
-Signals (``SIGNALS``, in model input order; counts and ages enter as log1p, ages in days):
+Every signal is a count, an age or an exponentially decayed sum, so each can be kept exactly as time passes and
+events arrive (an age grows with the clock, a decayed sum S(t) = S(t0) · 0.5^((t − t0) / h) plus the new terms):
+what an online store needs to serve them at request time. The item's repurchase gap is a fitted per-item value.
+
+Signals (``SIGNALS``, in model input order; counts, ages and sums enter as log1p, ages in days, a "day" is the
+first event of a UTC day, 0.5^(age / h) its decayed weight):
 
 - the user and the item: ``item_days`` (distinct days with any event on it), ``item_events``, ``target_days``
-  (days with a target event: a purchase where the data has purchases), ``item_days_30`` / ``item_days_90`` (days
-  within 30 / 90 days: recency as a step decay the model weighs), ``age_last`` / ``age_first`` (days since the
-  last / first event on it; 1000 when none), ``share`` (its days / the user's active days), ``overdue`` (days since
-  the last target event / the item's median repurchase gap; 0 when either is unknown), ``in_history``;
+  (days with a target event: a purchase where the data has purchases), ``item_days_30`` / ``item_days_90`` (its days
+  decayed with half-lives of 30 / 90 days: recency, which the model weighs against frequency), ``age_last`` /
+  ``age_first`` (days since the last / first event on it; 1000 when none), ``share`` (its days / the user's active
+  days), ``overdue`` (days since the last target event / the item's median repurchase gap; 0 when either is
+  unknown), ``in_history``;
 - the user: ``user_days`` (active days), ``user_age_last`` (days since the last event), ``user_items``;
 - the user and the item's category (its latest event's): ``category_days`` (the user's days with an event in it),
-  ``category_days_30`` (within 30 days), ``category_share`` (its days / the user's active days),
+  ``category_days_30`` (decayed, half-life 30 days), ``category_share`` (its days / the user's active days),
   ``category_age_last`` (days since the user's last event in it; 1000 when none);
 - the item: ``item_age_last_sale`` (days since its last event by anyone), ``pop_7`` / ``pop_30`` / ``pop_90`` /
-  ``pop_365`` (distinct users in those days), ``trend`` ((pop_30 + 1) / (pop_90 + 3)), ``gap_median`` (median days
+  ``pop_365`` (its users, each weighing 0.5^(age of their last event on it / h) for h = 7, 30, 90, 365 days: a
+  decayed count of distinct users), ``trend`` ((pop_30 + 1) / (pop_90 + 3)), ``gap_median`` (median days
   between a user's target days on it; 400 when no user bought it twice) and ``gap_known``.
 """
 
@@ -66,10 +73,9 @@ def item_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequenc
     """Per item of ``events`` (all before ``cutoff``): the item signals, raw (not log-transformed)."""
     age = _ages(events["ts"], cutoff)
     table = pd.DataFrame({"item_age_last_sale": age.groupby(events["item_id"]).min()})
+    last = age.groupby([events["user_id"], events["item_id"]]).min()  # each buyer's last event on the item
     for days in POPULARITY_WINDOWS:
-        recent = events[age <= days]
-        table[f"pop_{days}"] = recent.groupby("item_id")["user_id"].nunique()
-    table = table.fillna({f"pop_{d}": 0.0 for d in POPULARITY_WINDOWS})
+        table[f"pop_{days}"] = np.exp2(-last / days).groupby(level="item_id").sum()
     table["trend"] = (table["pop_30"] + 1) / (table["pop_90"] + 3)
     targets = events[events["event_type"].isin(target_types)]
     days = targets.assign(day=targets["ts"].dt.floor("D")).drop_duplicates(["user_id", "item_id", "day"])
@@ -84,6 +90,7 @@ def item_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequenc
 
 def history_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
     """Per (user, item) with an event before ``cutoff``: the pair signals and the user signals, raw."""
+    events = events.sort_values("ts", kind="stable")
     day = events["ts"].dt.floor("D")
     dated = events.assign(day=day, age=_ages(events["ts"], cutoff))
     daily = dated.drop_duplicates(["user_id", "item_id", "day"])
@@ -91,7 +98,7 @@ def history_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequ
     table = pd.DataFrame({"item_days": pair.size(), "age_last": pair["age"].min(), "age_first": pair["age"].max()})
     table["item_events"] = dated.groupby(["user_id", "item_id"]).size()
     for days in (30, 90):
-        table[f"item_days_{days}"] = daily[daily["age"] <= days].groupby(["user_id", "item_id"]).size()
+        table[f"item_days_{days}"] = np.exp2(-daily["age"] / days).groupby([daily["user_id"], daily["item_id"]]).sum()
     targets = daily[daily["event_type"].isin(target_types)]
     target_pair = targets.drop_duplicates(["user_id", "item_id", "day"]).groupby(["user_id", "item_id"])
     table["target_days"] = target_pair.size()
@@ -113,11 +120,12 @@ def history_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequ
 
 def category_table(events: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """Per (user, category) with an event before ``cutoff``: the user's days in it (all, last 30), last age, raw."""
+    events = events.sort_values("ts", kind="stable")
     dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], cutoff))
     daily = dated.drop_duplicates(["user_id", "category_id", "day"])
     group = daily.groupby(["user_id", "category_id"])
     table = pd.DataFrame({"category_days": group.size(), "category_age_last": group["age"].min()})
-    table["category_days_30"] = daily[daily["age"] <= 30].groupby(["user_id", "category_id"]).size()
+    table["category_days_30"] = np.exp2(-daily["age"] / 30).groupby([daily["user_id"], daily["category_id"]]).sum()
     return table.fillna({"category_days_30": 0.0}).reset_index()
 
 

@@ -51,19 +51,22 @@ def test_signals_of_a_small_history():
     assert a["item_days"] == pytest.approx(math.log1p(3)) and a["item_events"] == pytest.approx(math.log1p(4))
     assert a["target_days"] == pytest.approx(math.log1p(3)) and b["target_days"] == 0
     assert a["age_last"] == pytest.approx(math.log1p(10)) and a["age_first"] == pytest.approx(math.log1p(30))
-    assert a["item_days_30"] == pytest.approx(math.log1p(3))  # days 0, 10, 20 (day 0 is 30 days old: in)
-    assert rows.loc[("v", "C")]["item_days_30"] == pytest.approx(math.log1p(1))
+    # days 0, 10, 20 are 30, 20 and 10 days old: decayed with a 30-day half-life
+    assert a["item_days_30"] == pytest.approx(math.log1p(0.5 + 0.5 ** (20 / 30) + 0.5 ** (10 / 30)))
+    assert rows.loc[("v", "C")]["item_days_30"] == pytest.approx(math.log1p(0.5 ** (2 / 30)))
     assert a["share"] == pytest.approx(3 / 4)  # u was active on days 0, 10, 20, 25
     assert a["gap_median"] == pytest.approx(math.log1p(10)) and a["gap_known"] == 1
     assert a["overdue"] == pytest.approx(math.log1p(10 / 10))  # last purchase 10 days ago, bought every 10 days
     assert b["overdue"] == 0 and b["gap_known"] == 0  # nobody bought B twice
     # C: a popular item u never touched is a candidate, with "never" history signals
     assert c["in_history"] == 0 and c["item_days"] == 0 and c["age_last"] == pytest.approx(math.log1p(1000))
-    assert c["user_days"] == pytest.approx(math.log1p(4)) and c["pop_30"] == pytest.approx(math.log1p(1))
+    assert c["user_days"] == pytest.approx(math.log1p(4))
+    assert c["pop_30"] == pytest.approx(math.log1p(0.5 ** (2 / 30)))  # its one buyer, 2 days ago
     # every item here is in category "c": u was active in it on all 4 of its days, last 5 days ago
     assert a["category_days"] == pytest.approx(math.log1p(4)) and a["category_share"] == pytest.approx(1.0)
     assert c["category_age_last"] == pytest.approx(math.log1p(5))
-    assert c["category_days_30"] == pytest.approx(math.log1p(4))  # day 0 is 30 days old: in
+    days_30 = sum(0.5 ** (age / 30) for age in (30, 20, 10, 5))
+    assert c["category_days_30"] == pytest.approx(math.log1p(days_30))
     assert not rows.isna().any().any() and list(rows.columns) == list(SIGNALS)
 
 
