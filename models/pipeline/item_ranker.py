@@ -45,7 +45,7 @@ class ItemRanker(Persisted, nn.Module):
     def standardise_with(self, signals: torch.Tensor) -> None:
         """Take the signals' mean and spread from training rows ``[N, S]`` (kept in the state_dict)."""
         self.mean.copy_(signals.mean(0))
-        self.scale.copy_(signals.std(0).clamp(min=1e-6))
+        self.scale.copy_(signals.std(0, correction=0).clamp(min=1e-6))
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
         """Scores ``[N]`` of candidate rows ``[N, S]`` (higher is better)."""
@@ -113,8 +113,8 @@ def labelled_rows(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, 
     types = ranking.target_types(events)
     split = ranking.make_split(events, start, end, types)
     rows = candidate_signals(split.train.events, start, split.users, cfg.candidates, types)
-    wanted = pd.MultiIndex.from_frame(
-        pd.DataFrame([(u, i) for u, items in zip(split.users, split.relevant) for i in items])
+    wanted = pd.MultiIndex.from_tuples(
+        [(u, i) for u, items in zip(split.users, split.relevant) for i in items], names=["user_id", "item_id"]
     )
     rows["relevant"] = pd.MultiIndex.from_frame(rows[["user_id", "item_id"]]).isin(wanted).astype(np.float32)
     return rows

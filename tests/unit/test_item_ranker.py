@@ -14,6 +14,7 @@ from models.pipeline.item_ranker import (
     ItemRankerMethod,
     RankerConfig,
     fit_item_ranker,
+    labelled_rows,
     training_windows,
 )
 from models.pipeline.item_signals import SIGNALS, candidate_signals
@@ -154,6 +155,15 @@ def test_the_ranker_learns_that_a_due_staple_beats_an_old_fad():
     top_one, items = learned.top[:, 0], split.train.items
     assert np.mean([items[i].startswith("staple") for i in top_one]) >= 0.95
     assert np.mean([items[i].startswith("staple") for i in history.top[:, 0]]) < 0.5
+
+
+def test_a_window_without_buyers_is_left_out():
+    events = frame([("u", "A", "purchase", 0), ("u", "B", "view", 40), ("u", "A", "purchase", 41)])
+    quiet = labelled_rows(events, START + pd.Timedelta(days=10), START + pd.Timedelta(days=20), RankerConfig())
+    assert quiet.empty and "relevant" in quiet
+    model = fit_item_ranker(events, START + pd.Timedelta(days=45), RankerConfig(windows=3, window_days=10, epochs=2))
+    assert isinstance(model, ItemRanker)  # trained on the one window with a buyer (days 35-45)
+    assert torch.isfinite(model.scale).all() and torch.isfinite(model.predict(torch.rand(3, len(SIGNALS)))).all()
 
 
 def test_no_purchase_window_is_a_clear_error():
