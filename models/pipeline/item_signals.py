@@ -8,6 +8,8 @@ window after it) and the rows the model ranks at serving time.
 Every signal is a count, an age or an exponentially decayed sum, so each can be kept exactly as time passes and
 events arrive (an age grows with the clock, a decayed sum S(t) = S(t0) · 0.5^((t − t0) / h) plus the new terms):
 what an online store needs to serve them at request time. The item's repurchase gap is a fitted per-item value.
+``signal_state`` keeps that state at an instant, ``signals_at`` moves it to a later one (exact: a unit test
+compares it with the signals computed there), and ``candidate_signals`` is the two at the same instant.
 
 Signals (``SIGNALS``, in model input order; counts, ages and sums enter as log1p, ages in days, a "day" is the
 first event of a UTC day, 0.5^(age / h) its decayed weight):
@@ -69,14 +71,36 @@ def _ages(ts: pd.Series, cutoff: pd.Timestamp) -> pd.Series:
     return (cutoff - ts) / DAY
 
 
-def item_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
-    """Per item of ``events`` (all before ``cutoff``): the item signals, raw (not log-transformed)."""
-    age = _ages(events["ts"], cutoff)
-    table = pd.DataFrame({"item_age_last_sale": age.groupby(events["item_id"]).min()})
+# The state behind the signals at an instant ``as_of``: counts, the instants of last / first events, and the
+# decayed sums at ``as_of`` (columns "sum_<h>_..."). ``signals_at`` moves it to any later instant exactly: ages grow
+# with the clock, a sum decayed with half-life h is multiplied by 0.5^(elapsed / h).
+DECAYED_SUMS = {  # state column -> (signal, half-life in days)
+    "sum_item_days_30": ("item_days_30", 30.0),
+    "sum_item_days_90": ("item_days_90", 30.0 * 3),
+    "sum_category_days_30": ("category_days_30", 30.0),
+    **{f"sum_pop_{d}": (f"pop_{d}", float(d)) for d in POPULARITY_WINDOWS},
+}
+AGES = {  # state column (an instant) -> signal (days since it)
+    "last_ts": "age_last",
+    "first_ts": "age_first",
+    "target_last_ts": "target_age_last",
+    "user_last_ts": "user_age_last",
+    "category_last_ts": "category_age_last",
+    "item_last_ts": "item_age_last_sale",
+}
+
+
+def _decayed(ages: pd.Series, half_life: float) -> pd.Series:
+    return np.exp2(-ages / half_life)
+
+
+def item_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
+    """Per item of ``events`` (all before ``as_of``): its state (last event, decayed distinct buyers, gap)."""
+    age = _ages(events["ts"], as_of)
+    table = pd.DataFrame({"item_last_ts": events["ts"].groupby(events["item_id"]).max()})
     last = age.groupby([events["user_id"], events["item_id"]]).min()  # each buyer's last event on the item
     for days in POPULARITY_WINDOWS:
-        table[f"pop_{days}"] = np.exp2(-last / days).groupby(level="item_id").sum()
-    table["trend"] = (table["pop_30"] + 1) / (table["pop_90"] + 3)
+        table[f"sum_pop_{days}"] = _decayed(last, days).groupby(level="item_id").sum()
     targets = events[events["event_type"].isin(target_types)]
     days = targets.assign(day=targets["ts"].dt.floor("D")).drop_duplicates(["user_id", "item_id", "day"])
     days = days.sort_values(["user_id", "item_id", "day"])
@@ -88,45 +112,114 @@ def item_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequenc
     return table
 
 
-def history_table(events: pd.DataFrame, cutoff: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
-    """Per (user, item) with an event before ``cutoff``: the pair signals and the user signals, raw."""
+def history_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
+    """Per (user, item) with an event before ``as_of``: the pair's and the user's state."""
     events = events.sort_values("ts", kind="stable")
-    day = events["ts"].dt.floor("D")
-    dated = events.assign(day=day, age=_ages(events["ts"], cutoff))
+    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], as_of))
     daily = dated.drop_duplicates(["user_id", "item_id", "day"])
     pair = daily.groupby(["user_id", "item_id"])
-    table = pd.DataFrame({"item_days": pair.size(), "age_last": pair["age"].min(), "age_first": pair["age"].max()})
+    table = pd.DataFrame({"item_days": pair.size(), "last_ts": pair["ts"].max(), "first_ts": pair["ts"].min()})
     table["item_events"] = dated.groupby(["user_id", "item_id"]).size()
     for days in (30, 90):
-        table[f"item_days_{days}"] = np.exp2(-daily["age"] / days).groupby([daily["user_id"], daily["item_id"]]).sum()
-    targets = daily[daily["event_type"].isin(target_types)]
-    target_pair = targets.drop_duplicates(["user_id", "item_id", "day"]).groupby(["user_id", "item_id"])
-    table["target_days"] = target_pair.size()
-    table["target_age_last"] = target_pair["age"].min()
-    table = table.fillna({"item_days_30": 0.0, "item_days_90": 0.0, "target_days": 0.0}).reset_index()
+        table[f"sum_item_days_{days}"] = (
+            _decayed(daily["age"], days).groupby([daily["user_id"], daily["item_id"]]).sum()
+        )
+    targets = daily[daily["event_type"].isin(target_types)].groupby(["user_id", "item_id"])
+    table["target_days"] = targets.size()
+    table["target_last_ts"] = targets["ts"].max()
+    table = table.fillna({"target_days": 0.0}).reset_index()
     active = dated.drop_duplicates(["user_id", "day"]).groupby("user_id")
     users = pd.DataFrame(
         {
             "user_days": active.size(),
-            "user_age_last": active["age"].min(),
+            "user_last_ts": active["ts"].max(),
             "user_items": daily.groupby("user_id")["item_id"].nunique(),
         }
     )
     table = table.merge(users, left_on="user_id", right_index=True)
-    table["share"] = table["item_days"] / table["user_days"]
     table["in_history"] = 1.0
     return table
 
 
-def category_table(events: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Per (user, category) with an event before ``cutoff``: the user's days in it (all, last 30), last age, raw."""
+def category_table(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per (user, category) with an event before ``as_of``: the user's days in it, decayed days, last event."""
     events = events.sort_values("ts", kind="stable")
-    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], cutoff))
+    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], as_of))
     daily = dated.drop_duplicates(["user_id", "category_id", "day"])
     group = daily.groupby(["user_id", "category_id"])
-    table = pd.DataFrame({"category_days": group.size(), "category_age_last": group["age"].min()})
-    table["category_days_30"] = np.exp2(-daily["age"] / 30).groupby([daily["user_id"], daily["category_id"]]).sum()
-    return table.fillna({"category_days_30": 0.0}).reset_index()
+    table = pd.DataFrame({"category_days": group.size(), "category_last_ts": group["ts"].max()})
+    table["sum_category_days_30"] = _decayed(daily["age"], 30).groupby([daily["user_id"], daily["category_id"]]).sum()
+    return table.reset_index()
+
+
+def signal_state(
+    events: pd.DataFrame,
+    as_of: pd.Timestamp,
+    users: Sequence[str] | None = None,
+    candidates: int = 50,
+    target_types: Sequence[str] = ("purchase",),
+) -> pd.DataFrame:
+    """The state of each candidate (user, item) at ``as_of`` from the events before it, for ``users`` (default:
+    every user of ``events``): each user's history items plus the ``candidates`` items most popular (decayed
+    distinct buyers, 30-day half-life) at ``as_of``. ``signals_at`` turns it into the signals at any later instant
+    (popularity decays alike for every item, so the candidates stay the same)."""
+    events = events[events["ts"] < as_of]
+    items = item_table(events, as_of, target_types)
+    history = history_table(events, as_of, target_types)
+    if users is not None:
+        history = history[history["user_id"].isin(set(users))]
+    popular = items.sort_values(
+        [f"sum_pop_{CANDIDATE_POPULARITY_DAYS}", "sum_pop_365"], ascending=False, kind="stable"
+    ).index[:candidates]
+    user_rows = history.drop_duplicates("user_id").set_index("user_id")[["user_days", "user_last_ts", "user_items"]]
+    fresh = pd.MultiIndex.from_product([user_rows.index, popular], names=["user_id", "item_id"])
+    fresh = fresh[~fresh.isin(pd.MultiIndex.from_frame(history[["user_id", "item_id"]]))].to_frame(index=False)
+    fresh = fresh.merge(user_rows, left_on="user_id", right_index=True)
+    rows = pd.concat([history, fresh], ignore_index=True).merge(items, left_on="item_id", right_index=True)
+    latest = events.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]
+    rows["category_id"] = rows["item_id"].map(latest)
+    rows = rows.merge(category_table(events, as_of), on=["user_id", "category_id"], how="left")
+    rows = rows.fillna(
+        {
+            "item_days": 0.0,
+            "item_events": 0.0,
+            "target_days": 0.0,
+            "sum_item_days_30": 0.0,
+            "sum_item_days_90": 0.0,
+            "category_days": 0.0,
+            "sum_category_days_30": 0.0,
+            "in_history": 0.0,
+        }
+    )
+    rows["as_of"] = as_of
+    return rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def signals_at(state: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """Rows (user_id, item_id, *SIGNALS) at instant ``t`` (at or after the state's ``as_of``, no event between):
+    ages from the stored instants (1000 days where there is none), decayed sums moved on from ``as_of``.
+    Signals are log1p-transformed where ``LOG_SIGNALS`` says so; none is NaN."""
+    rows = state[["user_id", "item_id"]].copy()
+    elapsed = _ages(state["as_of"], t)
+    for column, signal in AGES.items():
+        rows[signal] = _ages(state[column], t).fillna(NO_EVENT_DAYS)
+    for column, (signal, half_life) in DECAYED_SUMS.items():
+        rows[signal] = state[column] * _decayed(elapsed, half_life)
+    for column in ("item_days", "item_events", "target_days", "user_days", "user_items", "category_days"):
+        rows[column] = state[column]
+    rows["in_history"], rows["gap_median"], rows["gap_known"] = (
+        state["in_history"],
+        state["gap_median"],
+        state["gap_known"],
+    )
+    rows["share"] = rows["item_days"] / rows["user_days"]
+    rows["category_share"] = rows["category_days"] / rows["user_days"]
+    rows["trend"] = (rows["pop_30"] + 1) / (rows["pop_90"] + 3)
+    overdue = rows["target_age_last"] / rows["gap_median"]
+    rows["overdue"] = overdue.where((rows["gap_known"] > 0) & state["target_last_ts"].notna()).fillna(0.0)
+    for name in LOG_SIGNALS:
+        rows[name] = np.log1p(rows[name].clip(lower=0))
+    return rows[["user_id", "item_id", *SIGNALS]]
 
 
 def candidate_signals(
@@ -136,41 +229,5 @@ def candidate_signals(
     candidates: int = 50,
     target_types: Sequence[str] = ("purchase",),
 ) -> pd.DataFrame:
-    """Rows (user_id, item_id, *SIGNALS) for ``users`` (default: every user of ``events``) at ``cutoff``, from the
-    events before it: each user's history items plus the ``candidates`` items most popular in the last 30 days.
-    Signals are log1p-transformed where ``LOG_SIGNALS`` says so; none is NaN."""
-    events = events[events["ts"] < cutoff]
-    items = item_table(events, cutoff, target_types)
-    history = history_table(events, cutoff, target_types)
-    if users is not None:
-        history = history[history["user_id"].isin(set(users))]
-    popular = items.sort_values([f"pop_{CANDIDATE_POPULARITY_DAYS}", "pop_365"], ascending=False, kind="stable")
-    popular = popular.index[:candidates]
-    user_rows = history.drop_duplicates("user_id").set_index("user_id")[list(USER_SIGNALS)]
-    fresh = pd.MultiIndex.from_product([user_rows.index, popular], names=["user_id", "item_id"])
-    fresh = fresh[~fresh.isin(pd.MultiIndex.from_frame(history[["user_id", "item_id"]]))].to_frame(index=False)
-    fresh = fresh.merge(user_rows, left_on="user_id", right_index=True)
-    rows = pd.concat([history, fresh], ignore_index=True).merge(items, left_on="item_id", right_index=True)
-    latest = events.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]
-    rows["category_id"] = rows["item_id"].map(latest)
-    rows = rows.merge(category_table(events, cutoff), on=["user_id", "category_id"], how="left")
-    rows = rows.fillna({"category_days": 0.0, "category_days_30": 0.0, "category_age_last": NO_EVENT_DAYS})
-    rows["category_share"] = rows["category_days"] / rows["user_days"]
-    rows = rows.fillna(
-        {
-            "item_days": 0.0,
-            "item_events": 0.0,
-            "target_days": 0.0,
-            "item_days_30": 0.0,
-            "item_days_90": 0.0,
-            "age_last": NO_EVENT_DAYS,
-            "age_first": NO_EVENT_DAYS,
-            "share": 0.0,
-            "in_history": 0.0,
-        }
-    )
-    rows["overdue"] = (rows["target_age_last"] / rows["gap_median"]).where(rows["gap_known"] > 0).fillna(0.0)
-    for name in LOG_SIGNALS:
-        rows[name] = np.log1p(rows[name].clip(lower=0))
-    rows = rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
-    return rows[["user_id", "item_id", *SIGNALS]]
+    """The signals of each candidate at ``cutoff`` from the events before it (``signal_state`` at ``cutoff``)."""
+    return signals_at(signal_state(events, cutoff, users, candidates, target_types), cutoff)

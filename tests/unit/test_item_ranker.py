@@ -17,7 +17,7 @@ from models.pipeline.item_ranker import (
     labelled_rows,
     training_windows,
 )
-from models.pipeline.item_signals import SIGNALS, candidate_signals
+from models.pipeline.item_signals import SIGNALS, candidate_signals, signal_state, signals_at
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -76,6 +76,19 @@ def test_later_events_do_not_change_the_signals():
     cutoff = START + pd.Timedelta(days=12)
     later = pd.concat([events, frame([("u", "A", "purchase", 12), ("w", "B", "purchase", 20)])])
     pd.testing.assert_frame_equal(candidate_signals(events, cutoff), candidate_signals(later, cutoff))
+
+
+@pytest.mark.parametrize("hours", [0.0, 5.5, 24 * 9.25])
+def test_the_state_moved_to_a_later_instant_gives_the_signals_computed_there(hours):
+    """What an online store relies on: the state at as_of, moved on to t (no event between), equals the signals
+    computed from the events at t, to 1e-9 (ages grow with the clock, decayed sums shrink by 0.5^(elapsed / h))."""
+    events = cyclic_shop(users=30, days=90, seed=4)
+    events.loc[events.index % 7 == 0, "event_type"] = "view"
+    as_of = START + pd.Timedelta(days=90)
+    later = as_of + pd.Timedelta(hours=hours)
+    moved = signals_at(signal_state(events, as_of, candidates=8), later)
+    direct = candidate_signals(events, later, candidates=8)
+    pd.testing.assert_frame_equal(moved, direct, rtol=1e-9, atol=1e-12)
 
 
 def test_contract_save_load_and_full_sort():
