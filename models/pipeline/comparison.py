@@ -1,5 +1,6 @@
-"""A training run's test window in the offline harness's protocol (``models.harness.ranking``): the item ranker
-against most-popular, history, history + ties and STAN, trained through the same code ``make evaluate`` runs.
+"""A training run's test window in the offline harness's protocol (``models.harness.ranking``): the served model
+(its top lists, given) and the item ranker against most-popular, history, history + ties and STAN, trained through
+the same code ``make evaluate`` runs.
 
 Train = the staged events before the test window; relevant = each user's distinct target items (purchases where
 the data has any) in the window; users = those with history and a target in the window; full ranking over the
@@ -10,6 +11,7 @@ catalogue; NDCG@10 with a paired bootstrap interval of each method against histo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from models.pipeline.item_ranker import ItemRankerMethod
 
 FLOOR = "history_ties_30d"
 MODEL = "item_ranker"
+SERVED = "served_model"
 
 
 def methods() -> dict:
@@ -41,9 +44,17 @@ def harness_events(staged: pd.DataFrame) -> pd.DataFrame:
     )[["user_id", "item_id", "category_id", "event_type", "ts", "value"]]
 
 
-def compare(history: pd.DataFrame, test_events: pd.DataFrame, test_start, test_end, k: int = 10) -> dict:
+def compare(
+    history: pd.DataFrame,
+    test_events: pd.DataFrame,
+    test_start,
+    test_end,
+    k: int = 10,
+    served: Callable[[list[str]], list[list[str]]] | None = None,
+) -> dict:
     """Metrics of each method on the window [test_start, test_end) (staged events before it and in it), NDCG@k
-    of each against history + ties with its paired 95% interval; a method that cannot fit says why."""
+    of each against history + ties with its paired 95% interval; a method that cannot fit says why. ``served``
+    gives the served model's top item ids (at least 20) for users at ``test_start``: it is measured first."""
     events = harness_events(pd.concat([history, test_events], ignore_index=True))
     split = ranking.make_split(events, pd.Timestamp(test_start), pd.Timestamp(test_end), ranking.target_types(events))
     out: dict = {"users": len(split.users), "catalogue": len(split.train.items), "methods": {}}
@@ -53,6 +64,15 @@ def compare(history: pd.DataFrame, test_events: pd.DataFrame, test_start, test_e
     column = ranking.METRICS.index(f"ndcg@{k}")
     indices = ranking.bootstrap_indices(len(split.users))
     per_user = {}
+    if served is not None:
+        started = time.perf_counter()
+        lists = served([str(user) for user in split.users])
+        values = np.array([ranking.user_metrics(top, relevant) for top, relevant in zip(lists, split.relevant)])
+        per_user[SERVED] = values[:, column]
+        out["methods"][SERVED] = {
+            **{metric: float(values[:, i].mean()) for i, metric in enumerate(ranking.METRICS)},
+            "seconds": time.perf_counter() - started,
+        }
     for name, ranker in methods().items():
         started = time.perf_counter()
         try:

@@ -1,6 +1,6 @@
 """Evaluation report of a training run: the model against its baselines, as markdown; then the run's test window
-in the harness protocol (``models.pipeline.comparison``): the item ranker against most-popular, history, history +
-ties and STAN."""
+in the harness protocol (``models.pipeline.comparison``): the served model and the item ranker against
+most-popular, history, history + ties and STAN."""
 
 from __future__ import annotations
 

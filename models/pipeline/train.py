@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +166,19 @@ def test_rankings(store, model, data: RunData, k: int) -> tuple[pd.DataFrame, li
     return test, model_ranked, truth, metrics
 
 
+def served_top(store, model, vocab: Vocabulary, at: dt.datetime, n: int = 20) -> Callable[[list[str]], list]:
+    """The model's top ``n`` item ids for users at instant ``at`` (their point-in-time features, as the service
+    would read them then); a user without features gets the most popular items, as the service answers."""
+
+    def top(users: list[str]) -> list[list[str]]:
+        frame = point_in_time_features(store, pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp(at)}))
+        known = frame.dropna(subset=["total_interest"])
+        ranked = dict(zip(known["user_id"], rank_items(model, vocab, feature_matrix(vocab, known), n)))
+        return [ranked.get(user, vocab.popular_items[:n]) for user in users]
+
+    return top
+
+
 def decay_parameters_used() -> dict:
     """The decay the run's features were computed with (``int_event_kind_parameters``): kinds per family,
     the exponential kinds' half-lives (min, median, max) and how many of them do not decay."""
@@ -211,7 +225,14 @@ def run(as_of: dt.date, cfg: dict | None = None, register: bool = True) -> dict:
         "categories": len(data.vocab.categories),
         "final_train_loss": losses[-1] if losses else None,
         "metrics": metrics,
-        "harness": compare(data.history, data.test_events, windows.test_start, windows.as_of, k),
+        "harness": compare(
+            data.history,
+            data.test_events,
+            windows.test_start,
+            windows.as_of,
+            k,
+            served_top(store, model, data.vocab, windows.test_start),
+        ),
         "decay": decay_parameters_used(),
         "feature_service": FEATURE_SERVICE,
         "git_commit": git_commit(),

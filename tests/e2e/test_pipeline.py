@@ -51,7 +51,7 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
     # the test window in the harness protocol: the item ranker and the baselines on the same users
     harness = metrics["harness"]
     assert harness["users"] > 20 and harness["catalogue"] > 100
-    for method in ("popular_30d", "history", "history_ties_30d", "stan", "item_ranker"):
+    for method in ("served_model", "popular_30d", "history", "history_ties_30d", "stan", "item_ranker"):
         assert 0.0 <= harness["methods"][method]["ndcg@10"] <= 1.0, method
         assert harness["methods"][method]["ndcg@10_over_history_ties_30d"]["ratio"] > 0.0
     assert "| item_ranker |" in (reports / "evaluation.md").read_text()

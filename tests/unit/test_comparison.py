@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from models.pipeline.comparison import FLOOR, MODEL, compare, render
+from models.pipeline.comparison import FLOOR, MODEL, SERVED, compare, render
 from tests.unit.test_item_ranker import START, cyclic_shop
 
 
@@ -33,3 +33,23 @@ def test_a_window_nobody_bought_in_is_reported_not_measured():
     result = compare(events, events.iloc[:0], START + pd.Timedelta(days=60), START + pd.Timedelta(days=67))
     assert result["users"] == 0 and "no user" in result["skipped"]
     assert "Not measured" in "\n".join(render(result))
+
+
+def test_the_served_models_lists_are_measured_on_the_same_users():
+    """Known answer: a served model that lists exactly what each user then bought scores NDCG@10 1 (the windows
+    here hold at most 10 distinct purchases per user), and is paired with history + ties like the others."""
+    events = staged(cyclic_shop(days=120))
+    test_start, test_end = START + pd.Timedelta(days=100), START + pd.Timedelta(days=114)
+    window = events[(events.event_ts >= test_start) & (events.event_ts < test_end)]
+    bought = window.groupby("user_id")["item_id"].agg(lambda items: sorted(set(items)))
+    result = compare(
+        events[events.event_ts < test_start],
+        window,
+        test_start,
+        test_end,
+        served=lambda users: [bought[user] for user in users],
+    )
+    served = result["methods"][SERVED]
+    assert list(result["methods"])[0] == SERVED and served["ndcg@10"] == 1.0 and served["hr@10"] == 1.0
+    floor = result["methods"][FLOOR]["ndcg@10"]
+    assert served[f"ndcg@10_over_{FLOOR}"]["ratio"] == pytest.approx(1.0 / floor, rel=1e-12)
