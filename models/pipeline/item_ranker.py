@@ -17,7 +17,7 @@ Contract shared by the platform's models: ``forward``, ``calculate_loss``, ``pre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -179,6 +179,3 @@ class ItemRankerMethod:
             self.fallback,
             len(user_ids),
         ).numpy()
-
-    def config(self) -> dict:
-        return asdict(self.cfg)
