@@ -71,15 +71,17 @@ def _ages(ts: pd.Series, cutoff: pd.Timestamp) -> pd.Series:
     return (cutoff - ts) / DAY
 
 
-# The state behind the signals at an instant ``as_of``: counts, the instants of last / first events, and the
-# decayed sums at ``as_of`` (columns "sum_<h>_..."). ``signals_at`` moves it to any later instant exactly: ages grow
-# with the clock, a sum decayed with half-life h is multiplied by 0.5^(elapsed / h).
-DECAYED_SUMS = {  # state column -> (signal, half-life in days)
+# The state behind the signals: counts, the instants of last / first events, and decayed sums ("sum_<signal>")
+# at the instant of their side: the user side (pairs, the user, the user's categories) at ``as_of``, the item side
+# at ``items_as_of``. Online the two differ: a user's row moves with their live events, the item table is the
+# model package's (see ``docs/models.md``). ``signals_at`` moves both to any later instant exactly: ages grow with
+# the clock, a sum decayed with half-life h is multiplied by 0.5^(elapsed / h).
+USER_SUMS = {  # state column -> (signal, half-life in days)
     "sum_item_days_30": ("item_days_30", 30.0),
-    "sum_item_days_90": ("item_days_90", 30.0 * 3),
+    "sum_item_days_90": ("item_days_90", 90.0),
     "sum_category_days_30": ("category_days_30", 30.0),
-    **{f"sum_pop_{d}": (f"pop_{d}", float(d)) for d in POPULARITY_WINDOWS},
 }
+ITEM_SUMS = {f"sum_pop_{d}": (f"pop_{d}", float(d)) for d in POPULARITY_WINDOWS}
 AGES = {  # state column (an instant) -> signal (days since it)
     "last_ts": "age_last",
     "first_ts": "age_first",
@@ -88,34 +90,59 @@ AGES = {  # state column (an instant) -> signal (days since it)
     "category_last_ts": "category_age_last",
     "item_last_ts": "item_age_last_sale",
 }
+PAIR_STATE = (
+    "item_days",
+    "item_events",
+    "target_days",
+    "last_ts",
+    "first_ts",
+    "target_last_ts",
+    "sum_item_days_30",
+    "sum_item_days_90",
+)
+USER_STATE = ("user_days", "user_last_ts", "user_items")
+CATEGORY_STATE = ("category_days", "category_last_ts", "sum_category_days_30")
+ITEM_STATE = ("category_id", "item_last_ts", *ITEM_SUMS, "gap_median", "gap_known")
 
 
 def _decayed(ages: pd.Series, half_life: float) -> pd.Series:
     return np.exp2(-ages / half_life)
 
 
+def _dated(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    events = events[events["ts"] < as_of].sort_values("ts", kind="stable")
+    return events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], as_of))
+
+
 def item_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
-    """Per item of ``events`` (all before ``as_of``): its state (last event, decayed distinct buyers, gap)."""
-    age = _ages(events["ts"], as_of)
-    table = pd.DataFrame({"item_last_ts": events["ts"].groupby(events["item_id"]).max()})
-    last = age.groupby([events["user_id"], events["item_id"]]).min()  # each buyer's last event on the item
+    """Per item with an event before ``as_of`` (index item_id): ``ITEM_STATE``, its category being its latest
+    event's, its popularity sums decayed to ``as_of``."""
+    dated = _dated(events, as_of)
+    table = pd.DataFrame({"category_id": dated.groupby("item_id")["category_id"].last()})
+    table["item_last_ts"] = dated.groupby("item_id")["ts"].max()
+    last = dated["age"].groupby([dated["user_id"], dated["item_id"]]).min()  # each buyer's last event on the item
     for days in POPULARITY_WINDOWS:
         table[f"sum_pop_{days}"] = _decayed(last, days).groupby(level="item_id").sum()
-    targets = events[events["event_type"].isin(target_types)]
-    days = targets.assign(day=targets["ts"].dt.floor("D")).drop_duplicates(["user_id", "item_id", "day"])
-    days = days.sort_values(["user_id", "item_id", "day"])
+    targets = dated[dated["event_type"].isin(target_types)]
+    days = targets.drop_duplicates(["user_id", "item_id", "day"]).sort_values(["user_id", "item_id", "day"])
     gaps = (days["day"] - days.groupby(["user_id", "item_id"])["day"].shift()) / DAY
-    median = gaps.groupby(days["item_id"]).median()
-    table["gap_median"] = median.reindex(table.index)
+    table["gap_median"] = gaps.groupby(days["item_id"]).median().reindex(table.index)
     table["gap_known"] = table["gap_median"].notna().astype(float)
     table["gap_median"] = table["gap_median"].fillna(UNKNOWN_GAP_DAYS)
-    return table
+    table.index.name = "item_id"
+    return table[list(ITEM_STATE)]
 
 
-def history_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
-    """Per (user, item) with an event before ``as_of``: the pair's and the user's state."""
-    events = events.sort_values("ts", kind="stable")
-    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], as_of))
+def popular_items(items: pd.DataFrame, n: int) -> pd.Index:
+    """The ``n`` items of an item table with the most decayed distinct buyers (30-day half-life; 365 breaks ties)."""
+    order = items.sort_values([f"sum_pop_{CANDIDATE_POPULARITY_DAYS}", "sum_pop_365"], ascending=False, kind="stable")
+    return order.index[:n]
+
+
+def pair_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Sequence[str]) -> pd.DataFrame:
+    """Per (user, item) with an event before ``as_of``: ``PAIR_STATE``. A day counts from its first event (UTC
+    days): ``last_ts`` is the first event of the last day, a target day's instant its first target event."""
+    dated = _dated(events, as_of)
     daily = dated.drop_duplicates(["user_id", "item_id", "day"])
     pair = daily.groupby(["user_id", "item_id"])
     table = pd.DataFrame({"item_days": pair.size(), "last_ts": pair["ts"].max(), "first_ts": pair["ts"].min()})
@@ -124,32 +151,60 @@ def history_table(events: pd.DataFrame, as_of: pd.Timestamp, target_types: Seque
         table[f"sum_item_days_{days}"] = (
             _decayed(daily["age"], days).groupby([daily["user_id"], daily["item_id"]]).sum()
         )
-    targets = daily[daily["event_type"].isin(target_types)].groupby(["user_id", "item_id"])
-    table["target_days"] = targets.size()
-    table["target_last_ts"] = targets["ts"].max()
-    table = table.fillna({"target_days": 0.0}).reset_index()
+    target = dated[dated["event_type"].isin(target_types)].drop_duplicates(["user_id", "item_id", "day"])
+    target = target.groupby(["user_id", "item_id"])
+    table["target_days"] = target.size()
+    table["target_last_ts"] = target["ts"].max()
+    table = table.fillna({"target_days": 0.0}).astype({"item_days": float, "item_events": float})
+    return table.reset_index()[["user_id", "item_id", *PAIR_STATE]]
+
+
+def user_table(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per user with an event before ``as_of`` (index user_id): active days, last event, distinct items."""
+    dated = _dated(events, as_of)
     active = dated.drop_duplicates(["user_id", "day"]).groupby("user_id")
-    users = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "user_days": active.size(),
-            "user_last_ts": active["ts"].max(),
-            "user_items": daily.groupby("user_id")["item_id"].nunique(),
+            "user_days": active.size().astype(float),
+            "user_last_ts": active["ts"].max(),  # the first event of the user's last active day
+            "user_items": dated.groupby("user_id")["item_id"].nunique().astype(float),
         }
     )
-    table = table.merge(users, left_on="user_id", right_index=True)
-    table["in_history"] = 1.0
-    return table
 
 
 def category_table(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per (user, category) with an event before ``as_of``: the user's days in it, decayed days, last event."""
-    events = events.sort_values("ts", kind="stable")
-    dated = events.assign(day=events["ts"].dt.floor("D"), age=_ages(events["ts"], as_of))
+    """Per (user, category) with an event before ``as_of`` (the events' own category): ``CATEGORY_STATE``."""
+    dated = _dated(events, as_of)
     daily = dated.drop_duplicates(["user_id", "category_id", "day"])
     group = daily.groupby(["user_id", "category_id"])
-    table = pd.DataFrame({"category_days": group.size(), "category_last_ts": group["ts"].max()})
+    table = pd.DataFrame({"category_days": group.size().astype(float), "category_last_ts": group["ts"].max()})
     table["sum_category_days_30"] = _decayed(daily["age"], 30).groupby([daily["user_id"], daily["category_id"]]).sum()
-    return table.reset_index()
+    return table.reset_index()[["user_id", "category_id", *CATEGORY_STATE]]
+
+
+def assemble_state(
+    pairs: pd.DataFrame,
+    users: pd.DataFrame,
+    categories: pd.DataFrame,
+    items: pd.DataFrame,
+    popular: Sequence[str],
+    as_of: pd.Timestamp,
+    items_as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """The state of each candidate (user, item): the user's items of ``pairs`` the item table knows, then the
+    ``popular`` items they have no event on; the user-side tables hold at ``as_of``, ``items`` at ``items_as_of``.
+    Offline (``signal_state``) and online (``models.pipeline.served_ranker``) both build the rows here."""
+    pairs = pairs[pairs["item_id"].isin(items.index)].assign(in_history=1.0)
+    known = users.index[users.index.isin(pairs["user_id"].unique())]
+    fresh = pd.MultiIndex.from_product([known, pd.Index(popular)], names=["user_id", "item_id"])
+    fresh = fresh[~fresh.isin(pd.MultiIndex.from_frame(pairs[["user_id", "item_id"]]))].to_frame(index=False)
+    rows = pd.concat([pairs, fresh.assign(in_history=0.0)], ignore_index=True)
+    rows = rows.merge(users, left_on="user_id", right_index=True).merge(items, left_on="item_id", right_index=True)
+    rows = rows.merge(categories, on=["user_id", "category_id"], how="left")
+    zeros = ("item_days", "item_events", "target_days", "sum_item_days_30", "sum_item_days_90", "category_days")
+    rows = rows.fillna({name: 0.0 for name in (*zeros, "sum_category_days_30")})
+    rows["as_of"], rows["items_as_of"] = as_of, items_as_of
+    return rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 
 def signal_state(
@@ -163,48 +218,30 @@ def signal_state(
     every user of ``events``): each user's history items plus the ``candidates`` items most popular (decayed
     distinct buyers, 30-day half-life) at ``as_of``. ``signals_at`` turns it into the signals at any later instant
     (popularity decays alike for every item, so the candidates stay the same)."""
-    events = events[events["ts"] < as_of]
     items = item_table(events, as_of, target_types)
-    history = history_table(events, as_of, target_types)
-    if users is not None:
-        history = history[history["user_id"].isin(set(users))]
-    popular = items.sort_values(
-        [f"sum_pop_{CANDIDATE_POPULARITY_DAYS}", "sum_pop_365"], ascending=False, kind="stable"
-    ).index[:candidates]
-    user_rows = history.drop_duplicates("user_id").set_index("user_id")[["user_days", "user_last_ts", "user_items"]]
-    fresh = pd.MultiIndex.from_product([user_rows.index, popular], names=["user_id", "item_id"])
-    fresh = fresh[~fresh.isin(pd.MultiIndex.from_frame(history[["user_id", "item_id"]]))].to_frame(index=False)
-    fresh = fresh.merge(user_rows, left_on="user_id", right_index=True)
-    rows = pd.concat([history, fresh], ignore_index=True).merge(items, left_on="item_id", right_index=True)
-    latest = events.drop_duplicates("item_id", keep="last").set_index("item_id")["category_id"]
-    rows["category_id"] = rows["item_id"].map(latest)
-    rows = rows.merge(category_table(events, as_of), on=["user_id", "category_id"], how="left")
-    rows = rows.fillna(
-        {
-            "item_days": 0.0,
-            "item_events": 0.0,
-            "target_days": 0.0,
-            "sum_item_days_30": 0.0,
-            "sum_item_days_90": 0.0,
-            "category_days": 0.0,
-            "sum_category_days_30": 0.0,
-            "in_history": 0.0,
-        }
+    mine = events if users is None else events[events["user_id"].isin(set(users))]
+    return assemble_state(
+        pair_table(mine, as_of, target_types),
+        user_table(mine, as_of),
+        category_table(mine, as_of),
+        items,
+        popular_items(items, candidates),
+        as_of,
+        as_of,
     )
-    rows["as_of"] = as_of
-    return rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 
 def signals_at(state: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
-    """Rows (user_id, item_id, *SIGNALS) at instant ``t`` (at or after the state's ``as_of``, no event between):
-    ages from the stored instants (1000 days where there is none), decayed sums moved on from ``as_of``.
+    """Rows (user_id, item_id, *SIGNALS) at instant ``t`` (at or after the state's ``as_of`` and ``items_as_of``,
+    no event between): ages from the stored instants (1000 days where there is none), decayed sums moved on.
     Signals are log1p-transformed where ``LOG_SIGNALS`` says so; none is NaN."""
     rows = state[["user_id", "item_id"]].copy()
-    elapsed = _ages(state["as_of"], t)
     for column, signal in AGES.items():
         rows[signal] = _ages(state[column], t).fillna(NO_EVENT_DAYS)
-    for column, (signal, half_life) in DECAYED_SUMS.items():
-        rows[signal] = state[column] * _decayed(elapsed, half_life)
+    for sums, clock in ((USER_SUMS, "as_of"), (ITEM_SUMS, "items_as_of")):
+        elapsed = _ages(state[clock], t)
+        for column, (signal, half_life) in sums.items():
+            rows[signal] = state[column] * _decayed(elapsed, half_life)
     for column in ("item_days", "item_events", "target_days", "user_days", "user_items", "category_days"):
         rows[column] = state[column]
     rows["in_history"], rows["gap_median"], rows["gap_known"] = (
