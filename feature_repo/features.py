@@ -66,6 +66,19 @@ user_interest_push = PushSource(
     description="Rows recomputed from live events (interest_decay.online.realtime), written to the online store.",
 )
 
+user_item_signals_source = PostgreSQLSource(
+    name="user_item_signals_source",
+    query=f"select *, as_of as state_as_of from {DBT_SCHEMA}.user_item_signal_state",
+    timestamp_field="as_of",
+    description="dbt mart user_item_signal_state: the item ranker's user-side state per user at the run's as_of.",
+)
+
+user_item_signals_push = PushSource(
+    name="user_item_signals_push",
+    batch_source=user_item_signals_source,
+    description="Rows with live events folded in (interest_decay.online.item_state), written to the online store.",
+)
+
 churn_source = PostgreSQLSource(
     name="churn_source",
     query=f"select *, as_of as as_of_ts from {DBT_SCHEMA}.churn_features",
@@ -129,6 +142,34 @@ user_interest_fv = FeatureView(
     tags={"team": "interest-decay", "decay_family": "per-kind", "grain": "user, as_of"},
 )
 
+
+user_item_signals_fv = FeatureView(
+    name="user_item_signals_fv",
+    entities=[user],
+    ttl=timedelta(days=400),
+    schema=[
+        Field(name="user_days", dtype=Float64, description="Days with any event."),
+        Field(name="user_last_ts", dtype=Float64, description="First event of the last active day (epoch s)."),
+        Field(name="user_items", dtype=Float64, description="Distinct items with any event."),
+        Field(name="item_ids", dtype=Array(String), description="The user's items; the per-item arrays follow it."),
+        Field(name="item_days", dtype=Array(Float64), description="Days with an event on the item."),
+        Field(name="item_events", dtype=Array(Float64), description="Events on the item."),
+        Field(name="target_days", dtype=Array(Float64), description="Days with a target event (a purchase)."),
+        Field(name="last_ts", dtype=Array(Float64), description="First event of the item's last day (epoch s)."),
+        Field(name="first_ts", dtype=Array(Float64), description="First event on the item (epoch s)."),
+        Field(name="target_last_ts", dtype=Array(Float64), description="Last target day's first target (NaN: none)."),
+        Field(name="sum_item_days_30", dtype=Array(Float64), description="The item's days decayed, half-life 30 d."),
+        Field(name="sum_item_days_90", dtype=Array(Float64), description="The item's days decayed, half-life 90 d."),
+        Field(name="category_ids", dtype=Array(String), description="Categories acted in; arrays below follow it."),
+        Field(name="category_days", dtype=Array(Float64), description="Days with an event in the category."),
+        Field(name="category_last_ts", dtype=Array(Float64), description="First event of its last day (epoch s)."),
+        Field(name="sum_category_days_30", dtype=Array(Float64), description="Its days decayed, half-life 30 d."),
+        Field(name="state_as_of", dtype=UnixTimestamp, description="The instant the decayed sums hold at."),
+    ],
+    source=user_item_signals_push,
+    online=True,
+    tags={"team": "interest-decay", "model": "item_ranker", "grain": "user, as_of"},
+)
 
 churn_features_fv = FeatureView(
     name="churn_features_fv",
@@ -266,6 +307,13 @@ recommender_v1 = FeatureService(
     name="recommender_v1",
     features=[user_interest_fv, user_interest_now],
     description="Inputs of the interest recommender, version 1: stored interest and interest at request time.",
+)
+
+item_ranker_v1 = FeatureService(
+    name="item_ranker_v1",
+    features=[user_item_signals_fv],
+    description="Inputs of the item ranker, version 1: the user-side state it moves to the request time "
+    "(models.pipeline.item_signals.signals_at); the item side ships with the model.",
 )
 
 interest_profile_v1 = FeatureService(

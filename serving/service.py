@@ -136,12 +136,12 @@ class InterestService:
 
     def _online_updater(self, conn):
         from interest_decay.events.ingest import ensure_raw_schema
-        from interest_decay.online.realtime import KindParameters, OnlineUpdater
+        from interest_decay.online.realtime import OnlineUpdater
 
         with self._lock:
             if self._updater is None:
                 ensure_raw_schema(conn)
-                self._updater = OnlineUpdater(self.store, KindParameters.from_database(conn, self.schema))
+                self._updater = OnlineUpdater.from_database(self.store, conn, self.schema)
         return self._updater
 
     def __is_ready__(self) -> bool:

@@ -12,7 +12,8 @@ import datetime as dt
 import pandas as pd
 
 from interest_decay.events.schema import EVENT_COLUMNS
-from interest_decay.online.realtime import ONLINE_FEATURES, KindParameters, OnlineUpdater, _text, check_event, parse_ts
+from interest_decay.online import item_state
+from interest_decay.online.realtime import ONLINE_FEATURES, OnlineUpdater, _text, check_event, parse_ts
 
 
 def materialize(store, as_of: dt.datetime, days: int = 1, chunk_days: int = 7) -> int:
@@ -32,7 +33,7 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
     """Accepted events at or after ``as_of`` (the mart as of ``as_of`` does not hold them): the staged
     ones, plus the rows of raw loads after the latest staged one, checked with the staging rules (a load
     checked but not staged, when the staging run stopped between its two models, counts too).
-    Columns user_id (pseudonymised), category_id, event_type, ts; one row per distinct event."""
+    Columns user_id (pseudonymised), item_id, category_id, event_type, ts; one row per distinct event."""
     from interest_decay.events.pseudonym import pseudonymise
 
     columns = ["user_id", "item_id", "category_id", "event_type", "ts", "value"]
@@ -62,7 +63,7 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
                 )
             )
     frame = pd.DataFrame(rows, columns=columns).drop_duplicates()
-    return frame[["user_id", "category_id", "event_type", "ts"]].reset_index(drop=True)
+    return frame[["user_id", "item_id", "category_id", "event_type", "ts"]].reset_index(drop=True)
 
 
 def materialize_and_replay(
@@ -90,7 +91,14 @@ def materialize_and_replay(
         (as_of, list(events["user_id"].unique())),
     )
     base_rows = {user: dict(zip(ONLINE_FEATURES, values)) for user, *values in base.fetchall()}
-    updated = OnlineUpdater(store, KindParameters.from_database(conn, schema)).apply(events, now, base_rows)
+    base = conn.execute(
+        f"select user_id, {', '.join(item_state.ROW_FIELDS)} from "
+        f"(select *, as_of as state_as_of from {schema}.user_item_signal_state) as state "
+        f"where as_of = %s and user_id = any(%s)",
+        (as_of, list(events["user_id"].unique())),
+    )
+    base_item_rows = {user: dict(zip(item_state.ROW_FIELDS, values)) for user, *values in base.fetchall()}
+    updated = OnlineUpdater.from_database(store, conn, schema).apply(events, now, base_rows, base_item_rows)
     return {"chunks": chunks, "replayed_events": len(events), "replayed_users": updated}
 
 

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -32,6 +32,7 @@ import pandas as pd
 from interest_decay import decay
 from interest_decay.decay.reference import parameter_kwargs, resolve_parameters
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
+from interest_decay.online import item_state
 
 MAX_ID_LENGTH = 256
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -214,41 +215,68 @@ def fold_events(
 
 
 class OnlineUpdater:
-    """Folds accepted events into the online store of ``store`` (a feast.FeatureStore), one user row each."""
+    """Folds accepted events into the online store of ``store`` (a feast.FeatureStore): each user's interest row
+    (``fold_events``) and item-ranker state row (``interest_decay.online.item_state.fold_item_events``)."""
 
-    def __init__(self, store, params: KindParameters):
+    def __init__(self, store, params: KindParameters, target_types: Sequence[str] = ("purchase",)):
         self.store = store
         self.params = params
+        self.target_types = tuple(target_types)
         self._lock = threading.Lock()  # read-modify-write of a user's row: one batch at a time per process
 
-    def current_rows(self, user_ids: list[str]) -> dict[str, dict | None]:
+    @classmethod
+    def from_database(cls, store, conn, schema: str) -> OnlineUpdater:
+        """The decay parameters and event weights of the marts; purchases are the ranker's target where the
+        staged events have any, else every event type (as ``models.harness.ranking.target_types``)."""
+        purchases = conn.execute(
+            f"select exists (select from {schema}.stg_behaviour__events where event_type = 'purchase')"
+        ).fetchone()[0]
+        return cls(store, KindParameters.from_database(conn, schema), ("purchase",) if purchases else EVENT_TYPES)
+
+    def _online_rows(self, view: str, names: Sequence[str], marker: str, user_ids: list[str]) -> dict:
         response = self.store.get_online_features(
-            features=[f"{FEATURE_VIEW}:{name}" for name in ONLINE_FEATURES],
-            entity_rows=[{"user_id": u} for u in user_ids],
+            features=[f"{view}:{name}" for name in names], entity_rows=[{"user_id": u} for u in user_ids]
         ).to_dict()
         rows = {}
         for position, user in enumerate(user_ids):
-            row = {name: response[name][position] for name in ONLINE_FEATURES}
-            rows[user] = row if row["scores_as_of"] is not None else None
+            row = {name: response[name][position] for name in names}
+            rows[user] = row if row[marker] is not None else None
         return rows
 
+    def current_rows(self, user_ids: list[str]) -> dict[str, dict | None]:
+        return self._online_rows(FEATURE_VIEW, ONLINE_FEATURES, "scores_as_of", user_ids)
+
+    def current_item_rows(self, user_ids: list[str]) -> dict[str, dict | None]:
+        return self._online_rows(item_state.FEATURE_VIEW, item_state.ROW_FIELDS, "state_as_of", user_ids)
+
     def apply(
-        self, events: pd.DataFrame, now: dt.datetime | None = None, base_rows: Mapping[str, dict | None] | None = None
+        self,
+        events: pd.DataFrame,
+        now: dt.datetime | None = None,
+        base_rows: Mapping[str, dict | None] | None = None,
+        base_item_rows: Mapping[str, dict | None] | None = None,
     ) -> int:
-        """Fold ``events`` (pseudonymised user_id, category_id, event_type, ts as aware datetimes) into
-        the online rows of their users (or into ``base_rows``, one per user, when given); returns how
-        many users were updated."""
+        """Fold ``events`` (pseudonymised user_id, item_id, category_id, event_type, ts as aware datetimes) into
+        the online rows of their users (or into ``base_rows`` / ``base_item_rows``, one per user, when given);
+        returns how many users were updated."""
         if events.empty:
             return 0
         now = now or dt.datetime.now(dt.UTC)
         with self._lock:
             users = sorted(events["user_id"].unique())
             current = self.current_rows(users) if base_rows is None else {u: base_rows.get(u) for u in users}
-            rows = []
+            current_items = (
+                self.current_item_rows(users) if base_item_rows is None else {u: base_item_rows.get(u) for u in users}
+            )
+            rows, item_rows = [], []
             for user, group in events.groupby("user_id", sort=True):
                 triples = zip(group["category_id"], group["event_type"], group["ts"])
                 rows.append({"user_id": user, **fold_events(current[user], triples, self.params, now)})
+                quads = list(zip(group["item_id"], group["category_id"], group["event_type"], group["ts"]))
+                folded = item_state.fold_item_events(current_items[user], quads, now, self.target_types)
+                item_rows.append({"user_id": user, **folded, "as_of": folded["state_as_of"]})
             self.store.push(PUSH_SOURCE, pd.DataFrame(rows))
+            self.store.push(item_state.PUSH_SOURCE, pd.DataFrame(item_rows))
         return len(rows)
 
 
@@ -289,6 +317,7 @@ def accept_batch(
         frame = pd.DataFrame(
             {
                 "user_id": [pseudonymise(_text(e["user_id"]), pseudonym_key) for e in accepted],
+                "item_id": [_text(e["item_id"]) for e in accepted],
                 "category_id": [_text(e["category_id"]) for e in accepted],
                 "event_type": [_text(e["event_type"]).lower() for e in accepted],
                 "ts": [parse_ts(_text(e["ts"])) for e in accepted],
@@ -328,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
         ensure_raw_schema(conn)
-        updater = OnlineUpdater(store, KindParameters.from_database(conn, settings.dbt_schema()))
+        updater = OnlineUpdater.from_database(store, conn, settings.dbt_schema())
         result = accept_batch(conn, updater, records, pseudonym_key(), source=f"push:{args.path.name}")
     rejected = [r for r in result.reasons if r is not None]
     state = (

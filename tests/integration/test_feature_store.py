@@ -46,6 +46,7 @@ def run_day(env, offset: int):
         "user_category_interest",
         "+churn_features",
         "+item_popularity",
+        "+user_item_signal_state",
         "--vars",
         f'{{as_of: "{day(offset)}", as_of_start: "{day(offset)}"}}',
     )
@@ -67,6 +68,44 @@ def online(store, users, request_ts) -> dict[tuple[str, str], float]:
         for user, categories, scores in zip(users, response["category_ids_now"], response["interest_scores_now"])
         for category, score in zip(categories or [], scores or [])
     }
+
+
+def item_state_tables(rows: dict, at: dt.datetime) -> list[pd.DataFrame]:
+    """The item ranker's state rows (by user) moved to ``at``, as (pairs, users, categories) tables."""
+    from interest_decay.online.item_state import fold_item_events, tables_from_rows
+
+    pairs, users, categories = tables_from_rows({u: fold_item_events(row, [], at) for u, row in rows.items() if row})
+    return [
+        pairs.sort_values(["user_id", "item_id"], ignore_index=True),
+        users.reset_index().sort_values("user_id", ignore_index=True),
+        categories.sort_values(["user_id", "category_id"], ignore_index=True),
+    ]
+
+
+def assert_same_item_state(store, conninfo, users, offset: int, at: dt.datetime):
+    """The online item-ranker rows equal the mart's of day ``offset``, both moved to ``at`` (1e-9)."""
+    from interest_decay.online.item_state import ROW_FIELDS
+    from interest_decay.online.realtime import OnlineUpdater
+
+    online_rows = OnlineUpdater(store, None).current_item_rows(list(users))
+    with psycopg.connect(conninfo) as conn:
+        cursor = conn.execute(
+            "select user_id, as_of as state_as_of, * from analytics.user_item_signal_state where as_of = %s",
+            (D0 + dt.timedelta(days=offset),),
+        )
+        names = [d.name for d in cursor.description]
+        mart_rows = {r[0]: {f: r[names.index(f)] for f in ROW_FIELDS} for r in cursor.fetchall()}
+    assert sum(r is not None for r in online_rows.values()) == len(mart_rows) > 50
+    for got, want in zip(item_state_tables(online_rows, at), item_state_tables(mart_rows, at)):
+        assert got.shape == want.shape and len(want)
+        for column in want.columns:
+            if want[column].dtype == object:
+                assert got[column].tolist() == want[column].tolist(), column
+            elif pd.api.types.is_datetime64_any_dtype(want[column]):
+                delta = (got[column] - want[column]).dt.total_seconds().abs().fillna(0)
+                assert delta.max() < 1e-6 and (got[column].isna() == want[column].isna()).all(), column
+            else:
+                np.testing.assert_allclose(got[column], want[column], rtol=1e-9, err_msg=column)
 
 
 def assert_equal_maps(got: dict, want: dict):
@@ -196,7 +235,7 @@ def test_unknown_user_gets_nulls(stack):
 
 def test_live_events_are_visible_at_once_and_match_the_mart(stack):
     from interest_decay.config import dbt_schema
-    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch
+    from interest_decay.online.realtime import OnlineUpdater, accept_batch
 
     conninfo, env, store, users, _ = stack
     received = D0 + dt.timedelta(days=2)
@@ -208,7 +247,7 @@ def test_live_events_are_visible_at_once_and_match_the_mart(stack):
         {"user_id": "u1", "item_id": "i1", "category_id": "1", "event_type": "view", "ts": "yesterday"},
     ]
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        updater = OnlineUpdater(store, KindParameters.from_database(conn, dbt_schema()))
+        updater = OnlineUpdater.from_database(store, conn, dbt_schema())
         result = accept_batch(conn, updater, records, TEST_PSEUDONYM_KEY, received_at=received)
         again = accept_batch(conn, updater, records, TEST_PSEUDONYM_KEY, received_at=received)
     assert result.reasons[: len(live)] == [None] * len(live)
@@ -222,6 +261,7 @@ def test_live_events_are_visible_at_once_and_match_the_mart(stack):
 
     run_day(env, 2)  # the nightly run over the same raw rows
     assert_equal_maps(got, mart(conninfo, 2))
+    assert_same_item_state(store, conninfo, users, 2, received)
     with psycopg.connect(conninfo) as conn:
         staged_reasons = [
             r
@@ -239,7 +279,7 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
     them back in, so the online row at D0+3 equals the mart as of D0+3 (which counts them)."""
     from interest_decay.config import dbt_schema
     from interest_decay.online.materialization import materialize_and_replay
-    from interest_decay.online.realtime import KindParameters, OnlineUpdater, accept_batch
+    from interest_decay.online.realtime import OnlineUpdater, accept_batch
 
     conninfo, env, store, users, _ = stack
     midnight, received = D0 + dt.timedelta(days=2), D0 + dt.timedelta(days=2, hours=20)
@@ -247,7 +287,7 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
     live = live[live["ts"] >= midnight]
     records = [{**row, "ts": row["ts"].isoformat()} for row in live.to_dict("records")]
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        updater = OnlineUpdater(store, KindParameters.from_database(conn, dbt_schema()))
+        updater = OnlineUpdater.from_database(store, conn, dbt_schema())
         accept_batch(conn, updater, records[:100], TEST_PSEUDONYM_KEY, received_at=received)
         run_day(env, 2)  # the nightly run stages the first batch; the second arrives after it
         accept_batch(conn, updater, records[100:], TEST_PSEUDONYM_KEY, received_at=received + dt.timedelta(minutes=1))
@@ -257,6 +297,7 @@ def test_nightly_materialization_keeps_live_events_pushed_after_midnight(stack):
     assert result["replayed_events"] == len(records) > 150
     run_day(env, 3)
     assert_equal_maps(online(store, users, D0 + dt.timedelta(days=3)), mart(conninfo, 3))
+    assert_same_item_state(store, conninfo, users, 3, D0 + dt.timedelta(days=3))
 
 
 def test_training_rows_never_come_from_after_the_label(stack):
@@ -307,6 +348,7 @@ def test_registry_lives_where_the_setup_says(stack):
             "churn_features_fv",
             "item_popularity_fv",
             "user_interest_fv",
+            "user_item_signals_fv",
         ]
     else:
         assert not in_postgres and Path(env["FEAST_REGISTRY_PATH"]).stat().st_size > 0
