@@ -12,15 +12,17 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
    parameters), reported in `decay.md` with a curve per kind; then **dbt**: the decayed-interest marts for
    the training and test windows, with those parameters.
 3. **feast_materialize**: `feast apply`, then the marts' rows of the run's data interval (`materialize_days`
-   up to as_of: interest, churn inputs, item and category popularity) into the online store, then the live
+   up to as_of: interest, the item ranker's user state, churn inputs, item and category popularity) into the
+   online store, then the live
    events pushed since as_of folded back in; updates the Asset `interest_features` (the `drift_monitor` DAG
    runs on it).
 4. **drift_check**: Evidently data drift of today's features against the training window (report +
    a summary row in `monitoring.drift_runs`); **should_retrain**: with `retrain` = `on_drift` the run
    stops here (training and deploy skipped) unless the features drifted.
-5. **train**: fit the PyTorch recommender on point-in-time features (`get_historical_features`),
-   evaluate it on the last `eval_days` against most-popular, register it in the BentoML model store,
-   and promote it to champion only if it beats the current champion on the same test window.
+5. **train**: fit the item ranker (PyTorch, item-level signals; the code `make evaluate` runs) on the staged
+   events before the last `eval_days`, measure it on them in the harness protocol against most-popular,
+   history, history + ties, STAN and the champion, register it in the BentoML model store with the item side
+   of its state, and promote it to champion only if it beats both the best baseline and the champion there.
 6. **evaluate**: write the evaluation report (model vs baseline) next to the metrics.
    **train_churn** (beside 5-6): the churn-risk model on the staged events, compared with a
    recency-frequency logistic regression (`churn.json`, `churn.png`), registered as `churn_model`.
@@ -209,7 +211,8 @@ def interest_pipeline():
 
     @task
     def train(window: dict) -> dict:
-        """Fit on point-in-time features, evaluate on the test window, register in the model store."""
+        """Fit the item ranker before the test window, measure it there against the baselines and the champion,
+        register it, promote it when it beats both (models.pipeline.train)."""
         from models.pipeline.train import run
 
         summary = run(dt.date.fromisoformat(window["as_of"]))

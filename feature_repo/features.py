@@ -160,7 +160,7 @@ user_item_signals_fv = FeatureView(
         Field(name="target_last_ts", dtype=Array(Float64), description="Last target day's first target (NaN: none)."),
         Field(name="sum_item_days_30", dtype=Array(Float64), description="The item's days decayed, half-life 30 d."),
         Field(name="sum_item_days_90", dtype=Array(Float64), description="The item's days decayed, half-life 90 d."),
-        Field(name="category_ids", dtype=Array(String), description="Categories acted in; arrays below follow it."),
+        Field(name="user_category_ids", dtype=Array(String), description="Categories acted in; arrays below follow."),
         Field(name="category_days", dtype=Array(Float64), description="Days with an event in the category."),
         Field(name="category_last_ts", dtype=Array(Float64), description="First event of its last day (epoch s)."),
         Field(name="sum_category_days_30", dtype=Array(Float64), description="Its days decayed, half-life 30 d."),
@@ -306,14 +306,20 @@ def churn_features_now(inputs: dict) -> dict:
 recommender_v1 = FeatureService(
     name="recommender_v1",
     features=[user_interest_fv, user_interest_now],
-    description="Inputs of the interest recommender, version 1: stored interest and interest at request time.",
+    description="Stored interest and interest at request time (the interest features of the first recommender, "
+    "kept for the feature-store benchmarks and tests).",
 )
 
 item_ranker_v1 = FeatureService(
     name="item_ranker_v1",
-    features=[user_item_signals_fv],
-    description="Inputs of the item ranker, version 1: the user-side state it moves to the request time "
-    "(models.pipeline.item_signals.signals_at); the item side ships with the model.",
+    features=[
+        user_item_signals_fv,
+        user_interest_now,
+        user_interest_fv[["kind_category_ids", "kind_scores", "kind_half_lives", "last_event_ts", "scores_as_of"]],
+    ],
+    description="Inputs of the served item ranker, version 1 (/recommend): the user-side state it moves to the "
+    "request time (models.pipeline.item_signals.signals_at; the item side ships with the model), and the interest "
+    "at request time with the kinds' half-lives, for explanations.",
 )
 
 interest_profile_v1 = FeatureService(

@@ -26,33 +26,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedRecommender:
-    """One deployable recommender: the model, its vocabulary and the tag it came from."""
+    """One deployable recommender: the item ranker's package, its vocabulary and the tag it came from."""
 
     tag: str
-    model: object  # models.pipeline.recommender.InterestRecommender, in eval mode
-    vocab: object  # models.pipeline.data.Vocabulary
+    model: object  # models.pipeline.served_ranker.RankerPackage (the ItemRanker in eval mode, the item side)
+    vocab: object  # models.pipeline.data.Vocabulary: items (most popular first), categories, popular_items
     item_categories: np.ndarray  # category of each item of vocab.items
     deployed_at: dt.datetime
 
     @classmethod
     def from_directory(cls, tag: str, path: Path) -> LoadedRecommender:
-        """Load and check the model saved in ``path``; raises ValueError when it cannot serve."""
+        """Load and check the package saved in ``path``; raises ValueError when it cannot serve."""
         import torch
 
         from models.pipeline.data import Vocabulary
-        from models.pipeline.recommender import InterestRecommender
+        from models.pipeline.item_signals import SIGNALS
+        from models.pipeline.served_ranker import RankerPackage
 
-        model = InterestRecommender.load(path).eval()
+        if not RankerPackage.is_package(path):
+            raise ValueError(f"model {tag} is no item-ranker package (ranker.json missing): retrain it")
+        package = RankerPackage.load(path)
         vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
-        with torch.no_grad():
-            scores = model.full_sort_predict(torch.zeros(1, len(vocab.categories)))
-        if tuple(scores.shape) != (1, len(vocab.items)) or not bool(torch.isfinite(scores).all()):
+        scores = package.model.predict(torch.zeros(3, len(SIGNALS)))
+        if not len(package.items) or not bool(torch.isfinite(scores).all()):
             raise ValueError(
-                f"model {tag} fails the smoke check: scores of shape {tuple(scores.shape)} for "
-                f"{len(vocab.items)} items, finite: {bool(torch.isfinite(scores).all())}"
+                f"model {tag} fails the smoke check: {len(package.items)} items, "
+                f"finite scores: {bool(torch.isfinite(scores).all())}"
             )
         categories = np.array([vocab.item_category.get(i) for i in vocab.items], dtype=object)
-        return cls(tag, model, vocab, categories, dt.datetime.now(dt.UTC))
+        return cls(tag, package, vocab, categories, dt.datetime.now(dt.UTC))
 
     @classmethod
     def from_store(cls, tag: str) -> LoadedRecommender:

@@ -1,15 +1,14 @@
-"""What /recommend shows besides the ranking: which items may be shown, and why each is recommended.
+"""What /recommend does besides the model: which items may be shown, the ranking of one user from their online row,
+and why each item is recommended.
 
-Pure functions of the model's vocabulary and the user's online features (no store, no database);
+Pure functions of the model's package and the user's online features (no store, no database);
 ``tests/unit/test_explain.py`` checks them without a server.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 
-import numpy as np
 from bentoml.exceptions import BadInput
 
 from interest_decay import decay
@@ -31,22 +30,30 @@ def utc(value) -> dt.datetime | None:
 
 
 def allowed_items(deployed: LoadedRecommender, category_id: str | None, bought: list[str] | None):
-    """Boolean mask over the model's items (None: every item may be shown); ``bought``: items to leave out."""
+    """Which items may be shown, as a predicate on item ids (None: every item); ``bought``: items to leave out."""
     if category_id is None and bought is None:
         return None
     vocab = deployed.vocab
-    allowed = np.ones(len(vocab.items), dtype=bool)
-    if category_id is not None:
-        if category_id not in vocab.category_index:
-            raise BadInput(
-                f"unknown category_id {category_id!r}: the model knows "
-                f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}"
-            )
-        allowed &= deployed.item_categories == category_id
-    for item in bought or ():
-        if item in vocab.item_index:
-            allowed[vocab.item_index[item]] = False
+    if category_id is not None and category_id not in vocab.category_index:
+        raise BadInput(
+            f"unknown category_id {category_id!r}: the model knows "
+            f"{len(vocab.categories)} categories, e.g. {', '.join(vocab.categories[:5])}"
+        )
+    left_out = set(bought or ())
+    categories = vocab.item_category
+
+    def allowed(item: str) -> bool:
+        return item not in left_out and (category_id is None or categories.get(item) == category_id)
+
     return allowed
+
+
+def rank_user(package, row: dict, now: dt.datetime, k: int, allowed) -> list:
+    """The user's top ``k`` (``served_ranker.Ranked``, with state values) from their online row at ``now``: what the
+    DAG's evaluation computes with ``rank``, on the row of the Feast view ``user_item_signals_fv`` (``rank_row``)."""
+    import pandas as pd
+
+    return package.rank_row(row, pd.Timestamp(now), k, allowed)
 
 
 def half_lives(row: dict) -> dict[str, float]:
@@ -60,30 +67,43 @@ def half_lives(row: dict) -> dict[str, float]:
     return {category: half_life for category, (_, half_life) in best.items()}
 
 
-def explained_items(
-    vocab, order: np.ndarray, logits: np.ndarray, shares: np.ndarray, interest: dict, row: dict, now: dt.datetime
-) -> list[RecommendedItem]:
-    """The items at ``order`` with their scores, each explained by its category's interest (and share ``shares``
-    of the user's), the category's fitted half-life and the time since the user's last event; items left out by
-    a filter (score -inf) end the list."""
+def _days(n: float) -> str:
+    return f"{n:g} day" + ("" if n == 1 else "s")
+
+
+def item_reason(state, now: dt.datetime) -> str:
+    """What drove a candidate, from its state row (``served_ranker.Ranked.state``): the user's own history with it
+    (purchase days, usual gap, how long ago) or, for an item new to them, its recent buyers."""
+    if state is None:
+        return "popular recently"
+    if state["in_history"]:
+        if state["target_days"]:
+            reason = f"bought on {_days(state['target_days'])}"
+            if state["gap_known"]:
+                reason += f", usually every {state['gap_median']:.0f} days"
+            return reason + f", last {ago(now - utc(state['target_last_ts'].to_pydatetime()))} ago"
+        return f"seen on {_days(state['item_days'])}, last {ago(now - utc(state['last_ts'].to_pydatetime()))} ago"
+    return f"new to the user, popular: {state['sum_pop_30']:.0f} users lately (each weighted by 0.5^(days ago / 30))"
+
+
+def explained_items(ranked: list, row: dict, now: dt.datetime) -> list[RecommendedItem]:
+    """The ranked items with their scores, each explained by the signals that drove it (``item_reason``) and the
+    user's interest in its category now, with the category's fitted half-life."""
     lives = half_lives(row)
-    last_event = utc(row.get("last_event_ts"))
-    seen = f", last event {ago(now - last_event)} ago" if last_event else ""
-    reasons: dict[str | None, str] = {}  # items of one category share their explanation
+    interest = dict(zip(row.get("category_ids_now") or [], row.get("interest_scores_now") or []))
+    total = row.get("total_interest_now") or 0.0
     items = []
-    for index, score in zip(order.tolist(), logits[order].tolist()):  # Python ints and floats, not numpy scalars
-        if not math.isfinite(score):  # -inf: left out by category_id / exclude_purchased
-            break
-        item = vocab.items[index]
-        category = vocab.item_category.get(item)
-        reason = reasons.get(category)
-        if reason is None:
-            share = shares[vocab.category_index[category]] if category in vocab.category_index else 0.0
+    for entry in ranked:
+        reason = item_reason(entry.state, now)
+        category = entry.category_id
+        if category in interest:
             half_life = lives.get(category)
-            reason = reasons[category] = (
-                f"category {category}: interest {interest.get(category, 0.0):.2f} ({share:.0%} of the user's)"
+            reason += (
+                f"; category {category}: interest {interest[category]:.2f} "
+                f"({interest[category] / total if total else 0.0:.0%} of the user's)"
                 + (f", {decay.describe_half_life(half_life)}" if half_life else "")
-                + seen
             )
-        items.append(RecommendedItem(item_id=item, category_id=category, score=score, explanation=reason))
+        items.append(
+            RecommendedItem(item_id=entry.item_id, category_id=category, score=entry.score, explanation=reason)
+        )
     return items

@@ -23,7 +23,10 @@ class Recommendation(BaseModel):
     items: list[RecommendedItem] = Field(description="Items, best first.")
     fallback: bool = Field(description="True when the user has no interest profile and popular items are returned.")
     interest_as_of: dt.datetime | None = Field(
-        description="When the stored interest was computed (UTC); it is decayed from then to the request time."
+        description="When the user's stored state was computed (UTC); it is moved from then to the request time."
+    )
+    as_of: dt.datetime | None = Field(
+        default=None, description="The request time the items were ranked for (UTC): every signal is moved to it."
     )
     model: str = Field(description="Tag of the model that ranked the items.")
 

@@ -1,8 +1,10 @@
 """BentoML service: recommendations, interest profiles, audiences and live events.
 
 - The model comes from the BentoML model store (``$MODEL_TAG``, default the champion of
-  ``models.pipeline.registry``, else the latest ``interest_recommender``); user features from the Feast online store,
-  decayed to the request time by the on-demand view ``user_interest_now`` (exact per (category, event type) kind).
+  ``models.pipeline.registry``, else the latest ``interest_recommender``): the item ranker's package
+  (``models.pipeline.served_ranker``). User features from the Feast online store: the ranker's user-side state
+  (``user_item_signals_fv``), moved to the request time exactly, and the interest decayed to it by the on-demand
+  view ``user_interest_now`` (exact per (category, event type) kind) for explanations and ``/interest``.
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
 - PostgreSQL (``PG*``) holds the raw events ``/events`` appends to and the marts ``/audience`` reads.
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
-import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 
@@ -29,7 +30,7 @@ from interest_decay import config as settings
 from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
 from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from serving.deployment import ChampionFollower, LoadedRecommender
-from serving.explain import allowed_items, explained_items, utc
+from serving.explain import allowed_items, explained_items, rank_user, utc
 from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
 from serving.queries import audience_sql
 from serving.schemas import (
@@ -58,7 +59,7 @@ def _default_model_tag() -> str:
 SETTINGS = settings.get()
 MODEL_TAG = SETTINGS.model_tag or _default_model_tag()
 CHURN_MODEL_TAG = SETTINGS.churn_model_tag
-FEATURE_SERVICE = "recommender_v1"
+FEATURE_SERVICE = "item_ranker_v1"
 PROFILE_SERVICE = "interest_profile_v1"
 CHURN_SERVICE = "churn_v1"
 MAX_EVENTS = 10_000
@@ -166,51 +167,43 @@ class InterestService:
         category_id: Annotated[str | None, Field(max_length=256, description="Only items of this category.")] = None,
         exclude_purchased: Annotated[bool, Field(description="Leave out items the user bought before.")] = False,
     ) -> Recommendation:
-        """Top-k items for a user, ranked by the model from the user's interests decayed to now."""
+        """Top-k items for a user: the item ranker scores the user's own items and the popular ones from their
+        signals moved to now (models.pipeline.served_ranker); the other items follow by recent popularity."""
         # A coroutine, so it runs on the worker's event loop: BentoML runs a plain function in a thread pool,
-        # and the hop cost ~0.4 ms a request (concurrency 1: p50 1.6 -> 1.2 ms, 1 worker 600 -> 750 requests/s;
-        # see docs/benchmarks.md, serving). The online-store read and the model are short and run inline; the one
-        # database query (exclude_purchased) goes to a thread so it does not hold up other requests.
-        import torch
-
+        # and the hop cost ~0.4 ms a request (see docs/benchmarks.md, serving). The online-store read and the
+        # model are short and run inline; the one database query (exclude_purchased) goes to a thread so it does
+        # not hold up other requests.
         now = dt.datetime.now(dt.UTC)
         deployed = self.follower.current  # one model for the whole request, even if a deploy swaps it now
-        vocab = deployed.vocab
+        package = deployed.model
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         bought = await asyncio.to_thread(self._purchased_items, pseudonym) if exclude_purchased else None
         allowed = allowed_items(deployed, category_id, bought)
         row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], now).items()}
-        if row["total_interest_now"] is None:
+        if row["state_as_of"] is None:
             items = [
                 RecommendedItem(
-                    item_id=item,
-                    category_id=vocab.item_category.get(item),
+                    item_id=r.item_id,
+                    category_id=r.category_id,
                     score=0.0,
-                    explanation="popular recently (no interest profile for this user)",
+                    explanation="popular recently (no history for this user)",
                 )
-                for item in vocab.popular_items
-                if allowed is None or (item in vocab.item_index and allowed[vocab.item_index[item]])
+                for r in package.popular_fallback(k, allowed)
             ]
-            self._log_recommendation(now, deployed.tag, pseudonym, True, items[:k])
+            self._log_recommendation(now, deployed.tag, pseudonym, True, items)
             return Recommendation(
-                user_id=user_id, items=items[:k], fallback=True, interest_as_of=None, model=deployed.tag
+                user_id=user_id, items=items, fallback=True, interest_as_of=None, as_of=now, model=deployed.tag
             )
 
-        categories, scores = row["category_ids_now"], row["interest_scores_now"]
-        interest = dict(zip(categories, scores))
-        x = vocab.interest_shares(categories, scores)
-        with torch.no_grad():
-            logits = deployed.model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
-        if allowed is not None:
-            logits = np.where(allowed, logits, -np.inf)
-        order = np.argsort(-logits, kind="stable")[:k]
-        items = explained_items(vocab, order, logits, x, interest, row, now)
+        ranked = rank_user(package, row, now, k, allowed)
+        items = explained_items(ranked, row, now)
         self._log_recommendation(now, deployed.tag, pseudonym, False, items)
         return Recommendation(
             user_id=user_id,
             items=items,
             fallback=False,
-            interest_as_of=utc(row.get("scores_as_of")),
+            interest_as_of=utc(row.get("state_as_of")),
+            as_of=now,
             model=deployed.tag,
         )
 

@@ -114,6 +114,20 @@ def wait_for_a_blocked_advisory_lock(conninfo: str, run, timeout_s: float = 120)
     return False
 
 
+def staged_events(conninfo: str):
+    """The staged events of a database (pseudonymised users) in the harness's columns, oldest first."""
+    import pandas as pd
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "select user_id, item_id, category_id, event_type, event_ts from analytics.stg_behaviour__events"
+        ).fetchall()
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "ts"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame.sort_values("ts", kind="stable", ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def fresh_db(request):
     """A new, empty database for this test module; yields (name, conninfo)."""

@@ -2,7 +2,7 @@
 
 The row is the dbt mart ``user_item_signal_state`` (Feast view ``user_item_signals_fv``): the user's active days,
 last active day and distinct items; per item of their history (arrays in the order of ``item_ids``) and per
-category they acted in (arrays in the order of ``category_ids``) the counts, instants (epoch seconds, NaN: none)
+category they acted in (arrays in the order of ``user_category_ids``) the counts, instants (epoch seconds, NaN: none)
 and decayed sums at the row's ``state_as_of``. ``models.pipeline.item_signals`` turns it into tables
 (``tables_from_rows``) and those into the ranker's signals at the request time.
 
@@ -38,7 +38,7 @@ PAIR_FIELDS = (
 CATEGORY_FIELDS = ("category_days", "category_last_ts", "sum_category_days_30")
 INSTANTS = frozenset({"user_last_ts", "last_ts", "first_ts", "target_last_ts", "category_last_ts"})
 HALF_LIVES = {"sum_item_days_30": 30.0, "sum_item_days_90": 90.0, "sum_category_days_30": 30.0}
-ROW_FIELDS = (*USER_FIELDS, "item_ids", *PAIR_FIELDS, "category_ids", *CATEGORY_FIELDS, "state_as_of")
+ROW_FIELDS = (*USER_FIELDS, "item_ids", *PAIR_FIELDS, "user_category_ids", *CATEGORY_FIELDS, "state_as_of")
 DAY_S = 86400.0
 
 
@@ -65,7 +65,7 @@ def tables_from_rows(rows: Mapping[str, Mapping]) -> tuple[pd.DataFrame, pd.Data
     for user, row in rows.items():
         if not row or row.get("item_ids") is None:
             continue
-        n, m = len(row["item_ids"]), len(row["category_ids"] or [])
+        n, m = len(row["item_ids"]), len(row["user_category_ids"] or [])
         pairs.append(
             pd.DataFrame(
                 {"user_id": [user] * n, "item_id": list(row["item_ids"]), **{f: list(row[f]) for f in PAIR_FIELDS}}
@@ -75,7 +75,7 @@ def tables_from_rows(rows: Mapping[str, Mapping]) -> tuple[pd.DataFrame, pd.Data
             pd.DataFrame(
                 {
                     "user_id": [user] * m,
-                    "category_id": list(row["category_ids"] or []),
+                    "category_id": list(row["user_category_ids"] or []),
                     **{f: list(row[f] or []) for f in CATEGORY_FIELDS},
                 }
             )
@@ -89,7 +89,7 @@ def tables_from_rows(rows: Mapping[str, Mapping]) -> tuple[pd.DataFrame, pd.Data
     for frame in (pair_frame, category_frame, user_frame):
         for column in frame.columns:
             if column in INSTANTS:
-                frame[column] = _instant(frame[column].to_numpy(dtype=float)).to_numpy()
+                frame[column] = _instant(frame[column].to_numpy(dtype=float)).set_axis(frame.index)
             elif column not in ("user_id", "item_id", "category_id"):
                 frame[column] = frame[column].astype(float)
     return pair_frame, user_frame, category_frame
@@ -119,7 +119,7 @@ def fold_item_events(
         pairs = {item: {f: float(row[f][i]) for f in PAIR_FIELDS} for i, item in enumerate(row["item_ids"])}
         categories = {
             category: {f: float(row[f][i]) for f in CATEGORY_FIELDS}
-            for i, category in enumerate(row["category_ids"] or [])
+            for i, category in enumerate(row["user_category_ids"] or [])
         }
         for entries in (pairs.values(), categories.values()):
             for entry in entries:
@@ -167,7 +167,7 @@ def fold_item_events(
         **state,
         "item_ids": items,
         **{f: [pairs[i][f] for i in items] for f in PAIR_FIELDS},
-        "category_ids": kinds,
+        "user_category_ids": kinds,
         **{f: [categories[c][f] for c in kinds] for f in CATEGORY_FIELDS},
         "state_as_of": dt.datetime.fromtimestamp(now_s, dt.UTC),
     }

@@ -8,7 +8,8 @@ The path of one batch (the serving ``/events`` endpoint and ``make push EVENTS=p
    exactly these rows and ``raw = staged + duplicates + rejected`` still holds;
 3. the accepted events of each user are folded into the user's online feature row with the
    incremental formula ``S(now) = S(as_of) * 0.5^((now - as_of)/h) + sum w * 0.5^((now - t_e)/h)`` per
-   (category, event type) kind, and the new row is written with ``FeatureStore.push``.
+   (category, event type) kind, and the new row is written with ``FeatureStore.push``; the same events are
+   folded into the user's item-ranker state row (``interest_decay.online.item_state``) and pushed with it.
 
 Exactness: exponential kinds are exact (the same number the mart gives at ``now``); kinds of the
 logistic and period families keep their stored score and add the new events' decayed weight.

@@ -29,8 +29,8 @@ from models.harness import baselines, ranking
 from models.harness.decay_fit import DecayRanker
 from models.harness.evaluate_report import best_of_kind, method_table, write_outputs
 from models.harness.sequence import SequenceRanker
-from models.pipeline.item_ranker import ItemRankerMethod
 from models.pipeline.registry import git_commit
+from models.pipeline.served_ranker import ItemRankerMethod
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
 DATASETS = ("project", "online-retail", "taobao")

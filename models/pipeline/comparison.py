@@ -1,6 +1,6 @@
-"""A training run's test window in the offline harness's protocol (``models.harness.ranking``): the served model
-(its top lists, given) and the item ranker against most-popular, history, history + ties and STAN, trained through
-the same code ``make evaluate`` runs.
+"""A training run's test window in the offline harness's protocol (``models.harness.ranking``): the served model and
+the champion (their top lists, given) against most-popular, history, history + ties and STAN, fitted through the
+same code ``make evaluate`` runs.
 
 Train = the staged events before the test window; relevant = each user's distinct target items (purchases where
 the data has any) in the window; users = those with history and a target in the window; full ranking over the
@@ -11,29 +11,30 @@ catalogue; NDCG@10 with a paired bootstrap interval of each method against histo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from models.harness import baselines, ranking
-from models.harness.evaluate import load_config
-from models.pipeline.item_ranker import ItemRankerMethod
 
 FLOOR = "history_ties_30d"
-MODEL = "item_ranker"
 SERVED = "served_model"
+POPULAR = "popular_30d"
+HARNESS_CONFIG = Path(__file__).parents[1] / "harness" / "evaluate.yaml"
 
 
 def methods() -> dict:
-    """Name -> unfitted ranker, with evaluate.yaml's fixed parameters."""
-    params = {name: (spec or {}).get("params") or {} for name, spec in load_config()["methods"].items()}
+    """Name -> unfitted baseline, with evaluate.yaml's fixed parameters."""
+    config = yaml.safe_load(HARNESS_CONFIG.read_text())
+    params = {name: (spec or {}).get("params") or {} for name, spec in config["methods"].items()}
     return {
-        "popular_30d": baselines.PopularRecent(**params["popular_30d"]),
+        POPULAR: baselines.PopularRecent(**params[POPULAR]),
         "history": baselines.UserHistory(**params["history"]),
         FLOOR: baselines.HistoryRecentTies(**params[FLOOR]),
         "stan": baselines.STAN(),
-        MODEL: ItemRankerMethod(**params[MODEL]),
     }
 
 
@@ -50,26 +51,30 @@ def compare(
     test_start,
     test_end,
     k: int = 10,
-    served: Callable[[list[str]], list[list[str]]] | None = None,
-) -> dict:
+    measured: Mapping[str, Callable[[list[str]], list[list[str]]]] | None = None,
+) -> tuple[dict, dict]:
     """Metrics of each method on the window [test_start, test_end) (staged events before it and in it), NDCG@k
-    of each against history + ties with its paired 95% interval; a method that cannot fit says why. ``served``
-    gives the served model's top item ids (at least 20) for users at ``test_start``: it is measured first."""
+    of each against history + ties with its paired 95% interval; a method that cannot fit says why. ``measured``
+    maps names (the served model, the champion) to functions giving top item ids (at least 20) of users at
+    ``test_start``: they are measured first. Returns the comparison and the lists behind it: ``users``,
+    ``relevant`` (their target items), each measured method's lists and ``popular`` (most-popular's)."""
     events = harness_events(pd.concat([history, test_events], ignore_index=True))
     split = ranking.make_split(events, pd.Timestamp(test_start), pd.Timestamp(test_end), ranking.target_types(events))
     out: dict = {"users": len(split.users), "catalogue": len(split.train.items), "methods": {}}
+    users = [str(user) for user in split.users]
+    lists: dict = {"users": users, "relevant": split.relevant, "popular": []}
     if not len(split.users):
         out["skipped"] = "no user with history bought anything in the test window"
-        return out
+        return out, {**lists, **{name: [] for name in measured or {}}}
     column = ranking.METRICS.index(f"ndcg@{k}")
     indices = ranking.bootstrap_indices(len(split.users))
     per_user = {}
-    if served is not None:
+    for name, top in (measured or {}).items():
         started = time.perf_counter()
-        lists = served([str(user) for user in split.users])
-        values = np.array([ranking.user_metrics(top, relevant) for top, relevant in zip(lists, split.relevant)])
-        per_user[SERVED] = values[:, column]
-        out["methods"][SERVED] = {
+        lists[name] = top(users)
+        values = np.array([ranking.user_metrics(top, relevant) for top, relevant in zip(lists[name], split.relevant)])
+        per_user[name] = values[:, column]
+        out["methods"][name] = {
             **{metric: float(values[:, i].mean()) for i, metric in enumerate(ranking.METRICS)},
             "seconds": time.perf_counter() - started,
         }
@@ -80,6 +85,8 @@ def compare(
         except ValueError as error:
             out["methods"][name] = {"skipped": str(error)}
             continue
+        if name == POPULAR:
+            lists["popular"] = [split.train.items[row].tolist() for row in result.top]
         per_user[name] = result.per_user[:, column]
         out["methods"][name] = {
             **{metric: float(result.per_user[:, i].mean()) for i, metric in enumerate(ranking.METRICS)},
@@ -89,7 +96,7 @@ def compare(
         for name, values in per_user.items():
             gain = ranking.relative_gain(values, per_user[FLOOR], indices)
             out["methods"][name][f"ndcg@{k}_over_{FLOOR}"] = {"ratio": 1 + gain[0], "ci95": [1 + gain[1], 1 + gain[2]]}
-    return out
+    return out, lists
 
 
 def render(comparison: dict, k: int = 10) -> list[str]:

@@ -16,7 +16,6 @@ Contract shared by the platform's models: ``forward``, ``calculate_loss``, ``pre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from models.harness import baselines, ranking
+from models.harness import ranking
 from models.pipeline.item_signals import SIGNALS, candidate_signals
 from models.pipeline.persistence import Persisted
 
@@ -144,38 +143,15 @@ def fit_item_ranker(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RankerConfi
     model.standardise_with(torch.cat([s[0] for s in sets]))
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     model.train()
+    model.training_losses = []  # mean listwise loss of each epoch over the windows (the run's training curve)
+    model.training_rows = sum(len(s[0]) for s in sets)
     for _ in range(cfg.epochs):
+        total = 0.0
         for signals, relevant, groups in sets:
             optimiser.zero_grad()
-            model.calculate_loss(signals, relevant, groups).backward()
+            loss = model.calculate_loss(signals, relevant, groups)
+            loss.backward()
             optimiser.step()
+            total += loss.item()
+        model.training_losses.append(total / len(sets))
     return model.eval()
-
-
-class ItemRankerMethod:
-    """The item ranker in the offline harness (``ranking.Ranker``): trained on the label windows before the
-    split's cutoff, it scores each user's candidates; the other items follow by recent popularity."""
-
-    def __init__(self, **config):
-        self.cfg = RankerConfig(**config)
-        self.name = "item ranker (signals → MLP, listwise)"
-
-    def fit(self, data: ranking.TrainData) -> ItemRankerMethod:
-        self.data = data
-        self.model = fit_item_ranker(data.events, data.cutoff, self.cfg)
-        recent = baselines.popularity(data, self.cfg.popularity_days)
-        self.fallback = torch.as_tensor(recent / max(recent.max(), 1.0), dtype=torch.float32)
-        types = ranking.target_types(data.events)
-        self.rows = candidate_signals(data.events, data.cutoff, None, self.cfg.candidates, types)
-        return self
-
-    def score(self, user_ids: Sequence[str]) -> np.ndarray:
-        rows = self.rows[self.rows["user_id"].isin(set(user_ids))]
-        position = pd.Index(user_ids).get_indexer(rows["user_id"])
-        return self.model.full_sort_predict(
-            torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32)),
-            torch.as_tensor(position),
-            torch.as_tensor(self.data.items.get_indexer(rows["item_id"])),
-            self.fallback,
-            len(user_ids),
-        ).numpy()

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from interest_decay.online import item_state
+
 DAY = pd.Timedelta(days=1)
 NO_EVENT_DAYS = 1000.0  # the age of an event that never happened
 UNKNOWN_GAP_DAYS = 400.0  # the repurchase gap of an item nobody bought twice
@@ -90,18 +92,10 @@ AGES = {  # state column (an instant) -> signal (days since it)
     "category_last_ts": "category_age_last",
     "item_last_ts": "item_age_last_sale",
 }
-PAIR_STATE = (
-    "item_days",
-    "item_events",
-    "target_days",
-    "last_ts",
-    "first_ts",
-    "target_last_ts",
-    "sum_item_days_30",
-    "sum_item_days_90",
-)
-USER_STATE = ("user_days", "user_last_ts", "user_items")
-CATEGORY_STATE = ("category_days", "category_last_ts", "sum_category_days_30")
+# The user side's columns: the online row's fields (interest_decay.online.item_state), the same names.
+PAIR_STATE = item_state.PAIR_FIELDS
+USER_STATE = item_state.USER_FIELDS
+CATEGORY_STATE = item_state.CATEGORY_FIELDS
 ITEM_STATE = ("category_id", "item_last_ts", *ITEM_SUMS, "gap_median", "gap_known")
 
 

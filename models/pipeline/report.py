@@ -1,6 +1,6 @@
-"""Evaluation report of a training run: the model against its baselines, as markdown; then the run's test window
-in the harness protocol (``models.pipeline.comparison``): the served model and the item ranker against
-most-popular, history, history + ties and STAN."""
+"""Evaluation report of a training run, as markdown: the served model (the item ranker) against most-popular, the
+promotion gate's verdict, then the run's test window in the harness protocol (``models.pipeline.comparison``): the
+served model and the champion against most-popular, history, history + ties and STAN."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def render(
         verdict = "promoted to champion" if promotion["promoted"] else "not promoted; the champion stays"
         lines += [
             "",
-            f"Promotion gate against `{promotion['incumbent']}` on the same test window: {verdict} "
+            f"Promotion gate on the same test window (the best baseline and the champion): {verdict} "
             f"({promotion['reason']}). Champion now: `{promotion['champion']}`.",
         ]
     if harness:

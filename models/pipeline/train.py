@@ -1,17 +1,24 @@
-"""Train, evaluate and register the interest recommender: config -> seed -> data -> model -> fit -> evaluate.
+"""Train, evaluate and register the served recommender, the item ranker: config -> seed -> data -> model -> fit ->
+evaluate -> gate.
 
-CLI: ``python -m models.pipeline.train --as-of 2026-11-28`` (see ``--help``). Needs the dbt marts built and
-Feast applied for that window. Writes metrics.json and training_curve.png under
-``$REPORTS_DIR/<as_of>/`` and, unless ``--no-register``, the model into the BentoML model store.
+The model is ``models.pipeline.item_ranker`` trained by the same code ``make evaluate`` runs, on the staged events
+before the run's test window, and measured on that window in the harness protocol (``models.pipeline.comparison``)
+with exactly the function ``/recommend`` calls (``models.pipeline.served_ranker.RankerPackage.rank``). It is
+promoted only when it beats both the champion and the best baseline there (``decide_promotion``). The registered
+package holds the item side of its state at ``as_of``.
+
+CLI: ``python -m models.pipeline.train --as-of 2026-11-28`` (see ``--help``). Needs the dbt marts built for that
+window. Writes metrics.json and training_curve.png under ``$REPORTS_DIR/<as_of>/`` and, unless ``--no-register``,
+the model into the BentoML model store.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,21 +27,17 @@ import pandas as pd
 import yaml
 
 from interest_decay import config as settings
+from models.harness import ranking
 from models.harness.metrics import evaluate_rankings
-from models.pipeline.comparison import compare
-from models.pipeline.data import (
-    FEATURE_SERVICE,
-    Vocabulary,
-    Windows,
-    build_vocabulary,
-    feature_matrix,
-    load_events,
-    most_popular,
-    point_in_time_features,
-)
+from models.pipeline.comparison import SERVED, compare, harness_events
+from models.pipeline.data import Vocabulary, Windows, load_events
+from models.pipeline.item_ranker import ItemRanker, RankerConfig, fit_item_ranker
 from models.pipeline.registry import git_commit
+from models.pipeline.served_ranker import KIND, RankerPackage
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
+FEATURE_SERVICE = "item_ranker_v1"
+CHAMPION = "champion"
 
 
 def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> dict:
@@ -51,41 +54,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, cfg: dict) -> list[float]:
-    """Adam on full-catalogue cross-entropy; returns the mean training loss of each epoch."""
-    import torch
-    from tqdm import tqdm
-
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    losses = []
-    model.train()
-    for _ in tqdm(range(cfg["epochs"]), desc="training", unit="epoch"):
-        order = torch.randperm(len(y_t), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), cfg["batch_size"]):
-            batch = order[start : start + cfg["batch_size"]]
-            loss = model.calculate_loss(x_t[batch], y_t[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-        losses.append(total / max(len(y_t), 1))
-    model.eval()
-    return losses
-
-
-def rank_items(model, vocab: Vocabulary, x: np.ndarray, k: int) -> list[list[str]]:
-    """Top-k item ids per row of ``x`` by model score."""
-    import torch
-
-    with torch.no_grad():
-        scores = model.full_sort_predict(torch.from_numpy(x))
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.numpy()
-    return [[vocab.items[i] for i in row] for row in top]
-
-
 def plot_training_curve(losses: list[float], path: Path) -> None:
     import matplotlib
 
@@ -94,7 +62,7 @@ def plot_training_curve(losses: list[float], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(range(1, len(losses) + 1), losses, marker="o")
-    ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Interest recommender training")
+    ax.set(xlabel="epoch", ylabel="training loss (listwise cross-entropy)", title="Item ranker training")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -103,12 +71,11 @@ def plot_training_curve(losses: list[float], path: Path) -> None:
 @dataclass
 class RunData:
     """What one training run reads from the staged events: history before the test window, the test
-    window's events, the vocabulary and the (sampled) label events of the training window."""
+    window's events and the (sampled) events of the training window (the quality report's reference)."""
 
     windows: Windows
     history: pd.DataFrame
     test_events: pd.DataFrame
-    vocab: Vocabulary
     labels: pd.DataFrame
 
 
@@ -122,61 +89,10 @@ def load_run_data(windows: Windows, cfg: dict) -> RunData:
         test_events = load_events(conn, schema, windows.test_start, windows.as_of)
     if history.empty:
         raise ValueError(f"no events before {windows.test_start:%Y-%m-%d}: nothing to train on")
-    vocab = build_vocabulary(history, history[history.event_ts >= windows.popular_start])
     labels = history[history.event_ts >= windows.train_start]
     if len(labels) > cfg["max_train_examples"]:
         labels = labels.sample(cfg["max_train_examples"], random_state=cfg["seed"]).sort_values("event_ts")
-    return RunData(windows, history, test_events, vocab, labels)
-
-
-def train_model(store, data: RunData, cfg: dict):
-    """The recommender fitted on the point-in-time features of each label event; returns it, the loss per
-    epoch and the number of training examples."""
-    from models.pipeline.recommender import InterestRecommender
-
-    entity_df = pd.DataFrame(
-        {
-            "user_id": data.labels.user_id.values,
-            "item_id": data.labels.item_id.values,
-            "event_timestamp": pd.to_datetime(data.labels.event_ts.values, utc=True),
-        }
-    )
-    train = point_in_time_features(store, entity_df).dropna(subset=["total_interest"])
-    x_train = feature_matrix(data.vocab, train)
-    y_train = train["item_id"].map(data.vocab.item_index).to_numpy(dtype=np.int64)
-    vocab = data.vocab
-    model = InterestRecommender(len(vocab.categories), len(vocab.items), cfg["embedding_dim"], cfg["dropout"])
-    return model, fit(model, x_train, y_train, cfg), len(y_train)
-
-
-def test_rankings(store, model, data: RunData, k: int) -> tuple[pd.DataFrame, list[list[str]], list[set], dict]:
-    """The test window's users with their features at its start, the model's top ``2k`` per user, the items
-    each bought in the window, and the metrics of the model and of most-popular."""
-    relevant = data.test_events.groupby("user_id")["item_id"].agg(set)
-    test_users = pd.DataFrame({"user_id": relevant.index, "event_timestamp": pd.Timestamp(data.windows.test_start)})
-    test = point_in_time_features(store, test_users).dropna(subset=["total_interest"])
-    vocab = data.vocab
-    model_ranked = rank_items(model, vocab, feature_matrix(vocab, test), 2 * k)
-    popular_ranked = [vocab.popular_items[: 2 * k]] * len(test)
-    truth = [relevant[u] for u in test["user_id"]]
-    metrics = {
-        "model": evaluate_rankings(zip(model_ranked, truth), k, len(vocab.items)),
-        "most_popular": evaluate_rankings(zip(popular_ranked, truth), k, len(vocab.items)),
-    }
-    return test, model_ranked, truth, metrics
-
-
-def served_top(store, model, vocab: Vocabulary, at: dt.datetime, n: int = 20) -> Callable[[list[str]], list]:
-    """The model's top ``n`` item ids for users at instant ``at`` (their point-in-time features, as the service
-    would read them then); a user without features gets the most popular items, as the service answers."""
-
-    def top(users: list[str]) -> list[list[str]]:
-        frame = point_in_time_features(store, pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp(at)}))
-        known = frame.dropna(subset=["total_interest"])
-        ranked = dict(zip(known["user_id"], rank_items(model, vocab, feature_matrix(vocab, known), n)))
-        return [ranked.get(user, vocab.popular_items[:n]) for user in users]
-
-    return top
+    return RunData(windows, history, test_events, labels)
 
 
 def decay_parameters_used() -> dict:
@@ -206,70 +122,137 @@ def decay_parameters_used() -> dict:
 
 
 def run(as_of: dt.date, cfg: dict | None = None, register: bool = True) -> dict:
-    """Train on labels before the test window, evaluate on it against most-popular, register the model."""
-    from feast import FeatureStore
-
+    """Train on the events before the test window, measure on it against the baselines and the champion, register
+    the model packaged at ``as_of`` and promote it when it beats both."""
     cfg = cfg or load_config()
     seed_everything(cfg["seed"])
     windows = Windows.from_config(dt.datetime.combine(as_of, dt.time(), dt.UTC), cfg)
     data = load_run_data(windows, cfg)
-    store = FeatureStore(repo_path=str(settings.feast_repo_path()))
-    model, losses, n_train = train_model(store, data, cfg)
-    k = cfg["top_k"]
-    test, model_ranked, truth, metrics = test_rankings(store, model, data, k)
+    start, k = pd.Timestamp(windows.test_start), cfg["top_k"]
+    ranker_cfg = ranker_config(cfg)
+    train = harness_events(data.history)
+    types = ranking.target_types(train)
+    model = fit_item_ranker(train, start, ranker_cfg)
+    measured = {SERVED: RankerPackage.build(model, train, start, ranker_cfg, types).top_items(train, start)}
+    incumbent = registry_champion()
+    if incumbent is not None:
+        champion_model = champion_ranker(incumbent)
+        if champion_model is not None:
+            measured[CHAMPION] = RankerPackage.build(champion_model, train, start, ranker_cfg, types).top_items(
+                train, start
+            )
+    harness, lists = compare(data.history, data.test_events, start, windows.as_of, k, measured)
+    test_users, truth = lists["users"], lists["relevant"]
+    n_items = harness["catalogue"]
+    metrics = {
+        "model": evaluate_rankings(zip(lists[SERVED], truth), k, n_items),
+        "most_popular": evaluate_rankings(zip(lists["popular"], truth), k, n_items),
+    }
     summary = {
         "as_of": str(as_of),
         "windows": {name: f"{value:%Y-%m-%d}" for name, value in vars(windows).items()},
-        "train_examples": int(n_train),
-        "items": len(data.vocab.items),
-        "categories": len(data.vocab.categories),
-        "final_train_loss": losses[-1] if losses else None,
+        "model_kind": KIND,
+        "train_examples": int(model.training_rows),
+        "items": n_items,
+        "final_train_loss": model.training_losses[-1] if model.training_losses else None,
         "metrics": metrics,
-        "harness": compare(
-            data.history,
-            data.test_events,
-            windows.test_start,
-            windows.as_of,
-            k,
-            served_top(store, model, data.vocab, windows.test_start),
-        ),
+        "harness": harness,
         "decay": decay_parameters_used(),
         "feature_service": FEATURE_SERVICE,
         "git_commit": git_commit(),
-        "hyperparameters": cfg,
+        "hyperparameters": {**cfg, "ranker": dataclasses.asdict(ranker_cfg)},  # as resolved (no nulls)
     }
     out = settings.reports_dir() / str(as_of)
     out.mkdir(parents=True, exist_ok=True)
-    plot_training_curve(losses, out / "training_curve.png")
-    # The served model must also know the popularity of the latest window for its fallback.
-    if len(data.test_events):
-        data.vocab.popular_items = most_popular(data.test_events)
+    plot_training_curve(model.training_losses, out / "training_curve.png")
     summary["quality"] = (
         recommendation_quality(
-            test["user_id"].tolist(),
-            model_ranked,
-            truth,
-            data.labels[["user_id", "item_id"]],
-            min(k, len(data.vocab.items)),
-            out,
+            list(test_users), lists[SERVED], truth, data.labels[["user_id", "item_id"]], min(k, n_items), out
         )
-        if len(test)
+        if len(test_users)
         else None
     )
     if register:
-        register_and_promote(model, data.vocab, summary, test, truth, cfg, out)
+        everything = harness_events(pd.concat([data.history, data.test_events], ignore_index=True))
+        package = RankerPackage.build(model, everything, pd.Timestamp(windows.as_of), ranker_cfg, types)
+        summary["model_tag"] = register_model(package, summary)
+        summary["promotion"] = decide_promotion(summary["model_tag"], harness, incumbent, cfg)
+        record_run_quality(summary, out)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def register_and_promote(model, vocab: Vocabulary, summary: dict, test, truth, cfg: dict, out: Path) -> None:
-    """Into the model store, through the champion gate; the recommendation quality into PostgreSQL."""
+def ranker_config(cfg: dict) -> RankerConfig:
+    """The ranker's hyperparameters of ``config.yaml``; label windows left null span the test window's days."""
+    values = {**cfg["ranker"]}
+    for key in ("window_days", "step_days"):
+        if values.get(key) is None:
+            values[key] = float(cfg["eval_days"])
+    return RankerConfig(**values)
+
+
+def registry_champion() -> str | None:
+    from models.pipeline import registry
+
+    return registry.champion()
+
+
+def champion_ranker(tag: str) -> ItemRanker | None:
+    """The champion's model, to be measured on this run's window with this run's item side; None when the
+    champion is not an item ranker (a model of a retired kind: the gate then has the baselines only)."""
+    import bentoml
+
+    path = Path(bentoml.models.get(tag).path)
+    return ItemRanker.load(path) if RankerPackage.is_package(path) else None
+
+
+def decide_promotion(tag: str, harness: dict, incumbent_tag: str | None, cfg: dict) -> dict:
+    """Promote ``tag`` when its NDCG@top_k on the run's test window beats the best baseline's (most-popular,
+    history, history + ties, STAN) and the champion's on the same users, each by ``promotion_margin``. The
+    reason names both comparisons; the report shows it."""
+    from models.pipeline import registry
+
+    metric, margin = f"ndcg@{cfg['top_k']}", cfg["promotion_margin"]
+    methods = harness.get("methods", {})
+    baselines = {n: v for n, v in methods.items() if n not in (SERVED, CHAMPION) and metric in v}
+    if SERVED not in methods or not baselines:
+        return {
+            "promoted": False,
+            "reason": f"not measured: {harness.get('skipped') or 'no baseline could be fitted on the window'}",
+            "incumbent": None,
+            "incumbent_metrics": None,
+            "champion": registry.champion(),
+        }
+    ours = {metric: methods[SERVED][metric]}
+    best = max(baselines, key=lambda n: baselines[n][metric])
+    promote, why = registry.gate(ours, {metric: baselines[best][metric]}, metric, margin)
+    reasons = [f"{why} against the best baseline {best}"]
+    incumbent, incumbent_metrics = best, baselines[best]
+    if CHAMPION in methods:
+        beats, why_champion = registry.gate(ours, {metric: methods[CHAMPION][metric]}, metric, margin)
+        promote = promote and beats
+        reasons.append(f"{why_champion} against the champion {incumbent_tag}")
+        incumbent, incumbent_metrics = incumbent_tag, methods[CHAMPION]
+    elif incumbent_tag is not None:
+        reasons.append(f"the champion {incumbent_tag} is no item ranker: not measured")
+    if promote:
+        registry.promote(tag, "; ".join(reasons))
+    return {
+        "promoted": promote,
+        "reason": "; ".join(reasons),
+        "incumbent": incumbent,
+        "best_baseline": best,
+        "incumbent_metrics": incumbent_metrics,
+        "champion": registry.champion(),
+    }
+
+
+def record_run_quality(summary: dict, out: Path) -> None:
+    """The run's recommendation quality (Evidently) into PostgreSQL, for the monitoring dashboards."""
     import psycopg
 
     from interest_decay.monitoring.recsys_quality import record_quality
 
-    summary["model_tag"] = register_model(model, vocab, summary)
-    summary["promotion"] = decide_promotion(summary["model_tag"], summary["metrics"], test, truth, cfg)
     if summary["quality"]:
         with psycopg.connect(settings.pg_conninfo()) as conn:
             record_quality(
@@ -279,6 +262,36 @@ def register_and_promote(model, vocab: Vocabulary, summary: dict, test, truth, c
                 summary["quality"],
                 out / "quality.html",
             )
+
+
+def register_model(package: RankerPackage, summary: dict) -> str:
+    """Save the package (model, item side, fallback order) and the vocabulary the service filters with into the
+    BentoML model store; returns the tag."""
+    import bentoml
+
+    items = package.items
+    vocab = Vocabulary(
+        items=package.fallback.index.tolist(),
+        categories=sorted(items["category_id"].unique().tolist()),
+        item_category=items["category_id"].to_dict(),
+        popular_items=package.fallback.index[:100].tolist(),
+    )
+    metadata = {
+        "kind": KIND,
+        "as_of": summary["as_of"],
+        "windows": summary["windows"],
+        "decay": summary["decay"],
+        "feature_service": summary["feature_service"],
+        "git_commit": summary["git_commit"],
+        "hyperparameters": summary["hyperparameters"],
+        "metrics": summary["metrics"],
+    }
+    with bentoml.models.create(
+        settings.model_name(), metadata=metadata, labels={"feature_service": FEATURE_SERVICE, "kind": KIND}
+    ) as bento_model:
+        package.save(Path(bento_model.path))
+        Path(bento_model.path_of("vocabulary.json")).write_text(json.dumps(vocab.to_json()))
+    return str(bento_model.tag)
 
 
 def recommendation_quality(
@@ -297,59 +310,6 @@ def recommendation_quality(
         [(user, item) for user, items in zip(users, truth) for item in items], columns=["user_id", "item_id"]
     )
     return recsys_report(recommendations, relevant, train_interactions, k, out_dir)
-
-
-def decide_promotion(tag: str, metrics: dict, test: pd.DataFrame, truth: list[set], cfg: dict) -> dict:
-    """Promote ``tag`` when it beats the champion on this run's test window (the champion is scored
-    on the same users and features now), or, with no champion yet, the most-popular baseline."""
-    import bentoml
-
-    from models.pipeline import registry
-    from models.pipeline.recommender import InterestRecommender
-
-    k, margin = cfg["top_k"], cfg["promotion_margin"]
-    metric = f"ndcg@{k}"
-    incumbent_tag = registry.champion()
-    if incumbent_tag is None:
-        promote, why = registry.gate(metrics["model"], metrics["most_popular"], metric, margin)
-        incumbent_tag, incumbent = "most_popular", metrics["most_popular"]
-    else:
-        stored = bentoml.models.get(incumbent_tag)
-        old_vocab = Vocabulary.from_json(json.loads(Path(stored.path_of("vocabulary.json")).read_text()))
-        old_model = InterestRecommender.load(Path(stored.path))
-        ranked = rank_items(old_model, old_vocab, feature_matrix(old_vocab, test), 2 * k)
-        incumbent = evaluate_rankings(zip(ranked, truth), k, len(old_vocab.items))
-        promote, why = registry.gate(metrics["model"], incumbent, metric, margin)
-    if promote:
-        registry.promote(tag, why)
-    return {
-        "promoted": promote,
-        "reason": why,
-        "incumbent": incumbent_tag,
-        "incumbent_metrics": incumbent,
-        "champion": registry.champion(),
-    }
-
-
-def register_model(model, vocab: Vocabulary, summary: dict) -> str:
-    """Save the model, its vocabulary and its metrics into the BentoML model store; returns the tag."""
-    import bentoml
-
-    metadata = {
-        "as_of": summary["as_of"],
-        "windows": summary["windows"],
-        "decay": summary["decay"],
-        "feature_service": summary["feature_service"],
-        "git_commit": summary["git_commit"],
-        "hyperparameters": summary["hyperparameters"],
-        "metrics": summary["metrics"],
-    }
-    with bentoml.models.create(
-        settings.model_name(), metadata=metadata, labels={"feature_service": FEATURE_SERVICE}
-    ) as bento_model:
-        model.save(Path(bento_model.path))
-        Path(bento_model.path_of("vocabulary.json")).write_text(json.dumps(vocab.to_json()))
-    return str(bento_model.tag)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,13 +3,14 @@ Writes bench-results/models.json.
 
 - training: seconds per epoch per 1M events of the neural decay model and of the fitted parametric
   decay model, on UCI Online Retail before 2011-11-01 (the evaluation protocol's training set);
-- inference: ``full_sort_predict`` for one user (µs, ≥ 1,000 calls) of the served interest recommender
-  and of the neural decay model, fp32 against ``torch.ao.quantization.quantize_dynamic`` (int8 Linear
-  layers), the fp32 call being the floor;
+- inference: the served model's scoring of one user's candidates (the item ranker, µs, ≥ 1,000 calls) and
+  ``full_sort_predict`` of the neural decay model, fp32 against ``torch.ao.quantization.quantize_dynamic``
+  (int8 Linear layers), the fp32 call being the floor;
 - quality: the neural model's test NDCG@10 (reference protocol) fp32 against int8;
 - the item ranker (``models.pipeline.item_ranker``): its test NDCG@10 in the reference protocol against the
   strongest baseline (history, ties by 30-day popularity) fitted in the same run, as a ratio with its paired 95%
-  bootstrap interval (goal: 1.10, ``against_goals``), its fit seconds and ``full_sort_predict`` for one user.
+  bootstrap interval (goal: 1.10, ``against_goals``), its fit seconds, ``full_sort_predict`` for one user and
+  ``rank`` for one user (the function ``/recommend`` calls, from the user's tables to the top 10).
 
 Run: ``make bench BENCHES=models`` (``python -m tests.benchmarks.bench_models``); needs ../shared/data.
 """
@@ -102,8 +103,8 @@ ITEM_RANKER_GOAL = 1.10  # × the NDCG@10 of history, ties by 30-day popularity 
 
 def item_ranker(split, calls: int) -> dict:
     from models.harness import baselines, ranking
-    from models.pipeline.item_ranker import ItemRankerMethod
-    from models.pipeline.item_signals import SIGNALS
+    from models.pipeline.item_signals import SIGNALS, assemble_state, signals_at
+    from models.pipeline.served_ranker import ItemRankerMethod
 
     metric = ranking.METRICS.index("ndcg@10")
     floor = ranking.evaluate(baselines.HistoryRecentTies(30, 1e-3).fit(split.train), split).per_user[:, metric]
@@ -112,10 +113,16 @@ def item_ranker(split, calls: int) -> dict:
     seconds = time.perf_counter() - started
     ndcg = ranking.evaluate(ranker, split).per_user[:, metric]
     gain = ranking.relative_gain(ndcg, floor, ranking.bootstrap_indices(len(split.users)))
-    rows = ranker.rows[ranker.rows["user_id"] == split.users[0]]
+    package, cutoff = ranker.package, split.train.cutoff
+    tables = package.user_tables(split.train.events, cutoff, [split.users[0]])
+    state = assemble_state(*tables, package.items, package.popular, cutoff, cutoff)
+    rows = signals_at(state, cutoff)
     signals = torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32))
-    where = torch.zeros(len(rows), dtype=torch.long), torch.as_tensor(split.train.items.get_indexer(rows["item_id"]))
-    latency = per_call(lambda: ranker.model.full_sort_predict(signals, *where, ranker.fallback, 1), calls)
+    columns = torch.as_tensor(package.fallback.index.get_indexer(rows["item_id"]))
+    fallback = torch.as_tensor(package.fallback.to_numpy(np.float32))
+    where = torch.zeros(len(rows), dtype=torch.long), columns
+    latency = per_call(lambda: package.model.full_sort_predict(signals, *where, fallback, 1), calls)
+    rank = per_call(lambda: package.rank(*tables, cutoff, cutoff, 10), max(calls // 10, 100))
     return {
         "fit_seconds": seconds,
         "test_ndcg@10": float(ndcg.mean()),
@@ -124,27 +131,29 @@ def item_ranker(split, calls: int) -> dict:
         "ratio_95ci": [1 + gain[1], 1 + gain[2]],
         "candidates_one_user": len(rows),
         "full_sort_predict_one_user": latency,
+        "rank_one_user": rank,
     }
 
 
 def served_recommender(calls: int) -> dict:
-    """The served model's shape as in the demo (20 categories, 1,000 items, 32 dims), random weights."""
-    from models.pipeline.recommender import InterestRecommender
+    """The served model (the item ranker) at its served size: 60 candidates of one user, random weights."""
+    from models.pipeline.item_ranker import ItemRanker
+    from models.pipeline.item_signals import SIGNALS
 
     torch.manual_seed(0)
-    model = InterestRecommender(20, 1000).eval()
-    x = torch.softmax(torch.randn(1, 20), dim=1)
+    model = ItemRanker().eval()
+    x = torch.randn(60, len(SIGNALS))
     int8 = quantized(model)
     latency = {
-        "fp32": per_call(lambda: model.full_sort_predict(x), calls),
-        "int8": per_call(lambda: int8.full_sort_predict(x), calls),
+        "fp32": per_call(lambda: model.predict(x), calls),
+        "int8": per_call(lambda: int8.predict(x), calls),
     }
     with torch.no_grad():
-        same_top10 = set(torch.topk(model.full_sort_predict(x)[0], 10).indices.tolist()) == set(
-            torch.topk(int8.full_sort_predict(x)[0], 10).indices.tolist()
+        same_top10 = set(torch.topk(model.predict(x), 10).indices.tolist()) == set(
+            torch.topk(int8.predict(x), 10).indices.tolist()
         )
     return {
-        "shape": {"categories": 20, "items": 1000, "embedding_dim": 32},
+        "shape": {"candidates": 60, "signals": len(SIGNALS), "hidden": model.hparams["hidden"]},
         "full_sort_predict_one_user": latency,
         "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
         "same_top10_for_a_random_user": same_top10,

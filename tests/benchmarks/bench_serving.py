@@ -9,8 +9,9 @@ state dir), then ``bentoml serve interest_service:latest`` on a free port.
   (60) at each concurrency (1, 16, 64), random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
   plus CPU seconds used by the server's processes and by the load generator;
 - floor: in-process, the service's own work for one request: pseudonymise, ``get_online_features``
-  with ``recommender_v1`` at request time, ``interest_shares``, ``full_sort_predict`` and top-k, on
-  the model from the stack's BentoML store and a FeatureStore on the stack;
+  with ``item_ranker_v1`` at request time, the item ranker's ``rank`` (the user's state moved to now, candidates
+  scored, top-k) and the explanations, on the package from the stack's BentoML store and a FeatureStore on the
+  stack;
 - workers: the service runs one worker per core by default (``SERVE_WORKERS`` sets a number); the
   comparison restarts it with 1 worker at concurrency 16. The load starts only once every worker has
   initialised: the generator's keep-alive connections stay with the worker that accepted them, so a
@@ -38,8 +39,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tests.benchmarks.http_load import load_level
 from tests.benchmarks.stack import (
     BIN,
@@ -58,7 +57,7 @@ from tests.benchmarks.stack import (
 from tests.conftest import recreate_database, stack_env
 
 DATABASE, AIRFLOW_DATABASE = "bench_serving", "bench_serving_airflow"
-FEATURE_SERVICE = "recommender_v1"
+FEATURE_SERVICE = "item_ranker_v1"
 GOALS = {"c16_p99_ms": 25.0, "c16_rps": 300.0, "c1_p50_over_floor_p50": 2.0}
 STACK_VARS = (
     "DECAY_STATE_DIR",
@@ -106,21 +105,18 @@ def build_stack(work: Path, events: int, users: int, as_of: dt.datetime, seed: i
 
 
 def floor_run(users: list[str], k: int, calls: int) -> dict:
-    """The service's feature read + model forward + top-k, in-process (the stack's env is in os.environ)."""
+    """The service's feature read + ranking + top-k, in-process (the stack's env is in os.environ)."""
     import bentoml
     import torch
     from feast import FeatureStore
 
     from interest_decay import config as settings
     from interest_decay.events.pseudonym import pseudonymise
-    from models.pipeline.data import Vocabulary
-    from models.pipeline.recommender import InterestRecommender
+    from models.pipeline.served_ranker import RankerPackage
+    from serving.explain import explained_items, rank_user
 
     model_ref = bentoml.models.get(f"{settings.model_name()}:latest")
-    path = Path(model_ref.path)
-    model = InterestRecommender.load(path)
-    model.eval()
-    vocab = Vocabulary.from_json(json.loads((path / "vocabulary.json").read_text()))
+    package = RankerPackage.load(Path(model_ref.path))
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
     features = store.get_feature_service(FEATURE_SERVICE)
     key = os.environ["PSEUDONYM_KEY"]
@@ -133,24 +129,21 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
         nonlocal fallbacks
         start = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
+        user = pseudonymise(picks[i % len(picks)], key)
         row = {
             name: values[0]
             for name, values in store.get_online_features(
-                features=features,
-                entity_rows=[{"user_id": pseudonymise(picks[i % len(picks)], key), "request_ts": now}],
+                features=features, entity_rows=[{"user_id": user, "request_ts": now}]
             )
             .to_dict()
             .items()
         }
         mid = time.perf_counter()
-        if row["total_interest_now"] is None:
+        if row["state_as_of"] is None:
             fallbacks += 1
-            top = vocab.popular_items[:k]
+            top = package.popular_fallback(k)
         else:
-            x = vocab.interest_shares(row["category_ids_now"], row["interest_scores_now"])
-            with torch.no_grad():
-                logits = model.full_sort_predict(torch.from_numpy(x[None]))[0].numpy()
-            top = np.argsort(-logits, kind="stable")[:k]
+            top = explained_items(rank_user(package, row, now, k, None), row, now)
         end = time.perf_counter()
         parts["features"].append(mid - start)
         parts["model_and_top_k"].append(end - mid)
@@ -159,11 +152,11 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
     durations = time_calls(one, calls, warmup=50)
     warm = 50
     return {
-        "what": "pseudonymise + get_online_features(recommender_v1, request_ts=now) + interest_shares + "
-        "full_sort_predict + argsort top-k, in-process",
+        "what": "pseudonymise + get_online_features(item_ranker_v1, request_ts=now) + the item ranker's rank "
+        "(state moved to now, candidates scored, top-k) + explanations, in-process",
         "model": str(model_ref.tag),
-        "items": len(vocab.items),
-        "categories": len(vocab.categories),
+        "items": len(package.items),
+        "candidates_per_user": len(package.popular),
         "torch_threads": torch.get_num_threads(),
         "fallback_users": fallbacks,
         "total": summarize(durations),

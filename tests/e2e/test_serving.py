@@ -14,13 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 import requests
 
 from interest_decay import decay
 from interest_decay.config import pg_conninfo
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, staged_events
 from tests.e2e.stack import AS_OF, BIN, CATEGORY_A, CATEGORY_B, call, fitted_half_lives, items_of, recommend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -40,12 +41,43 @@ def test_recent_interest_in_a_category_puts_its_items_first(stack, served):
     assert decay.describe_half_life(fitted_half_lives(stack[0])[(CATEGORY_A, "view")]) in explanation
 
 
-def test_old_interest_fades_behind_recent_interest(served):
-    answer = recommend(served, user_id="probe_shift", k=5)
-    categories = [item["category_id"] for item in answer["items"]]
-    assert categories[0] == CATEGORY_B and categories.count(CATEGORY_B) == max(map(categories.count, categories)), (
-        categories
-    )
+def mart_row(user: str) -> dict:
+    """The user's item-ranker state row as the mart holds it (the online row equals it: test_feature_store)."""
+    from interest_decay.events.pseudonym import pseudonymise
+    from interest_decay.online.item_state import ROW_FIELDS
+
+    with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
+        cursor = conn.execute(
+            "select as_of as state_as_of, * from analytics.user_item_signal_state where user_id = %s and as_of = %s",
+            (pseudonymise(user), AS_OF),
+        )
+        names = [d.name for d in cursor.description]
+        values = cursor.fetchone()
+    return {f: values[names.index(f)] for f in ROW_FIELDS}
+
+
+def served_package(env: dict, tag: str):
+    from models.pipeline.served_ranker import RankerPackage
+
+    name, version = tag.split(":")
+    return RankerPackage.load(Path(env["BENTOML_HOME"]) / "models" / name / version)
+
+
+def test_old_interest_fades_behind_recent_interest(stack, served):
+    """probe_shift saw five A-items on many days 35-40 days before the data's end and five B-items once, hours
+    before it. At the data's end the served model ranks each recent B-item above the A-item of the same
+    popularity rank (the generator's categories fade within days); over HTTP the explanations say how long ago."""
+    env, _ = stack
+    answer = recommend(served, user_id="probe_shift", k=1000)
+    package = served_package(env, answer["model"])
+    top = [r.item_id for r in package.rank_row(mart_row("probe_shift"), pd.Timestamp(AS_OF), 1000)]
+    for old, recent in zip(items_of(CATEGORY_A), items_of(CATEGORY_B)):
+        assert top.index(recent) < top.index(old), (recent, old, top[:30])
+    reasons = {item["item_id"]: item["explanation"] for item in answer["items"]}
+    since = (pd.Timestamp(answer["as_of"]) - pd.Timestamp(AS_OF)) / pd.Timedelta(days=1)
+    for item, days, ago in ((items_of(CATEGORY_B)[0], 1, since + 5 / 24), (items_of(CATEGORY_A)[0], 6, since + 35)):
+        said = re.match(r"seen on (\d+) days?, last ([\d.]+) days ago", reasons[item])
+        assert said and int(said[1]) == days and float(said[2]) == pytest.approx(ago, abs=0.06), reasons[item]
 
 
 def test_requests_skip_the_tracing_middleware_unless_traces_are_wanted(served):
@@ -359,3 +391,54 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     tested = re.search(r"Tested:\s+(\d+)", run.stdout)
     assert "No issues found" in run.stdout and tested and int(tested.group(1)) >= 7, run.stdout[-3000:]
+
+
+def offline_top(env: dict, answer: dict, user: str, events: pd.DataFrame) -> list[str]:
+    """The top 10 the served model's package gives ``user`` at the answer's instant from ``events`` (the offline
+    features: tables recomputed from the events before that instant), as the DAG's evaluation computes them."""
+    from interest_decay.events.pseudonym import pseudonymise
+
+    package = served_package(env, answer["model"])
+    t, pseudonym = pd.Timestamp(answer["as_of"]), pseudonymise(user)
+    ranked = package.rank(*package.user_tables(events, t, [pseudonym]), t, t, 10)
+    return [r.item_id for r in ranked.get(pseudonym) or package.popular_fallback(10)]
+
+
+def test_recommend_equals_the_offline_ranking_at_the_same_instant_also_after_live_events(stack, served):
+    """Offline equals online: for 60 users /recommend's top 10 equals the package's ranking from the staged events
+    at the instant the server ranked for; then 10 of them send live events, and it still does (the online row
+    folded at /events, the offline tables recomputed with the events)."""
+    from interest_decay.events.pseudonym import pseudonymise
+
+    env, _ = stack
+    staged = staged_events(pg_conninfo("e2e_interest"))
+    users = [f"u{n}" for n in range(100, 160)]
+    answers = {u: recommend(served, user_id=u, k=10) for u in users}
+    assert sum(not a["fallback"] for a in answers.values()) >= 50
+    for user, answer in answers.items():
+        assert [i["item_id"] for i in answer["items"]] == offline_top(env, answer, user, staged), user
+
+    now = dt.datetime.now(dt.UTC)
+    live = [
+        {
+            "user_id": user,
+            "item_id": items_of(CATEGORY_B if n % 2 else CATEGORY_A)[(n + j) % 5],
+            "category_id": CATEGORY_B if n % 2 else CATEGORY_A,
+            "event_type": "purchase" if j % 2 else "view",
+            "ts": (now - dt.timedelta(minutes=30 - 5 * j)).isoformat(),
+        }
+        for n, user in enumerate(users[:10])
+        for j in range(3)
+    ]
+    assert call(served, "events", events=live)["users_updated"] == 10
+    frame = pd.DataFrame(live).assign(
+        user_id=lambda f: f["user_id"].map(pseudonymise), ts=lambda f: pd.to_datetime(f["ts"], utc=True)
+    )
+    everything = pd.concat([staged, frame], ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
+    changed = 0
+    for user in users[:10]:
+        answer = recommend(served, user_id=user, k=10)
+        top = [i["item_id"] for i in answer["items"]]
+        assert top == offline_top(env, answer, user, everything), user
+        changed += top != [i["item_id"] for i in answers[user]["items"]]
+    assert changed >= 5  # the live events moved the rankings, online and offline alike

@@ -88,6 +88,13 @@ def assert_same_item_state(store, conninfo, users, offset: int, at: dt.datetime)
     from interest_decay.online.realtime import OnlineUpdater
 
     online_rows = OnlineUpdater(store, None).current_item_rows(list(users))
+    # read as /recommend reads it: through the feature service, beside the interest features (no name may clash)
+    response = store.get_online_features(
+        features=store.get_feature_service("item_ranker_v1"),
+        entity_rows=[{"user_id": u, "request_ts": at} for u in users],
+    ).to_dict()
+    served_rows = {u: {f: response[f][i] for f in ROW_FIELDS} for i, u in enumerate(users)}
+    served_rows = {u: r if r["state_as_of"] is not None else None for u, r in served_rows.items()}
     with psycopg.connect(conninfo) as conn:
         cursor = conn.execute(
             "select user_id, as_of as state_as_of, * from analytics.user_item_signal_state where as_of = %s",
@@ -96,7 +103,11 @@ def assert_same_item_state(store, conninfo, users, offset: int, at: dt.datetime)
         names = [d.name for d in cursor.description]
         mart_rows = {r[0]: {f: r[names.index(f)] for f in ROW_FIELDS} for r in cursor.fetchall()}
     assert sum(r is not None for r in online_rows.values()) == len(mart_rows) > 50
-    for got, want in zip(item_state_tables(online_rows, at), item_state_tables(mart_rows, at)):
+    tables = zip(
+        item_state_tables(online_rows, at), item_state_tables(served_rows, at), item_state_tables(mart_rows, at)
+    )
+    for got, served, want in tables:
+        pd.testing.assert_frame_equal(got, served)
         assert got.shape == want.shape and len(want)
         for column in want.columns:
             if want[column].dtype == object:

@@ -13,7 +13,7 @@ from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import write_events
 from interest_decay.online.item_state import ROW_FIELDS, fold_item_events, tables_from_rows
 from models.pipeline import item_signals
-from tests.conftest import dbt, stack_env
+from tests.conftest import dbt, stack_env, staged_events
 
 pytestmark = pytest.mark.postgres
 AS_OF = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
@@ -46,21 +46,15 @@ def stack(fresh_db, tmp_path_factory):
     ingest([write_events(events, tmp_path_factory.mktemp("events") / "events.parquet").parent], conninfo)
     dbt(env, "seed")
     dbt(env, "run", "--select", "+user_item_signal_state", "--vars", VARS)
-    with psycopg.connect(conninfo) as conn:  # as staged: pseudonymised users
-        staged = pd.DataFrame(
-            conn.execute(
-                "select user_id, item_id, category_id, event_type, event_ts from analytics.stg_behaviour__events"
-            ).fetchall(),
-            columns=["user_id", "item_id", "category_id", "event_type", "ts"],
-        )
+    staged = staged_events(conninfo)  # as staged: pseudonymised users
+    with psycopg.connect(conninfo) as conn:
         cursor = conn.execute(
             "select user_id, as_of as state_as_of, * from analytics.user_item_signal_state where as_of = %s", (AS_OF,)
         )
         names = [d.name for d in cursor.description]
         rows = {r[0]: {f: r[names.index(f)] for f in ROW_FIELDS} for r in cursor.fetchall()}
     assert len(staged) == len(events) > 1000
-    staged["ts"] = pd.to_datetime(staged["ts"], utc=True)
-    return staged.sort_values("ts", ignore_index=True), rows
+    return staged, rows
 
 
 def assert_same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:

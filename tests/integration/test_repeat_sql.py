@@ -13,7 +13,7 @@ from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import write_events
 from models.fitting import repeat_decay
 from models.fitting.fit_decay import REPEAT, store
-from tests.conftest import dbt, stack_env
+from tests.conftest import dbt, stack_env, staged_events
 
 pytestmark = pytest.mark.postgres
 AS_OF = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
@@ -62,16 +62,9 @@ def stack(fresh_db, tmp_path_factory):
         [write_events(events[events["ts"].ge(middle) | late], folder / "second" / "events.parquet").parent], conninfo
     )
     dbt(env, "run", "--select", MODELS, "--vars", VARS)
-    with psycopg.connect(conninfo) as conn:  # as staged: pseudonymised users
-        staged = pd.DataFrame(
-            conn.execute(
-                "select user_id, item_id, category_id, event_type, event_ts from analytics.stg_behaviour__events"
-            ).fetchall(),
-            columns=["user_id", "item_id", "category_id", "event_type", "ts"],
-        )
+    staged = staged_events(conninfo)  # as staged: pseudonymised users
     assert len(staged) == len(events)
-    staged["ts"] = pd.to_datetime(staged["ts"], utc=True)
-    return env, conninfo, staged.sort_values("ts", ignore_index=True)
+    return env, conninfo, staged
 
 
 def state(conninfo) -> dict:

@@ -3,11 +3,12 @@ and passed the smoke check; a champion that cannot serve leaves the current mode
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
 from models.pipeline.data import Vocabulary
-from models.pipeline.recommender import InterestRecommender
+from models.pipeline.item_ranker import ItemRanker, RankerConfig
 from serving.deployment import ChampionFollower, LoadedRecommender
 
 VOCAB = Vocabulary(
@@ -18,8 +19,25 @@ VOCAB = Vocabulary(
 )
 
 
-def saved_model(path, n_items: int = 3):
-    InterestRecommender(n_categories=2, n_items=n_items, embedding_dim=4).eval().save(path)
+def saved_model(path, events: pd.DataFrame | None = None):
+    """An item-ranker package (random weights) with the item side of a few events, as train.register_model saves."""
+    from models.pipeline.served_ranker import RankerPackage
+
+    if events is None:
+        events = pd.DataFrame(
+            {
+                "user_id": ["u", "u", "v"],
+                "item_id": ["a1", "a2", "b1"],
+                "category_id": ["A", "A", "B"],
+                "event_type": "purchase",
+                "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+            }
+        )
+    torch.manual_seed(0)
+    package = RankerPackage.build(
+        ItemRanker().eval(), events, pd.Timestamp("2026-01-05", tz="UTC"), RankerConfig(), ["purchase"]
+    )
+    package.save(path)
     (path / "vocabulary.json").write_text(json.dumps(VOCAB.to_json()))
     return path
 
@@ -27,19 +45,35 @@ def saved_model(path, n_items: int = 3):
 def test_a_saved_model_loads_with_its_vocabulary_and_item_categories(tmp_path):
     loaded = LoadedRecommender.from_directory("m:1", saved_model(tmp_path))
     assert loaded.tag == "m:1" and list(loaded.item_categories) == ["A", "A", "B"]
-    assert loaded.model.full_sort_predict(torch.zeros(1, 2)).shape == (1, 3)
+    assert (
+        sorted(loaded.model.items.index) == ["a1", "a2", "b1"] and loaded.model.popular[0] == "b1"
+    )  # the latest buyer counts most
 
 
-def test_a_model_that_does_not_fit_its_vocabulary_fails_the_smoke_check(tmp_path):
+def test_a_package_without_items_fails_the_smoke_check(tmp_path):
     with pytest.raises(ValueError, match="smoke check"):
-        LoadedRecommender.from_directory("m:bad", saved_model(tmp_path, n_items=5))
+        LoadedRecommender.from_directory(
+            "m:bad",
+            saved_model(
+                tmp_path,
+                pd.DataFrame(columns=["user_id", "item_id", "category_id", "event_type", "ts"]).astype(
+                    {"ts": "datetime64[ns, UTC]"}
+                ),
+            ),
+        )
+
+
+def test_a_model_of_another_kind_is_refused_with_a_reason(tmp_path):
+    ItemRanker().save(tmp_path)  # weights without the package's item side
+    with pytest.raises(ValueError, match="no item-ranker package"):
+        LoadedRecommender.from_directory("m:old", tmp_path)
 
 
 def test_a_model_with_non_finite_weights_fails_the_smoke_check(tmp_path):
     path = saved_model(tmp_path)
     state = torch.load(path / "model.pt")
     torch.save({name: torch.full_like(value, float("nan")) for name, value in state.items()}, path / "model.pt")
-    with pytest.raises(ValueError, match="finite: False"):
+    with pytest.raises(ValueError, match="finite scores: False"):
         LoadedRecommender.from_directory("m:nan", path)
 
 

@@ -11,13 +11,13 @@ from models.harness import baselines, ranking
 from models.pipeline.item_ranker import (
     NOT_A_CANDIDATE,
     ItemRanker,
-    ItemRankerMethod,
     RankerConfig,
     fit_item_ranker,
     labelled_rows,
     training_windows,
 )
 from models.pipeline.item_signals import SIGNALS, candidate_signals, signal_state, signals_at
+from models.pipeline.served_ranker import ItemRankerMethod
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
 

@@ -2,7 +2,7 @@
 
 {#- The item ranker's user-side state (models/pipeline/item_signals.py: pair_table, user_table, category_table) at
     the run's as_of, one row per user, each per-item and per-category column an array in the order of item_ids /
-    category_ids. Instants are epoch seconds (NaN: none); decayed sums hold at as_of. A day counts from its first
+    user_category_ids. Instants are epoch seconds (NaN: none); decayed sums hold at as_of. A day counts from its first
     event (UTC days). The service moves the row to the request time exactly (signals_at); /events folds live
     events into it (interest_decay.online.item_state). A test compares it with the Python tables to 1e-9. -#}
 
@@ -106,7 +106,7 @@ user_pairs as (
 user_categories as (
     select
         user_id,
-        array_agg(category_id order by category_id) as category_ids,
+        array_agg(category_id order by category_id) as user_category_ids,
         array_agg(category_days order by category_id) as category_days,
         array_agg(date_part('epoch', category_last_ts) order by category_id) as category_last_ts,
         array_agg(sum_category_days_30 order by category_id) as sum_category_days_30
@@ -130,7 +130,7 @@ final as (
         user_pairs.target_last_ts,
         user_pairs.sum_item_days_30,
         user_pairs.sum_item_days_90,
-        user_categories.category_ids,
+        user_categories.user_category_ids,
         user_categories.category_days,
         user_categories.category_last_ts,
         user_categories.sum_category_days_30
