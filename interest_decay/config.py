@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     model_tag: str | None = Field(None, description="recommender a bento packages (default: the champion, else latest)")
     churn_model_tag: str = Field("churn_model:latest", description="churn model a bento packages")
     serve_workers: int | None = Field(None, ge=1, description="serving worker processes (default: one per core)")
+    serve_torch_threads: int = Field(
+        1, ge=1, description="torch threads per serving worker (1: a request's model is small; more spin idle cores)"
+    )
     serve_api_token: SecretStr | None = Field(None, description="bearer token the service requires (unset: no auth)")
     serve_tracing_sample_rate: str | None = Field(
         None,

@@ -87,7 +87,10 @@ class InterestService:
     churn_bento_model = bentoml.models.BentoModel(CHURN_MODEL_TAG)
 
     def __init__(self) -> None:
+        import torch
         from feast import FeatureStore
+
+        torch.set_num_threads(SETTINGS.serve_torch_threads)  # OpenMP threads spin after each forward pass
 
         from models.pipeline.registry import champion
 
