@@ -32,7 +32,10 @@ def unsquash(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 LOG_RATE = (math.log(1e-9), math.log(1e6))  # β and α, events per anchor-day
 LOG_HALF = (math.log(MIN_HALF_LIFE), math.log(MAX_HALF_LIFE))
-LOG_K = (math.log(1e-4), math.log(1e4))
+# The logistic shape k: the dbt test assert_decay_parameters_valid refuses k < 1e-3 (such a curve is exponential
+# in all but name, and its rows would fail the run), so the fit stays inside it.
+MIN_LOGISTIC_K = 1e-3
+LOG_K = (math.log(MIN_LOGISTIC_K), math.log(1e4))
 
 
 class Family:
