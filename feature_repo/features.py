@@ -314,12 +314,12 @@ item_ranker_v1 = FeatureService(
     name="item_ranker_v1",
     features=[
         user_item_signals_fv,
-        user_interest_now,
-        user_interest_fv[["kind_category_ids", "kind_scores", "kind_half_lives", "last_event_ts", "scores_as_of"]],
+        user_interest_fv[["kind_category_ids", "kind_scores", "kind_half_lives", "scores_as_of"]],
     ],
     description="Inputs of the served item ranker, version 1 (/recommend): the user-side state it moves to the "
-    "request time (models.pipeline.item_signals.signals_at; the item side ships with the model), and the interest "
-    "at request time with the kinds' half-lives, for explanations.",
+    "request time (models.pipeline.item_signals.signals_at; the item side ships with the model), and the stored "
+    "interest kinds with their half-lives, decayed to the request time for explanations (no on-demand view: "
+    "it cost 0.8 ms a read).",
 )
 
 interest_profile_v1 = FeatureService(

@@ -3,8 +3,9 @@
 - The model comes from the BentoML model store (``$MODEL_TAG``, default the champion of
   ``models.pipeline.registry``, else the latest ``interest_recommender``): the item ranker's package
   (``models.pipeline.served_ranker``). User features from the Feast online store: the ranker's user-side state
-  (``user_item_signals_fv``), moved to the request time exactly, and the interest decayed to it by the on-demand
-  view ``user_interest_now`` (exact per (category, event type) kind) for explanations and ``/interest``.
+  (``user_item_signals_fv``), moved to the request time exactly, with the stored interest kinds for explanations;
+  ``/interest`` reads the interest decayed to the request time by the on-demand view ``user_interest_now`` (exact
+  per (category, event type) kind).
 - User ids are pseudonymised (``PSEUDONYM_KEY``) before anything is looked up; answers show the id the
   caller sent, ``/audience`` answers with pseudonyms only.
 - PostgreSQL (``PG*``) holds the raw events ``/events`` appends to and the marts ``/audience`` reads.
@@ -156,8 +157,9 @@ class InterestService:
         except Exception:  # noqa: BLE001
             return False
 
-    def _lookup(self, service, pseudonyms: list[str], now: dt.datetime) -> dict:
-        entities = [{"user_id": u, "request_ts": now} for u in pseudonyms]
+    def _lookup(self, service, pseudonyms: list[str], now: dt.datetime | None) -> dict:
+        """Features of ``service`` for the users; ``now``: the request time its on-demand views decay to."""
+        entities = [{"user_id": u} if now is None else {"user_id": u, "request_ts": now} for u in pseudonyms]
         return self.store.get_online_features(features=service, entity_rows=entities).to_dict()
 
     # -- endpoints ----------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ class InterestService:
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         bought = await asyncio.to_thread(self._purchased_items, pseudonym) if exclude_purchased else None
         allowed = allowed_items(deployed, category_id, bought)
-        row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], now).items()}
+        row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], None).items()}
         if row["state_as_of"] is None:
             items = [
                 RecommendedItem(

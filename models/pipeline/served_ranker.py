@@ -191,8 +191,8 @@ class RankerPackage:
                 {
                     **{f: float(state[f][j]) for f in ("in_history", "item_days", "target_days", "gap_known")},
                     "gap_median": float(state["gap_median"][j]),
-                    "last_ts": pd.Timestamp(state["last_ts"][j], unit="s", tz="UTC"),
-                    "target_last_ts": pd.Timestamp(state["target_last_ts"][j], unit="s", tz="UTC"),
+                    "last_ts": float(state["last_ts"][j]),  # epoch seconds (NaN: none)
+                    "target_last_ts": float(state["target_last_ts"][j]),
                     "sum_pop_30": float(state["sum_pop_30"][j]),
                 },
             )

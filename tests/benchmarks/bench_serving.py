@@ -9,7 +9,7 @@ state dir), then ``bentoml serve interest_service:latest`` on a free port.
   (60) at each concurrency (1, 16, 64), random known users ``u0``..``uN`` and k = 10: p50/p90/p99 latency, requests per second, errors;
   plus CPU seconds used by the server's processes and by the load generator;
 - floor: in-process, the service's own work for one request: pseudonymise, ``get_online_features``
-  with ``item_ranker_v1`` at request time, the item ranker's ``rank`` (the user's state moved to now, candidates
+  with ``item_ranker_v1``, the item ranker's ``rank`` (the user's state moved to now, candidates
   scored, top-k) and the explanations, on the package from the stack's BentoML store and a FeatureStore on the
   stack;
 - workers: the service runs one worker per core by default (``SERVE_WORKERS`` sets a number); the
@@ -132,9 +132,7 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
         user = pseudonymise(picks[i % len(picks)], key)
         row = {
             name: values[0]
-            for name, values in store.get_online_features(
-                features=features, entity_rows=[{"user_id": user, "request_ts": now}]
-            )
+            for name, values in store.get_online_features(features=features, entity_rows=[{"user_id": user}])
             .to_dict()
             .items()
         }
@@ -152,7 +150,7 @@ def floor_run(users: list[str], k: int, calls: int) -> dict:
     durations = time_calls(one, calls, warmup=50)
     warm = 50
     return {
-        "what": "pseudonymise + get_online_features(item_ranker_v1, request_ts=now) + the item ranker's rank "
+        "what": "pseudonymise + get_online_features(item_ranker_v1) + the item ranker's rank "
         "(state moved to now, candidates scored, top-k) + explanations, in-process",
         "model": str(model_ref.tag),
         "items": len(package.items),

@@ -93,13 +93,11 @@ def test_an_item_the_model_never_saw_is_left_out_and_no_score_is_nan():
 def test_explanations_add_the_category_interest_share_and_half_life():
     served, events = package()
     ranked = rank_user(served, online_row(events, "u"), NOW, 3, None)
-    row = {
-        "kind_category_ids": ["a"],
-        "kind_scores": [1.0],
-        "kind_half_lives": [3.0],
-        "category_ids_now": ["a", "b"],
-        "interest_scores_now": [3.0, 1.0],
-        "total_interest_now": 4.0,
+    row = {  # a's interest 6 three days ago (half-life 3 days: 3 now), b's 1, held (NaN: not exponential)
+        "kind_category_ids": ["a", "b"],
+        "kind_scores": [6.0, 1.0],
+        "kind_half_lives": [3.0, float("nan")],
+        "scores_as_of": NOW - dt.timedelta(days=3),
     }
     items = {i.item_id: i for i in explained_items(ranked, row, NOW)}
     assert items["i1"].explanation.endswith("; category a: interest 3.00 (75% of the user's), half-life 3 days")
