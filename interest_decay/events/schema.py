@@ -27,7 +27,10 @@ def check_columns(columns: list[str], source: str) -> None:
     """Raise a readable error when a file lacks a required column of the contract."""
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
+        found = ", ".join(columns) or "none"
+        if not found.isprintable() or len(found) > 300:  # binary or not CSV at all: show what it starts with
+            found = f"a first line that is no CSV header ({found[:40]!r}...)"
         raise EventSchemaError(
             f"{source}: missing required column(s) {', '.join(missing)}; "
-            f"expected {', '.join(EVENT_COLUMNS)} (value optional), found {', '.join(columns) or 'none'}"
+            f"expected {', '.join(EVENT_COLUMNS)} (value optional), found {found}"
         )

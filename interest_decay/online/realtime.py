@@ -74,6 +74,11 @@ def parse_ts(text: str) -> dt.datetime | None:
 
 def check_event(event: Mapping, received_at: dt.datetime) -> str | None:
     """The reason staging would reject ``event`` (same wording as stg_behaviour__events_checked), or None."""
+    from interest_decay.events.ingest import unstorable_reason
+
+    unstorable = [unstorable_reason(c, _text(event.get(c))) for c in EVENT_COLUMNS]
+    if any(unstorable):  # kept in raw escaped, with the reason as its parse_error (ingest.storable)
+        return "unparseable row: " + "; ".join(r for r in unstorable if r)
     user, item, category = (_text(event.get(c)) for c in ("user_id", "item_id", "category_id"))
     kind = (_text(event.get("event_type")) or "").lower() or None
     ts_text, value_text = _text(event.get("ts")), _text(event.get("value"))
@@ -309,7 +314,11 @@ def accept_batch(
     reasons = [check_event(e, received_at) for e in events]
 
     def as_text() -> tuple[pa.Table, list[str]]:
-        return pa.table({c: pa.array([_text(e.get(c)) for e in events], pa.string()) for c in EVENT_COLUMNS}), []
+        def raw(value) -> bytes | None:  # bytes: a lone surrogate from JSON is stored escaped (ingest.storable)
+            text = _text(value)
+            return None if text is None else text.encode("utf-8", "surrogatepass")
+
+        return pa.table({c: pa.array([raw(e.get(c)) for e in events], pa.binary()) for c in EVENT_COLUMNS}), []
 
     load = load_table(conn, as_text, source=source, sha=batch_sha256(events), lock_timeout_s=lock_timeout_s)
     updated = 0
@@ -337,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     from interest_decay import config as settings
     from interest_decay.events.ingest import ensure_raw_schema, read_events
     from interest_decay.events.pseudonym import pseudonym_key
+    from interest_decay.events.schema import EventSchemaError
 
     parser = argparse.ArgumentParser(
         prog="python -m interest_decay.online.realtime",
@@ -347,14 +357,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from feast import FeatureStore
 
-    table, bad_rows = read_events(args.path)
+    try:
+        table, bad_rows = read_events(args.path)
+    except (EventSchemaError, FileNotFoundError) as error:
+        parser.exit(2, f"error: {error}\n")
     if bad_rows:
         parser.exit(
             2,
             f"error: {len(bad_rows)} row(s) of {args.path} cannot be split into columns "
             f"(first: {bad_rows[0]}); load such files with `make ingest`\n",
         )
-    records = table.to_pylist()
+    records = [  # CSV fields come as bytes; undecodable ones stay visible to check_event as surrogates
+        {c: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for c, v in record.items()}
+        for record in table.to_pylist()
+    ]
     store = FeatureStore(repo_path=str(settings.feast_repo_path()))
     with psycopg.connect(settings.pg_conninfo(), autocommit=True) as conn:
         ensure_raw_schema(conn)

@@ -300,13 +300,21 @@ def test_live_events_are_stored_and_change_recommendations_at_once(served):
             "event_type": "view",
             "ts": "2999-01-01T00:00:00Z",
         },
+        {  # PostgreSQL cannot store a NUL: kept escaped in raw, rejected as staging rejects it
+            "user_id": "probe_live",
+            "item_id": "nul\x00item",
+            "category_id": CATEGORY_A,
+            "event_type": "view",
+            "ts": now.isoformat(),
+        },
     ]
     assert call(served, "recommend", user_id="probe_live", k=3)["fallback"] is True
     result = call(served, "events", events=live + bad)
-    assert (result["accepted"], result["rejected"], result["users_updated"]) == (3, 2, 1)
+    assert (result["accepted"], result["rejected"], result["users_updated"]) == (3, 3, 1)
     assert [e["reason"] for e in result["events"][3:]] == [
         'unknown event_type "teleport"',
         "timestamp in the future (after load time + 1 day)",
+        "unparseable row: item_id contains a NUL byte (shown as \\x00)",
     ]
     answer = call(served, "recommend", user_id="probe_live", k=3)
     assert answer["fallback"] is False and answer["items"][0]["category_id"] == CATEGORY_B
@@ -315,7 +323,7 @@ def test_live_events_are_stored_and_change_recommendations_at_once(served):
     assert again["duplicate_batch"] is True and again["load_id"] == result["load_id"] and again["users_updated"] == 0
     with psycopg.connect(pg_conninfo("e2e_interest")) as conn:
         stored = conn.execute("select count(*) from raw.events where load_id = %s", (result["load_id"],)).fetchone()[0]
-    assert stored == 5  # accepted and rejected rows alike, for staging to count
+    assert stored == 6  # accepted and rejected rows alike, for staging to count
 
 
 def test_recommend_filters_by_category_and_past_purchases(served):

@@ -38,6 +38,8 @@ WEIGHTS = {"view": 1.0, "fav": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 2.0}
         ({"value": "lots"}, 'non-numeric value "lots"'),
         ({"value": "inf"}, "non-finite value"),
         ({"value": -1}, "negative value"),
+        ({"item_id": "i\x001"}, "unparseable row: item_id contains a NUL byte (shown as \\x00)"),
+        ({"user_id": "u\ud800", "ts": "x"}, "unparseable row: user_id is not valid UTF-8 (bytes shown as \\xNN)"),
     ],
 )
 def test_check_event_gives_the_staging_reason(change, reason):
