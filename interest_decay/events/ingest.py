@@ -127,6 +127,7 @@ def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(column.type):
         if column.type.tz is None:
             column = pc.assume_timezone(column, "UTC")
+        column = column.cast(pa.timestamp("us", "UTC"), safe=False)  # the rules take up to 6 fraction digits
         return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
     if pa.types.is_floating(column.type):
         column = pc.if_else(pc.is_nan(column), None, column)

@@ -11,9 +11,10 @@ import datetime as dt
 
 import pandas as pd
 
+from interest_decay.events import rules
 from interest_decay.events.schema import EVENT_COLUMNS
 from interest_decay.online import item_state
-from interest_decay.online.realtime import ONLINE_FEATURES, OnlineUpdater, _text, check_event, parse_ts
+from interest_decay.online.realtime import ONLINE_FEATURES, OnlineUpdater
 
 
 def materialize(store, as_of: dt.datetime, days: int = 1, chunk_days: int = 7) -> int:
@@ -48,20 +49,18 @@ def live_events_since(conn, schema: str, as_of: dt.datetime, pseudonym_key: str)
         f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)"
     ).fetchall()
     rows = list(staged)
-    for *values, loaded_at in unstaged:
-        event = dict(zip(EVENT_COLUMNS, values))
-        if check_event(event, loaded_at) is None and (ts := parse_ts(_text(event["ts"]))) >= as_of:
-            value = _text(event.get("value"))
-            rows.append(
-                (
-                    pseudonymise(_text(event["user_id"]), pseudonym_key),
-                    _text(event["item_id"]),
-                    _text(event["category_id"]),
-                    _text(event["event_type"]).lower(),
-                    ts,
-                    None if value is None else float(value),
-                )
-            )
+    if unstaged:
+        raw = pd.DataFrame(unstaged, columns=[*EVENT_COLUMNS, "loaded_at"])
+        typed, reasons = rules.check(raw, raw["loaded_at"])
+        typed = typed[reasons.isna().to_numpy() & (typed["ts"] >= as_of).to_numpy()]
+        rows += zip(
+            [pseudonymise(u, pseudonym_key) for u in typed["user_id"]],
+            typed["item_id"],
+            typed["category_id"],
+            typed["event_type"],
+            typed["ts"],
+            typed["value"],
+        )
     frame = pd.DataFrame(rows, columns=columns).drop_duplicates()
     return frame[["user_id", "item_id", "category_id", "event_type", "ts"]].reset_index(drop=True)
 

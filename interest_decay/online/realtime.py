@@ -32,12 +32,10 @@ import pandas as pd
 
 from interest_decay import decay
 from interest_decay.decay.reference import parameter_kwargs, resolve_parameters
+from interest_decay.events import rules
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 from interest_decay.online import item_state
 
-MAX_ID_LENGTH = 256
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-FUTURE_SLACK = dt.timedelta(days=1)
 MAX_CATEGORIES = 50  # dbt var max_categories_per_user
 ONLINE_FEATURES = (
     "category_ids",
@@ -56,65 +54,34 @@ FEATURE_VIEW = "user_interest_fv"
 PUSH_SOURCE = "user_interest_push"
 
 
-def _text(value) -> str | None:
+def _field(value) -> str | None:
+    """A field of a live event as text, as the raw load stores it (None and a float NaN are absent)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    text = str(value).strip()
-    return text or None
+    return str(value)
 
 
-def parse_ts(text: str) -> dt.datetime | None:
-    """ISO 8601 timestamp (no offset means UTC) as an aware datetime; None when it is not one."""
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+def check_events(events: Sequence[Mapping], received_at) -> tuple[pd.DataFrame, list[str | None]]:
+    """The typed events and the reason staging would reject each (None: accepted), from the one set of rules
+    (``interest_decay.events.rules.check``, with ``received_at`` as the load time), after the check the
+    loader makes (a field PostgreSQL cannot store is an unparseable row: ``ingest.unstorable_reason``)."""
+    from interest_decay.events.ingest import unstorable_reason
+
+    frame = pd.DataFrame({c: [_field(e.get(c)) for e in events] for c in EVENT_COLUMNS}, dtype=object)
+    unstorable = [[unstorable_reason(c, v) for c, v in zip(EVENT_COLUMNS, row)] for row in frame.itertuples(False)]
+    frame["parse_error"] = ["; ".join(r for r in reasons if r) or None for reasons in unstorable]
+    typed, reasons = rules.check(frame, received_at)
+    return typed, [None if pd.isna(r) else str(r) for r in reasons]
 
 
 def check_event(event: Mapping, received_at: dt.datetime) -> str | None:
     """The reason staging would reject ``event`` (same wording as stg_behaviour__events_checked), or None."""
-    from interest_decay.events.ingest import unstorable_reason
-
-    unstorable = [unstorable_reason(c, _text(event.get(c))) for c in EVENT_COLUMNS]
-    if any(unstorable):  # kept in raw escaped, with the reason as its parse_error (ingest.storable)
-        return "unparseable row: " + "; ".join(r for r in unstorable if r)
-    user, item, category = (_text(event.get(c)) for c in ("user_id", "item_id", "category_id"))
-    kind = (_text(event.get("event_type")) or "").lower() or None
-    ts_text, value_text = _text(event.get("ts")), _text(event.get("value"))
-    for name, value in (("user_id", user), ("item_id", item), ("category_id", category)):
-        if value is None:
-            return f"missing {name}"
-    if max(len(user), len(item), len(category)) > MAX_ID_LENGTH:
-        return f"oversize id (more than {MAX_ID_LENGTH} characters)"
-    if kind is None:
-        return "missing event_type"
-    if kind not in EVENT_TYPES:
-        return f'unknown event_type "{kind[:40]}"'
-    if ts_text is None:
-        return "missing ts"
-    ts = parse_ts(ts_text)
-    if ts is None:
-        return f'unparseable timestamp "{ts_text[:40]}"'
-    if ts < EARLIEST:
-        return "timestamp before 2000"
-    if ts > received_at + FUTURE_SLACK:
-        return "timestamp in the future (after load time + 1 day)"
-    if value_text is not None:
-        try:
-            value = float(value_text)
-        except ValueError:
-            return f'non-numeric value "{value_text[:40]}"'
-        if not math.isfinite(value):
-            return "non-finite value"
-        if value < 0:
-            return "negative value"
-    return None
+    return check_events([event], received_at)[1][0]
 
 
 def batch_sha256(events: list[Mapping]) -> str:
     """Content hash of a batch (its contract columns, in order): the same batch sent twice is stored once."""
-    rows = [[_text(e.get(c)) for c in EVENT_COLUMNS] for e in events]
+    rows = [[_field(e.get(c)) for c in EVENT_COLUMNS] for e in events]
     return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -311,27 +278,28 @@ def accept_batch(
     from interest_decay.events.pseudonym import pseudonymise
 
     received_at = received_at or dt.datetime.now(dt.UTC)
-    reasons = [check_event(e, received_at) for e in events]
+    typed, reasons = check_events(events, received_at)
 
     def as_text() -> tuple[pa.Table, list[str]]:
-        def raw(value) -> bytes | None:  # bytes: a lone surrogate from JSON is stored escaped (ingest.storable)
-            text = _text(value)
-            return None if text is None else text.encode("utf-8", "surrogatepass")
+        def raw(value) -> bytes | None:  # bytes: a lone surrogate is stored escaped (ingest.storable)
+            text = _field(value)
+            if text is None:
+                return None
+            try:  # the bytes of a file row `make push` decoded with surrogateescape
+                return text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a lone surrogate sent in JSON
+                return text.encode("utf-8", "surrogatepass")
 
         return pa.table({c: pa.array([raw(e.get(c)) for e in events], pa.binary()) for c in EVENT_COLUMNS}), []
 
     load = load_table(conn, as_text, source=source, sha=batch_sha256(events), lock_timeout_s=lock_timeout_s)
     updated = 0
     if not load.skipped and updater is not None:
-        accepted = [e for e, reason in zip(events, reasons) if reason is None]
-        frame = pd.DataFrame(
-            {
-                "user_id": [pseudonymise(_text(e["user_id"]), pseudonym_key) for e in accepted],
-                "item_id": [_text(e["item_id"]) for e in accepted],
-                "category_id": [_text(e["category_id"]) for e in accepted],
-                "event_type": [_text(e["event_type"]).lower() for e in accepted],
-                "ts": [parse_ts(_text(e["ts"])) for e in accepted],
-            }
+        accepted = typed[[reason is None for reason in reasons]]
+        frame = (
+            accepted[["user_id", "item_id", "category_id", "event_type", "ts"]]
+            .assign(user_id=[pseudonymise(u, pseudonym_key) for u in accepted["user_id"]])
+            .astype({c: object for c in ("user_id", "item_id", "category_id", "event_type")})
         )
         updated = updater.apply(frame, now=received_at)
     return BatchResult(load.load_id, load.skipped, reasons, updated)

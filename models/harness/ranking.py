@@ -7,8 +7,8 @@ top 20 and scores HR@10, HR@20, Recall@20, NDCG@10 and MRR@20 per user (``models
 user bootstrap for confidence intervals. The same code ranks categories: :func:`retarget` makes the
 category the thing that is ranked.
 
-Cleaning mirrors dbt staging (``stg_behaviour__events_checked``): the first failing rule names the
-reason a row is dropped, and every drop is counted for the report.
+Cleaning applies the rules dbt staging applies (``interest_decay.events.rules``, one definition): the first
+failing rule names the reason a row is dropped, and every drop is counted by rule for the report.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES, check_columns
+from interest_decay.events import rules
+from interest_decay.events.schema import EVENT_TYPES
 from models.harness.metrics import hit_rate, mrr, ndcg, recall
 
 METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")
 TOP_N = 20  # the harness keeps this many items per user; every metric is cut at 10 or 20
-MAX_ID_LENGTH = 256
-EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
 SPAN_START_QUANTILE = 0.001  # the data's span starts here, not at its earliest (possibly stray) event
 
 
@@ -50,41 +49,16 @@ class Ranker(Protocol):
 
 
 def read_events(path: Path) -> pd.DataFrame:
-    """An events file of the project schema (CSV read as text, like ingest does, or Parquet)."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    check_columns(list(frame.columns), str(path))
-    if "value" not in frame:
-        frame["value"] = np.nan
-    return frame[list(EVENT_COLUMNS)]
+    """An events file of the project schema, read as ``make ingest`` reads it (text as given, a field that
+    cannot be stored as text kept escaped with a ``parse_error``)."""
+    from interest_decay.events.ingest import read_events as read_file
+    from interest_decay.events.ingest import storable
 
-
-def _text(column: pd.Series) -> pd.Series:
-    """Trimmed text with empty strings as missing (staging's ``nullif(trim(x), '')``)."""
-    text = column.astype("string").str.strip()
-    return text.mask(text == "")
-
-
-def _timestamps(column: pd.Series) -> pd.Series:
-    """UTC instants; zone-less values are UTC, anything not ISO 8601 becomes NaT."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        return column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
-    return pd.to_datetime(_text(column), utc=True, errors="coerce", format="ISO8601")
-
-
-def _values(column: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Numeric values (NaN = absent), and which rows hold a non-numeric or a non-finite (NaN, ±inf) value."""
-    if pd.api.types.is_numeric_dtype(column):
-        value = column.astype(float)
-        return value, pd.Series(False, index=column.index), pd.Series(np.isinf(value), index=column.index)
-    text = _text(column)
-    value = pd.to_numeric(text, errors="coerce").astype(float)
-    says_nan = text.str.lower().eq("nan").fillna(False)
-    non_finite = says_nan | np.isinf(value)
-    return value.mask(non_finite), text.notna() & value.isna() & ~says_nan, non_finite
+    table, bad_rows = read_file(Path(path))
+    frame = storable(table).to_pandas()
+    if bad_rows:
+        frame = pd.concat([frame, pd.DataFrame({"parse_error": bad_rows})], ignore_index=True)
+    return frame
 
 
 def clean_events(
@@ -99,32 +73,13 @@ def clean_events(
     Duplicates (equal in every schema column) are counted; they are dropped only if ``drop_duplicates``.
     """
     now = now or pd.Timestamp.now(tz="UTC")
-    user, item, category = _text(frame["user_id"]), _text(frame["item_id"]), _text(frame["category_id"])
-    event_type = _text(frame["event_type"]).str.lower()
-    ts = _timestamps(frame["ts"])
-    value, non_numeric, non_finite = _values(frame["value"])
-    longest = pd.concat([s.str.len() for s in (user, item, category)], axis=1).max(axis=1)
-    rules = [
-        ("missing user_id", user.isna()),
-        ("missing item_id", item.isna()),
-        ("missing category_id", category.isna()),
-        ("oversize id (more than 256 characters)", longest > MAX_ID_LENGTH),
-        ("missing or unknown event_type", ~event_type.isin(EVENT_TYPES)),
-        ("missing or unparseable timestamp", ts.isna()),
-        ("timestamp before 2000", ts < EARLIEST),
-        ("timestamp in the future (after now + 1 day)", ts > now + pd.Timedelta(days=1)),
-        ("non-numeric value", non_numeric),
-        ("non-finite value", non_finite),
-        ("negative value", value < 0),
-    ]
-    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
-    for name, failed in rules:
-        reason = reason.mask(reason.isna() & failed.fillna(False).astype(bool), name)
+    typed, reasons = rules.check(frame, now)
+    reason = reasons.map(rules.rule_name, na_action="ignore").astype("string")
     if extra_reasons is not None:
         reason = reason.fillna(extra_reasons.astype("string"))
-    events = pd.DataFrame(
-        {"user_id": user, "item_id": item, "category_id": category, "event_type": event_type, "ts": ts, "value": value}
-    )[reason.isna().to_numpy()].astype({"user_id": str, "item_id": str, "category_id": str, "event_type": str})
+    events = typed[reason.isna().to_numpy()].astype(
+        {"user_id": str, "item_id": str, "category_id": str, "event_type": str}
+    )
     duplicated = events.duplicated(keep="first")
     if drop_duplicates:
         events = events[~duplicated]

@@ -6,8 +6,8 @@ event before T is in the population; ``churned`` is true when the user has no pu
 [T, T + horizon). As in the mart, the label is unknown (here: an error) when T + horizon lies after the
 latest event of the data. One difference: the mart's cutoffs are UTC midnights (its ``as_of`` days);
 here T is any instant, and the default T is the latest event minus the horizon, floored to midnight,
-so it is also a day the mart could have. Cleaning follows staging: rows with an empty user_id, a
-negative value, an unknown event type or no timestamp are dropped (and counted), exact duplicates too.
+so it is also a day the mart could have. Cleaning applies staging's rules (``interest_decay.events.rules``):
+each dropped row is counted under the rule that failed first; exact duplicates are dropped too.
 
 **Features** at T, from the events before T only (``user_features``): decayed counts per event type
 (``sum 0.5^(age / h)`` for each half-life h), days since the last event and the last purchase, event
@@ -298,11 +298,9 @@ def read_events(paths: list[Path], dataset: str | None) -> pd.DataFrame:
         from interest_decay.events.adapters import ADAPTERS
 
         return pd.concat([ADAPTERS[dataset](path) for path in paths], ignore_index=True)
-    readers = {
-        ".parquet": pd.read_parquet,
-        ".csv": lambda p: pd.read_csv(p, dtype={"user_id": str, "item_id": str, "category_id": str}),
-    }
-    return pd.concat([readers[Path(path).suffix](path) for path in paths], ignore_index=True)
+    from models.harness.ranking import read_events as read_file
+
+    return pd.concat([read_file(path) for path in paths], ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,32 +12,18 @@ import numpy as np
 import pandas as pd
 
 from interest_decay.decay import exponential_half_life
-from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
+from interest_decay.events.schema import EVENT_TYPES
 
 DAY = pd.Timedelta(days=1)
 
 
 def clean_events(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Events staging would keep (typed: ``ts`` UTC, lower-case ``event_type``) and how many rows each rule dropped."""
-    frame = events.loc[:, [c for c in EVENT_COLUMNS if c in events.columns]].copy()
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce") if "value" in frame else np.nan
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, errors="coerce", format="ISO8601")
-    frame["event_type"] = frame["event_type"].astype("string").str.lower()
-    frame["user_id"] = frame["user_id"].astype("string").fillna("")
-    rules = {
-        "empty_user_id": frame["user_id"].str.strip() == "",
-        "negative_value": frame["value"] < 0,
-        "unknown_event_type": ~frame["event_type"].isin(EVENT_TYPES),
-        "missing_ts": frame["ts"].isna(),
-    }
-    dropped, counts = pd.Series(False, index=frame.index), {}
-    for name, bad in rules.items():
-        counts[name] = int((bad & ~dropped).sum())  # each row counted once, under its first reason
-        dropped |= bad
-    kept = frame[~dropped]
-    duplicate = kept.duplicated(keep="first")
-    counts["duplicate"] = int(duplicate.sum())
-    return kept[~duplicate].reset_index(drop=True), counts
+    """Events staging would keep (typed: ``ts`` UTC, lower-case ``event_type``; the rules of
+    ``interest_decay.events.rules``), without exact duplicates, and how many rows each rule dropped."""
+    from models.harness.ranking import clean_events as clean
+
+    kept, quality = clean(events, drop_duplicates=True)
+    return kept, {**quality["dropped"], "duplicate": quality["duplicates"]}
 
 
 def decayed_counts(past: pd.DataFrame, age_days: pd.Series, half_lives_days: list[float]) -> pd.DataFrame:

@@ -93,10 +93,10 @@ def test_clean_events_counts_every_dropped_row():
     )
     clean, dropped = churn.clean_events(events)
     assert dropped == {
-        "empty_user_id": 1,
-        "negative_value": 1,
-        "unknown_event_type": 1,
-        "missing_ts": 1,
+        "missing user_id": 1,
+        "negative value": 1,
+        "unknown event_type": 1,
+        "unparseable timestamp": 1,
         "duplicate": 1,
     }
     assert clean["event_type"].tolist() == ["purchase"]

@@ -61,8 +61,8 @@ def test_cleaning_counts_each_reject_by_its_first_failing_rule():
     assert quality["dropped"] == {
         "missing user_id": 1,
         "missing category_id": 1,
-        "missing or unknown event_type": 2,
-        "missing or unparseable timestamp": 1,
+        "unknown event_type": 2,
+        "unparseable timestamp": 1,
         "timestamp before 2000": 1,
         "negative value": 1,
         "non-numeric value": 1,
