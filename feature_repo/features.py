@@ -253,7 +253,8 @@ def user_interest_now(inputs: dict) -> dict:
         totals: dict = {}
         elapsed_days = 0.0
         if as_of is not None and request_ts is not None:
-            elapsed_days = max(seconds(request_ts) - seconds(as_of), 0.0) / 86400.0
+            # exact both ways: a live fold may stamp a row a few seconds ahead (realtime.fold_instant)
+            elapsed_days = (seconds(request_ts) - seconds(as_of)) / 86400.0
         for category, score, half_life in zip(categories or [], scores or [], half_lives or []):
             factor = 1.0 if half_life is None or math.isnan(half_life) else 0.5 ** (elapsed_days / half_life)
             totals[category] = totals.get(category, 0.0) + score * factor

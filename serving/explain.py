@@ -91,7 +91,7 @@ def category_interest_now(row: dict, now: dt.datetime) -> dict[str, float]:
     times 0.5^(elapsed / its half-life), NaN half-lives held (the on-demand view ``user_interest_now``'s rule,
     computed here so /recommend reads no on-demand view: 0.8 ms a request, docs/benchmarks.md)."""
     stored = utc(row.get("scores_as_of"))
-    elapsed = max((now - stored).total_seconds(), 0.0) / 86400.0 if stored else 0.0
+    elapsed = (now - stored).total_seconds() / 86400.0 if stored else 0.0  # exact both ways (realtime.fold_instant)
     totals: dict[str, float] = {}
     for category, score, half_life in zip(
         row.get("kind_category_ids") or [], row.get("kind_scores") or [], row.get("kind_half_lives") or []

@@ -60,6 +60,12 @@ create table if not exists raw.events (
     parse_error text,
     primary key (load_id, row_number)
 );
+-- The events live batches folded into the online store that staging has not seen yet, one key each
+-- (interest_decay.online.realtime.new_events): each event counts once online, as staging counts it.
+create table if not exists raw.live_event_keys (
+    event_key text primary key,
+    load_id bigint not null
+);
 """
 SUFFIXES = (".csv", ".parquet")
 

@@ -115,7 +115,7 @@ def fold_item_events(
         categories: dict[str, dict] = {}
         elapsed = 0.0
     else:
-        elapsed = max(now_s - _seconds(row["state_as_of"]), 0.0) / DAY_S
+        elapsed = (now_s - _seconds(row["state_as_of"])) / DAY_S  # exact both ways (realtime.fold_instant)
         pairs = {item: {f: float(row[f][i]) for f in PAIR_FIELDS} for i, item in enumerate(row["item_ids"])}
         categories = {
             category: {f: float(row[f][i]) for f in CATEGORY_FIELDS}

@@ -98,6 +98,11 @@ def materialize_and_replay(
     )
     base_item_rows = {user: dict(zip(item_state.ROW_FIELDS, values)) for user, *values in base.fetchall()}
     updated = OnlineUpdater.from_database(store, conn, schema).apply(events, now, base_rows, base_item_rows)
+    # Keys of live events that staging now holds: stg_behaviour__events answers for those (realtime.new_events).
+    conn.execute(
+        f"delete from raw.live_event_keys where load_id <= "
+        f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)"
+    )
     return {"chunks": chunks, "replayed_events": len(events), "replayed_users": updated}
 
 

@@ -1,21 +1,27 @@
 """Live events: check them as staging does, store them as a raw load, fold them into online features.
 
-The path of one batch (the serving ``/events`` endpoint and ``make push EVENTS=path`` both use it):
-1. ``check_event`` gives each event the reject reason dbt staging would give it (or None), so the
-   caller learns per event what was accepted and why not;
+The path of one batch (the serving ``/events`` endpoint and ``make push EVENTS=path`` both use it), in one
+PostgreSQL transaction:
+1. ``check_events`` gives each event the reject reason dbt staging would give it (or None), from the one
+   rule set (``interest_decay.events.rules``), so the caller learns per event what was accepted and why not;
 2. the whole batch, accepted and rejected rows alike, becomes one load of ``raw.events``
    (``interest_decay.events.ingest.load_table``, idempotent by content hash), so the nightly dbt run stages
    exactly these rows and ``raw = staged + duplicates + rejected`` still holds;
-3. the accepted events of each user are folded into the user's online feature row with the
+3. each accepted event counts online once, as staging counts it: copies within the batch, events already
+   staged (``stg_behaviour__events``) and events an earlier live batch folded in (their keys are kept in
+   ``raw.live_event_keys`` until staged) are left out (``new_events``);
+4. the new events of each user are folded into the user's online feature row with the
    incremental formula ``S(now) = S(as_of) * 0.5^((now - as_of)/h) + sum w * 0.5^((now - t_e)/h)`` per
    (category, event type) kind, and the new row is written with ``FeatureStore.push``; the same events are
    folded into the user's item-ranker state row (``interest_decay.online.item_state``) and pushed with it.
+   Each user's row is read, folded and pushed under a transaction-level advisory lock on that user, so
+   concurrent batches (several service workers) never lose an update;
+5. the transaction commits only after the online rows are written: if the online store fails, nothing is
+   stored and the client's retry applies the batch whole. (A commit that fails after the push leaves the
+   online rows ahead until the next materialization replaces them from the mart.)
 
 Exactness: exponential kinds are exact (the same number the mart gives at ``now``); kinds of the
 logistic and period families keep their stored score and add the new events' decayed weight.
-A batch that was stored before (same content) is not folded in again. Two different batches that
-carry the same event count it twice online until the next materialization replaces the row from
-the deduplicated mart.
 """
 
 from __future__ import annotations
@@ -133,6 +139,22 @@ def _seconds(value) -> float | None:
     return float(value)
 
 
+def fold_instant(now: dt.datetime, row: Mapping | None, item_row: Mapping | None) -> dt.datetime:
+    """The instant a live fold moves a user's rows to and stamps them with: ``now`` in whole seconds (Feast
+    keeps a timestamp feature such as ``scores_as_of`` in whole seconds, so the rows say exactly when they
+    hold), and at least 1 s after the stored rows' instant: an online store keeps a row only when its
+    timestamp is newer than the stored one's (Redis skips an equal one), so two batches of one user in the
+    same second would lose one. A burst of batches can put a row a few seconds ahead of the clock; the
+    exponential decay is exact in both directions (S(t) = S(as_of) * 0.5^((t - as_of) / h) for t < as_of
+    too), so reads before it stay exact."""
+    at = now.replace(microsecond=0)
+    stored = [_seconds(r[key]) for r, key in ((row, "scores_as_of"), (item_row, "state_as_of")) if r]
+    latest = max((s for s in stored if s is not None), default=None)
+    if latest is not None and latest >= at.timestamp():
+        at = dt.datetime.fromtimestamp(math.floor(latest) + 1, dt.UTC)
+    return at
+
+
 def fold_events(
     row: Mapping | None,
     events: Iterable[tuple[str, str, dt.datetime]],
@@ -146,7 +168,7 @@ def fold_events(
     kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [score, half_life]
     remainder, last_event, count = 0.0, None, 0
     if row and row.get("kind_category_ids") is not None:
-        elapsed = max(now_s - _seconds(row["scores_as_of"]), 0.0) / 86400.0
+        elapsed = (now_s - _seconds(row["scores_as_of"])) / 86400.0  # exact both ways (fold_instant)
         for category, kind, score, half_life in zip(
             row["kind_category_ids"], row["kind_event_types"], row["kind_scores"], row["kind_half_lives"]
         ):
@@ -191,10 +213,13 @@ class OnlineUpdater:
     """Folds accepted events into the online store of ``store`` (a feast.FeatureStore): each user's interest row
     (``fold_events``) and item-ranker state row (``interest_decay.online.item_state.fold_item_events``)."""
 
-    def __init__(self, store, params: KindParameters, target_types: Sequence[str] = ("purchase",)):
+    def __init__(
+        self, store, params: KindParameters, target_types: Sequence[str] = ("purchase",), schema: str = "analytics"
+    ):
         self.store = store
         self.params = params
         self.target_types = tuple(target_types)
+        self.schema = schema  # the dbt schema: staged events, to count each event once (new_events)
         self._lock = threading.Lock()  # read-modify-write of a user's row: one batch at a time per process
 
     @classmethod
@@ -204,7 +229,8 @@ class OnlineUpdater:
         purchases = conn.execute(
             f"select exists (select from {schema}.stg_behaviour__events where event_type = 'purchase')"
         ).fetchone()[0]
-        return cls(store, KindParameters.from_database(conn, schema), ("purchase",) if purchases else EVENT_TYPES)
+        types = ("purchase",) if purchases else EVENT_TYPES
+        return cls(store, KindParameters.from_database(conn, schema), types, schema)
 
     def _online_rows(self, view: str, names: Sequence[str], marker: str, user_ids: list[str]) -> dict:
         response = self.store.get_online_features(
@@ -243,10 +269,11 @@ class OnlineUpdater:
             )
             rows, item_rows = [], []
             for user, group in events.groupby("user_id", sort=True):
+                at = fold_instant(now, current[user], current_items[user])
                 triples = zip(group["category_id"], group["event_type"], group["ts"])
-                rows.append({"user_id": user, **fold_events(current[user], triples, self.params, now)})
+                rows.append({"user_id": user, **fold_events(current[user], triples, self.params, at)})
                 quads = list(zip(group["item_id"], group["category_id"], group["event_type"], group["ts"]))
-                folded = item_state.fold_item_events(current_items[user], quads, now, self.target_types)
+                folded = item_state.fold_item_events(current_items[user], quads, at, self.target_types)
                 item_rows.append({"user_id": user, **folded, "as_of": folded["state_as_of"]})
             self.store.push(PUSH_SOURCE, pd.DataFrame(rows))
             self.store.push(item_state.PUSH_SOURCE, pd.DataFrame(item_rows))
@@ -261,6 +288,45 @@ class BatchResult:
     users_updated: int
 
 
+USER_LOCK = "interest_decay.online_user:"  # + pseudonym: one batch at a time folds a user's online row
+KEY_COLUMNS = ("user_id", "item_id", "category_id", "event_type", "ts", "value")  # staging's duplicate key
+
+
+def event_keys(events: pd.DataFrame) -> list[str]:
+    """A key per typed event (pseudonymised ``user_id``): equal exactly when staging calls two events
+    duplicates (the same user, item, category, type, instant and value)."""
+    micros = events["ts"].astype("datetime64[us, UTC]").astype("int64")
+    values = [None if v != v else float(v) + 0.0 for v in events["value"]]  # -0.0 == 0.0, as in float8
+    rows = zip(events["user_id"], events["item_id"], events["category_id"], events["event_type"], micros, values)
+    return [hashlib.sha256(json.dumps(list(r), default=int).encode()).hexdigest() for r in rows]
+
+
+def new_events(conn, schema: str, events: pd.DataFrame, load_id: int) -> pd.DataFrame:
+    """The events (typed, pseudonymised) that no earlier load holds, each once: leaves out copies within
+    ``events``, events already staged and events of live batches not yet staged; records the rest in
+    ``raw.live_event_keys`` (in the caller's transaction: a concurrent batch with the same event waits for
+    it and then finds the key)."""
+    if events.empty:
+        return events
+    events = events.assign(key=event_keys(events)).drop_duplicates("key")
+    if conn.execute("select to_regclass(%s)", (f"{schema}.stg_behaviour__events",)).fetchone()[0] is not None:
+        staged = conn.execute(
+            f"select user_id, item_id, category_id, event_type, event_ts as ts, value::float8 as value "
+            f"from {schema}.stg_behaviour__events where (event_ts, user_id) in "
+            f"(select * from unnest(%s::timestamptz[], %s::text[]))",
+            (list(events["ts"]), list(events["user_id"])),
+        ).fetchall()
+        if staged:
+            seen = set(event_keys(pd.DataFrame(staged, columns=list(KEY_COLUMNS))))
+            events = events[~events["key"].isin(seen)]
+    fresh = conn.execute(
+        "insert into raw.live_event_keys (event_key, load_id) select key, %s from unnest(%s::text[]) as key "
+        "on conflict do nothing returning event_key",
+        (load_id, list(events["key"])),
+    ).fetchall()
+    return events[events["key"].isin({key for (key,) in fresh})].drop(columns="key")
+
+
 def accept_batch(
     conn,
     updater: OnlineUpdater | None,
@@ -270,8 +336,8 @@ def accept_batch(
     source: str = "api:/events",
     lock_timeout_s: float | None = None,
 ) -> BatchResult:
-    """Check, store (one raw load) and fold one batch of events; see the module docstring. The raw
-    tables must exist (``interest_decay.events.ingest.ensure_raw_schema``, once per process, not per batch)."""
+    """Check, store (one raw load) and fold one batch of events, in one transaction; see the module docstring.
+    The raw tables must exist (``interest_decay.events.ingest.ensure_raw_schema``, once per process)."""
     import pyarrow as pa
 
     from interest_decay.events.ingest import load_table
@@ -292,16 +358,19 @@ def accept_batch(
 
         return pa.table({c: pa.array([raw(e.get(c)) for e in events], pa.binary()) for c in EVENT_COLUMNS}), []
 
-    load = load_table(conn, as_text, source=source, sha=batch_sha256(events), lock_timeout_s=lock_timeout_s)
-    updated = 0
-    if not load.skipped and updater is not None:
-        accepted = typed[[reason is None for reason in reasons]]
-        frame = (
-            accepted[["user_id", "item_id", "category_id", "event_type", "ts"]]
-            .assign(user_id=[pseudonymise(u, pseudonym_key) for u in accepted["user_id"]])
-            .astype({c: object for c in ("user_id", "item_id", "category_id", "event_type")})
-        )
-        updated = updater.apply(frame, now=received_at)
+    with conn.transaction():
+        load = load_table(conn, as_text, source=source, sha=batch_sha256(events), lock_timeout_s=lock_timeout_s)
+        updated = 0
+        if not load.skipped and updater is not None:
+            accepted = typed[[reason is None for reason in reasons]]
+            accepted = accepted.assign(user_id=[pseudonymise(u, pseudonym_key) for u in accepted["user_id"]])
+            for user in sorted(set(accepted["user_id"])):  # sorted: two batches never wait for each other in a cycle
+                conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (USER_LOCK + user,))
+            fresh = new_events(conn, updater.schema, accepted, load.load_id)
+            frame = fresh[["user_id", "item_id", "category_id", "event_type", "ts"]].astype(
+                {c: object for c in ("user_id", "item_id", "category_id", "event_type")}
+            )
+            updated = updater.apply(frame, now=received_at)
     return BatchResult(load.load_id, load.skipped, reasons, updated)
 
 
