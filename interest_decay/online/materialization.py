@@ -12,6 +12,7 @@ import datetime as dt
 import pandas as pd
 
 from interest_decay.events import rules
+from interest_decay.events.ingest import ensure_raw_schema
 from interest_decay.events.schema import EVENT_COLUMNS
 from interest_decay.online import item_state
 from interest_decay.online.realtime import ONLINE_FEATURES, OnlineUpdater
@@ -99,6 +100,7 @@ def materialize_and_replay(
     base_item_rows = {user: dict(zip(item_state.ROW_FIELDS, values)) for user, *values in base.fetchall()}
     updated = OnlineUpdater.from_database(store, conn, schema).apply(events, now, base_rows, base_item_rows)
     # Keys of live events that staging now holds: stg_behaviour__events answers for those (realtime.new_events).
+    ensure_raw_schema(conn)  # a database from before raw.live_event_keys gets it here
     conn.execute(
         f"delete from raw.live_event_keys where load_id <= "
         f"(select coalesce(max(load_id), 0) from {schema}.stg_behaviour__events)"
