@@ -88,8 +88,8 @@ def window_value(key: str) -> str:
             description="Day to compute interest for (YYYY-MM-DD, midnight UTC). Empty: the run's date.",
         ),
         "events_path": Param(
-            "",
-            type="string",
+            None,  # null, not "": the trigger form keeps Trigger disabled while a string Param is ""
+            type=["null", "string"],
             description="Event file or folder (CSV/Parquet in the event schema, or files of "
             "`dataset`). Empty: $EVENTS_DIR.",
         ),

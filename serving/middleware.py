@@ -2,6 +2,8 @@
 
 - ``BearerTokenMiddleware``: optional auth; with ``SERVE_API_TOKEN`` set every API call must carry
   ``Authorization: Bearer <token>``; health, readiness, metrics and the API docs stay open.
+- ``UnavailableMessageMiddleware``: BentoML answers every 5xx with a generic "unexpected error"; a 503 raised
+  through ``unavailable(message)`` (a dependency down) gets its message in the body instead.
 - ``JsonBodyMiddleware``: a request body must be JSON; anything else gets a 415 with a message
   (BentoML answers a malformed ``multipart/form-data`` with a 500 otherwise).
 - ``tracing_config``: keeps BentoML's tracing middleware off the request path unless traces are wanted.
@@ -10,8 +12,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import json
+
+from bentoml.exceptions import ServiceUnavailable
 
 OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/favicon.ico")
 
@@ -26,6 +31,49 @@ async def _answer(send, status: int, message: str, extra_headers: list | None = 
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# One mutable box per request: the endpoint (in the request's task, or a thread that copied its context) puts
+# the message in; the middleware reads it when the 503 goes out.
+_UNAVAILABLE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("unavailable_message", default=None)
+
+
+def unavailable(message: str) -> ServiceUnavailable:
+    """A 503 to raise whose ``message`` reaches the client (see ``UnavailableMessageMiddleware``)."""
+    box = _UNAVAILABLE.get()
+    if box is not None:
+        box["message"] = message
+    return ServiceUnavailable(message)
+
+
+class UnavailableMessageMiddleware:
+    """Replace the body of a 503 raised with ``unavailable(message)`` by ``{"error": message}``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        box: dict = {}
+        token = _UNAVAILABLE.set(box)
+
+        async def send_with_message(message):
+            if message["type"] == "http.response.start" and message["status"] == 503 and "message" in box:
+                box["body"] = json.dumps({"error": box["message"]}).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                message = {**message, "headers": [*headers, (b"content-length", str(len(box["body"])).encode())]}
+            elif message["type"] == "http.response.body" and "body" in box:
+                if box.get("sent"):
+                    return
+                box["sent"] = True
+                message = {"type": "http.response.body", "body": box["body"]}
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_with_message)
+        finally:
+            _UNAVAILABLE.reset(token)
 
 
 class JsonBodyMiddleware:

@@ -16,6 +16,7 @@ Bad input gets a 400 with a message; a missing dependency a 503; never a traceba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import re
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 
 from interest_decay import config as settings
@@ -32,7 +32,14 @@ from interest_decay.events.pseudonym import pseudonym_key, pseudonymise
 from interest_decay.monitoring.prediction_log import PredictionLog, ServedPrediction
 from serving.deployment import ChampionFollower, LoadedRecommender
 from serving.explain import allowed_items, explained_items, rank_user, utc
-from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
+from serving.middleware import (
+    BearerTokenMiddleware,
+    JsonBodyMiddleware,
+    UnavailableMessageMiddleware,
+    access_log_config,
+    tracing_config,
+    unavailable,
+)
 from serving.queries import audience_sql
 from serving.schemas import (
     Audience,
@@ -125,19 +132,33 @@ class InterestService:
         self._lock = threading.Lock()
 
     # -- dependencies -------------------------------------------------------------------------------
+    @contextlib.contextmanager
     def _db(self):
-        """A pooled PostgreSQL connection (autocommit); 503 when the database cannot be reached."""
+        """A pooled PostgreSQL connection (autocommit) for a ``with`` block; 503 with a message when the database
+        cannot be reached, also when it goes away during the block (a pooled connection is checked before use,
+        so one broken by a database restart is replaced, not handed out)."""
+        import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
         with self._lock:
             if self._pool is None:
-                from psycopg_pool import ConnectionPool
-
                 self._pool = ConnectionPool(
-                    settings.pg_conninfo(), min_size=1, max_size=4, open=True, kwargs={"autocommit": True}, timeout=5
+                    settings.pg_conninfo(),
+                    min_size=1,
+                    max_size=4,
+                    open=True,
+                    kwargs={"autocommit": True},
+                    timeout=5,
+                    check=ConnectionPool.check_connection,
                 )
         try:
-            return self._pool.connection()
-        except Exception as error:  # noqa: BLE001 (any driver error means the same to a caller)
-            raise ServiceUnavailable(f"the event database is not reachable: {error}") from None
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise unavailable(
+                f"the event database is not reachable ({reason}): nothing was read or stored, try again shortly"
+            ) from None
 
     def _online_updater(self, conn):
         from interest_decay.events.ingest import ensure_raw_schema
@@ -361,7 +382,7 @@ class InterestService:
                     conn, self._online_updater(conn), records, self.pseudonym_key, lock_timeout_s=EVENTS_LOCK_TIMEOUT_S
                 )
             except LockNotAvailable:  # staging holds new loads back while it waits for a long batch load
-                raise ServiceUnavailable(
+                raise unavailable(
                     f"staging is reading the raw events (waited {EVENTS_LOCK_TIMEOUT_S:g} s): "
                     "nothing was stored, send the batch again shortly"
                 ) from None
@@ -389,5 +410,6 @@ class InterestService:
 
 
 InterestService.add_asgi_middleware(JsonBodyMiddleware)
+InterestService.add_asgi_middleware(UnavailableMessageMiddleware)
 if SETTINGS.serve_api_token is not None:
     InterestService.add_asgi_middleware(BearerTokenMiddleware, token=SETTINGS.serve_api_token.get_secret_value())

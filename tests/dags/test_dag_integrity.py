@@ -124,3 +124,15 @@ def test_half_life_overrides_are_checked_before_anything_runs(dagbag):
     assert param.resolve({"3:*": 2.5}) == {"3:*": 2.5}
     with pytest.raises(ParamValidationError):
         param.resolve({"3:*": -1})
+
+
+def test_every_trigger_form_can_be_submitted_with_its_defaults(dagbag):
+    """Each Param's default validates against its own schema, and no Param defaults to an empty string: the
+    Airflow 3 trigger form treats "" as a missing required value and keeps Trigger disabled (an optional
+    text is null by default, type ["null", "string"])."""
+    for dag_id, dag in dagbag.dags.items():
+        for key in dag.params.keys():
+            param = dag.params.get_param(key)
+            assert param.value != "", f"{dag_id}.{key}: default '' keeps the trigger form from submitting"
+            param.resolve(param.value)  # raises ParamValidationError when the default breaks the schema
+        dag.params.validate()

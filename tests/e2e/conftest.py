@@ -5,6 +5,7 @@ and `airflow standalone` for the REST API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,16 +56,15 @@ def stack(tmp_path_factory):
     return env, state
 
 
-@pytest.fixture(scope="package")
-def served(stack):
-    env, state = stack
+@contextlib.contextmanager
+def bentoml_serve(env: dict, log_path: Path):
+    """``bentoml serve interest_service:latest`` on a free port with ``env``, yielded (its URL) once /readyz
+    answers 200; stopped afterwards."""
     port = free_port()
-    with (state / "serve.log").open("w") as log:
-        # One worker, so that every call sees the same deploy state (each worker follows the champion alone).
-        serve_env = {**env, "MODEL_RELOAD_SECONDS": "1", "PREDICTION_LOG_SECONDS": "1", "SERVE_WORKERS": "1"}
+    with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(BIN / "bentoml"), "serve", "interest_service:latest", "--host", "127.0.0.1", "--port", str(port)],
-            env=serve_env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -73,7 +73,7 @@ def served(stack):
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert process.poll() is None, (state / "serve.log").read_text()[-4000:]
+            assert process.poll() is None, log_path.read_text()[-4000:]
             try:
                 if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
@@ -81,7 +81,7 @@ def served(stack):
                 pass
             time.sleep(1)
         else:
-            pytest.fail("bentoml serve did not become ready:\n" + (state / "serve.log").read_text()[-4000:])
+            pytest.fail("bentoml serve did not become ready:\n" + log_path.read_text()[-4000:])
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -89,6 +89,15 @@ def served(stack):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="package")
+def served(stack):
+    env, state = stack
+    # One worker, so that every call sees the same deploy state (each worker follows the champion alone).
+    serve_env = {**env, "MODEL_RELOAD_SECONDS": "1", "PREDICTION_LOG_SECONDS": "1", "SERVE_WORKERS": "1"}
+    with bentoml_serve(serve_env, state / "serve.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

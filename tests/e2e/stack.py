@@ -3,9 +3,14 @@ the served model and read the marts. The fixtures that start the stack are in ``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import shutil
 import socket
+import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +18,7 @@ import psycopg
 import pytest
 
 from interest_decay.config import pg_conninfo
-from tests.conftest import EVENT_TYPES
+from tests.conftest import EVENT_TYPES, PROJECT_ROOT
 
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 ITEMS_PER_CATEGORY = 50
@@ -122,3 +127,30 @@ def assert_same_tables(got: dict, want: dict, rel: float = 1e-12) -> None:
         for new, old in zip(got[table], want[table]):
             assert new[:-1] == old[:-1], table
             assert new[-1] == pytest.approx(old[-1], rel=rel), table
+
+
+POSTGRES = str(PROJECT_ROOT / "infra" / "postgres.sh")
+
+
+def pg_ctl(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``pg_ctl`` on the cluster of ``env`` (PGBIN, PGDATA), as the postgres user when run as root."""
+    command = [f"{env['PGBIN']}/pg_ctl", "-D", env["PGDATA"], *args]
+    if os.getuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def private_cluster(env: dict):
+    """A second private PostgreSQL cluster for ``env`` (its PGDATABASE and AIRFLOW_DATABASE created there, outside
+    the pytest folder: the postgres user must reach it), as ``make postgres`` starts one; yields ``env`` pointed
+    at it; removed afterwards."""
+    root = Path(f"/var/tmp/interest-decay-cluster-{uuid.uuid4().hex[:8]}")
+    env = {**env, "PGDATA": str(root / "pgdata"), "PGPORT": str(free_port())}
+    started = subprocess.run([POSTGRES, "start"], env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield env
+    finally:
+        pg_ctl(env, "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -12,30 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from interest_decay.events.synthetic import generate, write_events
-from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
-from tests.e2e.stack import BIN, free_port
+from tests.conftest import recreate_database, stack_env
+from tests.e2e.stack import BIN, POSTGRES, pg_ctl, private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-POSTGRES = str(PROJECT_ROOT / "infra" / "postgres.sh")
-
-
-def pg_ctl(env: dict, *args: str) -> subprocess.CompletedProcess:
-    command = [f"{env['PGBIN']}/pg_ctl", "-D", env["PGDATA"], *args]
-    if os.getuid() == 0:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def task_states(airflow_conninfo: str) -> list[tuple[str, str, int]]:
@@ -47,25 +36,11 @@ def task_states(airflow_conninfo: str) -> list[tuple[str, str, int]]:
 
 @pytest.fixture()
 def data_cluster(tmp_path):
-    """A private PostgreSQL cluster for the behaviour data (outside the pytest folder: the postgres user
-    must reach it); removed afterwards."""
-    root = Path(f"/var/tmp/interest-decay-faults-{uuid.uuid4().hex[:8]}")
-    env = stack_env(tmp_path / "state", "faults_data", "faults_airflow")  # Airflow metadata: the stack's cluster
-    env.update(
-        {
-            "PGDATA": str(root / "pgdata"),
-            "PGPORT": str(free_port()),
-            "AIRFLOW_DATABASE": "faults_data",
-            "INTEREST_PIPELINE_SCHEDULE": "none",
-        }
-    )
-    started = subprocess.run([POSTGRES, "start"], env=env, capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    """A private PostgreSQL cluster for the behaviour data; Airflow's metadata stays on the stack's cluster."""
+    env = stack_env(tmp_path / "state", "faults_data", "faults_airflow")
+    env.update({"AIRFLOW_DATABASE": "faults_data", "INTEREST_PIPELINE_SCHEDULE": "none"})
+    with private_cluster(env) as env:
         yield env
-    finally:
-        pg_ctl(env, "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_run_completes_on_retry_after_postgres_dies_and_comes_back(data_cluster, tmp_path):

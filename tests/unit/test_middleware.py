@@ -88,3 +88,43 @@ def test_serve_access_log_turns_the_access_log_on(value):
 def test_a_bad_access_log_setting_is_a_clear_error(value):
     with pytest.raises(ValueError, match="SERVE_ACCESS_LOG must be 1/true/yes/on or 0/false/no/off"):
         access_log_config(value)
+
+
+def run_app(endpoint):
+    """An ASGI app that answers like BentoML: a 503 with its generic body when ``endpoint`` (run in a thread,
+    as BentoML runs a plain function) raises ServiceUnavailable; else 200."""
+    from bentoml.exceptions import ServiceUnavailable
+
+    from serving.middleware import UnavailableMessageMiddleware
+
+    sent = []
+
+    async def app(scope, receive, send):
+        try:
+            await asyncio.to_thread(endpoint)
+            status, body = 200, b"{}"
+        except ServiceUnavailable:
+            status, body = 503, b'{"error":"An unexpected error has occurred, please check the server log."}'
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"%d" % len(body))]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(UnavailableMessageMiddleware(app)({"type": "http", "path": "/events"}, None, send))
+    return sent
+
+
+def test_a_503_raised_with_unavailable_carries_its_message_to_the_client():
+    from serving.middleware import unavailable
+
+    def database_down():
+        raise unavailable("the event database is not reachable")
+
+    start, body = run_app(database_down)
+    assert start["status"] == 503 and json.loads(body["body"]) == {"error": "the event database is not reachable"}
+    assert dict(start["headers"])[b"content-length"] == str(len(body["body"])).encode()
+    start, body = run_app(lambda: None)
+    assert start["status"] == 200 and body["body"] == b"{}"
