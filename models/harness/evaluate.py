@@ -24,6 +24,7 @@ import yaml
 
 from interest_decay import config as settings
 from interest_decay.events import adapters
+from interest_decay.events.schema import EventSchemaError
 from models.fitting.repeat_decay import RepeatRanker
 from models.harness import baselines, ranking
 from models.harness.decay_fit import DecayRanker
@@ -207,6 +208,7 @@ def run(
             cfg["methods"][name].setdefault("params", {})["seed"] = cfg["seed"]
     frame, reasons = read_dataset(paths, dataset)
     events, quality = ranking.clean_events(frame, reasons, cfg["drop_duplicates"])
+    ranking.require_events(events, quality)
     split_cfg = cfg["split"]
     default_test, default_validation = ranking.default_cutoffs(
         events, split_cfg["test_fraction"], split_cfg["max_test_days"], split_cfg["max_validation_days"]
@@ -284,7 +286,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(RANKERS)}")
     out = args.out or settings.reports_dir() / "evaluate" / args.events[0].stem
     utc = [t if t is None or t.tzinfo else t.tz_localize("UTC") for t in (args.cutoff, args.validation_cutoff)]
-    summary = run(args.events, args.dataset, out, cfg, names, *utc)
+    try:
+        summary = run(args.events, args.dataset, out, cfg, names, *utc)
+    except (EventSchemaError, OSError, ranking.NotEnoughEvents) as error:  # a file that is no usable events
+        parser.exit(2, f"error: {error}\n")
     if args.write_params:
         write_best_parameters(summary)
     print("\n\n".join(method_table(task) for task in summary["tasks"].values()))

@@ -61,6 +61,23 @@ def read_events(path: Path) -> pd.DataFrame:
     return frame
 
 
+class NotEnoughEvents(ValueError):
+    """Cleaning left too few events to split into train, validation and test windows."""
+
+
+def require_events(events: pd.DataFrame, quality: dict, min_days: int = 3) -> None:
+    """Raise NotEnoughEvents, in one sentence saying why and what to change, unless ``events`` span ``min_days``
+    distinct days (what a time split needs: train, validation and test)."""
+    days = events["ts"].dt.floor("D").nunique() if len(events) else 0
+    if days < min_days:
+        dropped = ", ".join(f"{n:,} {reason}" for reason, n in quality["dropped"].items()) or "none"
+        raise NotEnoughEvents(
+            f"{len(events):,} events on {days} day(s) are left after cleaning {quality['rows_read']:,} rows "
+            f"(dropped: {dropped}): a time split needs events on at least {min_days} days; check the file's "
+            "columns and timestamps against docs/event-schema.md"
+        )
+
+
 def clean_events(
     frame: pd.DataFrame,
     extra_reasons: pd.Series | None = None,

@@ -343,7 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default $REPORTS_DIR/churn)")
     args = parser.parse_args(argv)
 
-    events, dropped = clean_events(read_events(args.events, args.dataset))
+    from interest_decay.events.schema import EventSchemaError
+
+    try:
+        events, dropped = clean_events(read_events(args.events, args.dataset))
+    except (EventSchemaError, OSError) as error:  # a file that is no usable events: one sentence, no traceback
+        parser.exit(2, f"error: {error}\n")
     print(f"{len(events):,} clean events; dropped {dropped}")
     cutoff = args.cutoff.tz_localize("UTC") if args.cutoff is not None and args.cutoff.tz is None else args.cutoff
     result = compare_churn(events, cutoff, args.horizon_days, args.seed) | {"dropped_rows": dropped}

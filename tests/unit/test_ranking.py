@@ -222,3 +222,26 @@ def test_stan_scores_the_items_of_recent_similar_users():
     assert scores[1].tolist() == [0, 0, 0, 0]
     assert scores[0][0] == 0 and scores[0][1] > 0  # w's one neighbour is v (shares c): v's b is scored
     assert stan.score(["u"])[0][2] > 0  # u's neighbour v (shares b) brings c
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"", "the file is empty"),
+        (b"user_id,item_id\nu1,i1\n", "missing required column(s) category_id, event_type, ts"),
+        (
+            b"user_id,item_id,category_id,event_type,ts\nu1,i1,c1,view,1999-01-01\nu\xe9,i1,c1,view,2026-01-01\n",
+            "0 events on 0 day(s) are left after cleaning 2 rows (dropped: 1 timestamp before 2000, 1 unparseable row)",
+        ),
+    ],
+)
+def test_make_evaluate_refuses_a_file_of_no_usable_events_in_one_sentence(tmp_path, capsys, content, says):
+    from models.harness import evaluate
+
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--events", str(path), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+    assert says in error
