@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 import pytest
+import requests
 
 from interest_decay.config import pg_conninfo
 from tests.conftest import EVENT_TYPES, PROJECT_ROOT
@@ -52,6 +55,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def admin_password(env: dict) -> str:
+    """The password Airflow's simple auth manager generated for admin."""
+    return json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+
+
+def airflow_api(env: dict, url: str) -> requests.Session:
+    """A session on Airflow's REST API at ``url``, logged in as admin with the generated password."""
+    token = requests.post(
+        f"{url}/auth/token", json={"username": "admin", "password": admin_password(env)}, timeout=30
+    ).json()["access_token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token}"
+    return api
+
+
+def wait_for_run(api: requests.Session, url: str, dag_id: str, run_id: str, log: str, timeout: float = 900) -> None:
+    """Wait until the run ends; assert it succeeded (``log``: where to look when it did not)."""
+    deadline = time.monotonic() + timeout
+    state = "queued"
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(5)
+        state = api.get(f"{url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=30).json()["state"]
+    assert state == "success", f"{dag_id} run {run_id} ended {state}; see {log}"
 
 
 def recommend(url: str, **body) -> dict:

@@ -15,7 +15,7 @@ import requests
 from interest_decay.config import pg_conninfo
 from models.pipeline.train import load_config
 from tests.conftest import dbt
-from tests.e2e.stack import AS_OF, INTEREST_MODELS, assert_same_tables, interest_tables
+from tests.e2e.stack import AS_OF, INTEREST_MODELS, airflow_api, assert_same_tables, interest_tables, wait_for_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -23,12 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 def trigger_and_wait(env: dict, url: str, conf: dict) -> tuple[requests.Session, str]:
     """Trigger interest_pipeline through the REST API with ``conf``; wait for success. Returns the session
     and the run id."""
-    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
-    token = requests.post(
-        f"{url}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=30
-    ).json()["access_token"]
-    api = requests.Session()
-    api.headers["Authorization"] = f"Bearer {token}"
+    api = airflow_api(env, url)
     deadline = time.monotonic() + 180
     while api.get(f"{url}/api/v2/dags/interest_pipeline", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "the DAG processor did not register interest_pipeline"
@@ -39,12 +34,7 @@ def trigger_and_wait(env: dict, url: str, conf: dict) -> tuple[requests.Session,
     )
     assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
-    deadline = time.monotonic() + 900
-    state = "queued"
-    while state not in ("success", "failed") and time.monotonic() < deadline:
-        time.sleep(5)
-        state = api.get(f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}", timeout=30).json()["state"]
-    assert state == "success", f"run {run_id} ended {state}; see {env['DECAY_STATE_DIR']}/logs/airflow.log"
+    wait_for_run(api, url, "interest_pipeline", run_id, f"{env['DECAY_STATE_DIR']}/logs/airflow.log")
     return api, run_id
 
 
