@@ -98,6 +98,8 @@ class InterestService:
         import torch
         from feast import FeatureStore
 
+        from interest_decay.online.reader import ServiceReader
+
         torch.set_num_threads(SETTINGS.serve_torch_threads)  # OpenMP threads spin after each forward pass
 
         from models.pipeline.registry import champion
@@ -115,6 +117,7 @@ class InterestService:
         self.pseudonym_key = pseudonym_key()
         self.store = FeatureStore(repo_path=str(settings.feast_repo_path()))
         self.features = self.store.get_feature_service(FEATURE_SERVICE)
+        self.ranker_rows = ServiceReader(self.store, self.features)  # get_online_features, planned once
         self.profile_features = self.store.get_feature_service(PROFILE_SERVICE)
         self.churn_features = self.store.get_feature_service(CHURN_SERVICE)
         served = {
@@ -205,7 +208,7 @@ class InterestService:
         pseudonym = pseudonymise(user_id, self.pseudonym_key)
         bought = await asyncio.to_thread(self._purchased_items, pseudonym) if exclude_purchased else None
         allowed = allowed_items(deployed, category_id, bought)
-        row = {key: values[0] for key, values in self._lookup(self.features, [pseudonym], None).items()}
+        row = self.ranker_rows.row(pseudonym)
         if row["state_as_of"] is None:
             items = [
                 RecommendedItem(

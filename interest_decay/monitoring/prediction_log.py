@@ -13,8 +13,9 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import operator
 import threading
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from interest_decay.monitoring.tables import create_table
 
@@ -61,6 +62,11 @@ class ServedPrediction:
     item_count: int  # items returned (1 for churn_risk)
 
 
+# A row's values in COLUMNS order. dataclasses.astuple deep-copies every field (15 us a row, its datetime
+# included: a 5 s flush of 3,000 rows held a serving worker's GIL for ~45 ms); attrgetter takes 0.2 us.
+_values = operator.attrgetter(*COLUMNS)
+
+
 class PredictionLog:
     """Buffer of served predictions, written to PostgreSQL by a background thread."""
 
@@ -96,7 +102,7 @@ class PredictionLog:
                     cur.copy(f"copy monitoring.served_predictions ({', '.join(COLUMNS)}) from stdin") as copy,
                 ):
                     for row in rows:
-                        copy.write_row(astuple(row))
+                        copy.write_row(_values(row))
         except Exception:
             with self._lock:
                 kept = collections.deque(rows + list(self._rows), maxlen=self._rows.maxlen)

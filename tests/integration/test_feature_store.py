@@ -244,6 +244,35 @@ def test_unknown_user_gets_nulls(stack):
     assert response["category_ids_now"] == [[]]
 
 
+def identical(a, b) -> bool:
+    """Equal values of the same types, lists element by element, NaN equal to NaN."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return type(a) is type(b) and a == b
+
+
+def test_the_services_row_reader_equals_get_online_features(stack):
+    """/recommend reads its row with ``ServiceReader`` (item_ranker_v1 planned once): value for value and type
+    for type what ``get_online_features`` gives, for every user and for one the store has never seen. A
+    service with an on-demand view is refused."""
+    from interest_decay.online.reader import ServiceReader
+
+    _, _, store, users, _ = stack
+    service = store.get_feature_service("item_ranker_v1")
+    reader = ServiceReader(store, service)
+    for user in [*users, "nobody"]:
+        response = store.get_online_features(features=service, entity_rows=[{"user_id": user}]).to_dict()
+        want, got = {name: values[0] for name, values in response.items()}, reader.row(user)
+        assert set(got) == set(want)
+        assert all(identical(got[name], want[name]) for name in want), user
+    assert len(users) > 50 and all(reader.row(user)["item_ids"] for user in users)
+    assert reader.row("nobody")["state_as_of"] is None
+    with pytest.raises(ValueError, match="on-demand"):
+        ServiceReader(store, store.get_feature_service("recommender_v1"))
+
+
 def test_live_events_are_visible_at_once_and_match_the_mart(stack):
     from interest_decay.config import dbt_schema
     from interest_decay.online.realtime import OnlineUpdater, accept_batch
