@@ -61,9 +61,9 @@ demo: venv postgres online-store airflow-init data ## Run the whole chain end to
 	  echo "Reports for $$as_of: $$REPORTS_DIR/$$as_of/ (decay.md + decay_curves/, evaluation.md, metrics.json, quality.html, training_curve.png, drift.html, churn.png)" && \
 	  echo "Stop everything with: make stop"
 
-test: venv postgres airflow-init ## Set up what the tests need (PostgreSQL, Redis, Airflow DB, headless Chromium), then run the whole test suite
+test: venv postgres airflow-init ## Set up what the tests need (PostgreSQL, Redis, Airflow DB, Chromium and nginx from Debian), then run the whole test suite
 	@$(ENV) infra/redis.sh start || echo "Redis unavailable: the Redis variants of the feature-store tests will be skipped"
-	@infra/browser.sh || echo "without it the browser test (tests/e2e/test_ui_trigger_forms.py) fails"
+	@infra/debian-packages.sh || echo "without them the browser and replica tests (tests/e2e/test_ui_trigger_forms.py, test_replicas.py) fail"
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 bench: venv postgres airflow-init ## Run the benchmarks in tests/benchmarks (writes bench-results/*.json); BENCHES=... picks some

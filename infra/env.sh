@@ -90,9 +90,11 @@ fi
 export BENTOML_HOME="${BENTOML_HOME:-$DECAY_STATE_DIR/bentoml}"
 export BENTOML_DO_NOT_TRACK=True
 export SERVE_PORT="${SERVE_PORT:-3000}"
+export SERVE_REPLICAS="${SERVE_REPLICAS:-auto}"  # make serve: replicas behind nginx (auto: one per core if nginx is installed)
 
 # Reports (drift, metrics) and the demo's generated events.
 export REPORTS_DIR="${REPORTS_DIR:-$DECAY_STATE_DIR/reports}"
 export EVENTS_DIR="${EVENTS_DIR:-$DECAY_STATE_DIR/events}"
+export EVENTS_EARLIEST_DAY="${EVENTS_EARLIEST_DAY:-1990-01-01}"  # events before it are rejects (interest_decay/config.py)
 export PATH="$VENV/bin:$PATH"
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False

@@ -2,7 +2,9 @@
 # Background services of the local stack, each in its own process group with a pid file:
 #   infra/services.sh airflow-init      migrate the Airflow metadata database
 #   infra/services.sh airflow           start the Airflow UI + scheduler (airflow standalone)
-#   infra/services.sh serve [BENTO]     serve a bento (default: the latest interest_service)
+#   infra/services.sh serve [BENTO]     serve a bento (default: the latest interest_service); SERVE_REPLICAS=N:
+#                                       N one-worker replicas behind nginx on SERVE_PORT (auto, the default:
+#                                       one per core when nginx is installed; 1: one server of one worker per core)
 #   infra/services.sh stop [NAME ...]   stop what this script started, then PostgreSQL
 #                                       (or only the named ones: serve, airflow, postgres)
 set -euo pipefail
@@ -42,6 +44,70 @@ wait_http() {  # url, seconds, name, [pid name that must stay alive]
   echo "$3 did not answer at $1; see its log in $LOG_DIR"; return 1
 }
 
+stop_replicas() {  # the single server, or nginx and every replica of serve_replicas
+  stop_group nginx
+  for pid in "$RUN_DIR"/serve*.pid; do [ -e "$pid" ] && stop_group "$(basename "$pid" .pid)"; done
+  return 0
+}
+
+serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each on the ports after SERVE_PORT,
+  # behind nginx on SERVE_PORT (least connections, keep-alive to the replicas, a failed replica skipped).
+  local nginx; nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  [ -x "$nginx" ] || { echo "REPLICAS needs nginx: run  sudo apt-get install -y nginx"; exit 1; }
+  local bento=$1 n=$2 port=$SERVE_PORT servers="" i
+  for i in $(seq 1 "$n"); do
+    port=$((port + 1))
+    while ! port_free "$port"; do port=$((port + 1)); done
+    # A BENTOML_HOME of its own, linked to the shared model store, bentos and champion registry: bentoml serve
+    # empties its Prometheus directory (BENTOML_HOME/prometheus_multiproc_dir) when it starts, so in a shared
+    # home each replica would wipe the metrics of those started before it.
+    local home="$RUN_DIR/replica-$i/bentoml"
+    mkdir -p "$home"
+    for entry in models bentos envs champions.json; do ln -sfn "$BENTOML_HOME/$entry" "$home/$entry"; done
+    BENTOML_HOME="$home" SERVE_WORKERS=1 start_group "serve-$i" bentoml serve "$bento" --host 127.0.0.1 --port "$port"
+    servers="$servers    server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    sleep 1  # the port is taken before the next one is chosen
+  done
+  for i in $(seq 1 "$n"); do
+    port=$(sed -n "s/.*127.0.0.1:\([0-9]*\).*/\1/p" <<< "$servers" | sed -n "${i}p")
+    wait_http "http://127.0.0.1:$port/readyz" 180 "replica $i (bentoml serve)" "serve-$i"
+  done
+  mkdir -p "$RUN_DIR/nginx"
+  cat > "$RUN_DIR/nginx.conf" <<NGINX
+worker_processes 1;
+pid $RUN_DIR/nginx/nginx.pid;
+error_log $LOG_DIR/nginx.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;  # nginx's default (1000) closes a busy client's connection every 1000 requests
+  client_body_temp_path $RUN_DIR/nginx/body;
+  proxy_temp_path $RUN_DIR/nginx/proxy;
+  fastcgi_temp_path $RUN_DIR/nginx/fastcgi;
+  uwsgi_temp_path $RUN_DIR/nginx/uwsgi;
+  scgi_temp_path $RUN_DIR/nginx/scgi;
+  upstream interest_service {
+    least_conn;
+$servers    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$SERVE_PORT;
+    location / {
+      proxy_pass http://interest_service;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_next_upstream error timeout http_502 http_503;
+    }
+  }
+}
+NGINX
+  start_group nginx "$nginx" -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR/nginx" -g "daemon off;"
+  wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 30 "nginx" nginx
+  echo "Serving $bento on http://127.0.0.1:$SERVE_PORT: nginx in front of $n replicas (logs: $LOG_DIR/serve-*.log)"
+}
+
 case "${1:-}" in
   airflow-init)
     mkdir -p "$AIRFLOW_HOME"
@@ -59,18 +125,29 @@ case "${1:-}" in
     ;;
   serve)
     bento=${2:-interest_service:latest}
-    stop_group serve
+    replicas=${SERVE_REPLICAS:-auto}
+    if [ "$replicas" = auto ]; then  # one replica per core behind nginx when nginx is there, else one server
+      if command -v nginx > /dev/null || [ -x /usr/sbin/nginx ]; then replicas=$(nproc); else
+        replicas=1; echo "(nginx is not installed: one server; apt-get install nginx balances one replica per core)"
+      fi
+    fi
+    stop_replicas
     port_free "$SERVE_PORT" || { echo "port $SERVE_PORT is taken by another program; set SERVE_PORT"; exit 1; }
-    start_group serve bentoml serve "$bento" --host 127.0.0.1 --port "$SERVE_PORT"
-    wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 120 "bentoml serve" serve
-    echo "Serving $bento on http://127.0.0.1:$SERVE_PORT"
+    if [ "$replicas" = 1 ]; then
+      start_group serve bentoml serve "$bento" --host 127.0.0.1 --port "$SERVE_PORT"
+      wait_http "http://127.0.0.1:$SERVE_PORT/readyz" 120 "bentoml serve" serve
+      echo "Serving $bento on http://127.0.0.1:$SERVE_PORT"
+    else
+      serve_replicas "$bento" "$replicas"
+    fi
     ;;
   stop)
     shift
     for name in "${@:-serve airflow redis postgres}"; do
       for one in $name; do
         case "$one" in
-          serve|airflow) stop_group "$one" ;;
+          serve) stop_replicas ;;
+          airflow) stop_group "$one" ;;
           postgres) "$(dirname "$0")/postgres.sh" stop ;;
           redis) "$(dirname "$0")/redis.sh" stop ;;
           *) echo "unknown service $one (serve, airflow, redis, postgres)"; exit 2 ;;

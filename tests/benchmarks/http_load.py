@@ -42,18 +42,21 @@ def _requests(host: str, port: int, path: str, users: list[str], k: int) -> list
     return out
 
 
-async def _exchange(reader, writer, request: bytes) -> int | str:
-    """Send one request and read its response; returns the HTTP status, or what was wrong with the answer."""
+async def _exchange(reader, writer, request: bytes) -> tuple[int | str, bool]:
+    """Send one request and read its response; returns the HTTP status (or what was wrong with the answer) and
+    whether the server closes the connection after it (``Connection: close``, as nginx does every
+    ``keepalive_requests``)."""
     writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
     status = int(head[9:12])
-    at = head.lower().find(b"\r\ncontent-length:")
+    closes = b"\r\nconnection: close" in head
+    at = head.find(b"\r\ncontent-length:")
     if at < 0:
-        return "no Content-Length"
+        return "no Content-Length", closes
     body = await reader.readexactly(int(head[at + 17 : head.index(b"\r\n", at + 2)]))
     if status == 200 and b'"items":[' not in body:
-        return "200 without items"
-    return status
+        return "200 without items", closes
+    return status, closes
 
 
 async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: float, warmup: float) -> dict:
@@ -80,9 +83,10 @@ async def _load(url: str, users: list[str], k: int, concurrency: int, seconds: f
                 request = rng.choice(requests_)
                 start = clock()
                 try:
-                    status = await _exchange(reader, writer, request)
+                    status, closes = await _exchange(reader, writer, request)
                 except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
-                    status = type(error).__name__
+                    status, closes = type(error).__name__, True
+                if closes:
                     writer.close()
                     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
                 if record:

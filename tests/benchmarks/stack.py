@@ -137,6 +137,52 @@ def build_feature_stack(
     return env, conninfo
 
 
+class Replicas:
+    """``make serve REPLICAS=n`` (``infra/services.sh serve`` with ``SERVE_REPLICAS``): n one-worker ``bentoml
+    serve`` processes behind nginx on ``port``. For ``load_level`` it is what ``Background`` is: ``group_pids``
+    (nginx and every replica with their children) and ``stop``."""
+
+    def __init__(self, env: dict, replicas: int, port: int, log_path: Path):
+        self.env = {**env, "SERVE_REPLICAS": str(replicas), "SERVE_PORT": str(port)}
+        self.args = ["infra/services.sh", "serve", f"SERVE_REPLICAS={replicas}"]
+        self.run_dir = Path(env["DECAY_STATE_DIR"]) / "run"
+        started = time.monotonic()
+        run = subprocess.run(
+            [str(PROJECT_ROOT / "infra" / "services.sh"), "serve"],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        log_path.write_text(run.stdout + run.stderr)
+        if run.returncode:
+            self.stop()
+            raise RuntimeError(f"infra/services.sh serve failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+        self.ready = time.monotonic() - started
+
+    def group_pids(self) -> list[int]:
+        import psutil
+
+        pids = []
+        for pid_file in [*sorted(self.run_dir.glob("serve-*.pid")), self.run_dir / "nginx.pid"]:
+            try:
+                leader = psutil.Process(int(pid_file.read_text()))
+                pids += [leader.pid, *(child.pid for child in leader.children(recursive=True))]
+            except (OSError, ValueError, psutil.Error):
+                continue
+        return pids
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(PROJECT_ROOT / "infra" / "services.sh"), "stop", "serve"],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            timeout=120,
+        )
+
+
 class Background:
     """A process in its own session (process group); ``stop`` ends it and all its descendants."""
 

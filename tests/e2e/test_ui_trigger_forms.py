@@ -1,5 +1,5 @@
 """End to end in a real browser: headless Chromium (Debian's ``chromium`` and ``chromium-driver``, installed by
-``infra/browser.sh`` from ``make test``) logs in to the Airflow UI of the stack's ``airflow standalone``, opens
+``infra/debian-packages.sh`` from ``make test``) logs in to the Airflow UI of the stack's ``airflow standalone``, opens
 each DAG's trigger form, finds every Param with its description, submits the form as it opens (every
 default), and waits for the run to succeed.
 
@@ -25,7 +25,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMEDRIVER.exists():
-        pytest.fail(f"no {CHROMEDRIVER}: run infra/browser.sh (as root), as make test does")
+        pytest.fail(f"no {CHROMEDRIVER}: run infra/debian-packages.sh (as root), as make test does")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
