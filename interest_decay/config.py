@@ -10,6 +10,7 @@ changed variable is seen at once).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -35,6 +36,12 @@ class Settings(BaseSettings):
     )
     reports_dir: Path | None = Field(None, description="run reports (default `<state>/reports`)")
     events_dir: Path | None = Field(None, description="the DAG's default events folder (default `<state>/events`)")
+    events_earliest_day: dt.date = Field(
+        dt.date(1990, 1, 1),
+        description="events before this day (UTC) are rejects ('timestamp before EVENTS_EARLIEST_DAY (day)'), "
+        "alike in dbt staging, `/events`, `make ingest` and the harness's cleaning; public logs of the 1990s "
+        "are older than a later default would allow",
+    )
     # PostgreSQL
     pghost: str = Field(
         "127.0.0.1", description="the platform's PostgreSQL; another host than the loopback starts no private cluster"

@@ -36,8 +36,8 @@
             then 'missing ts'
         when event_ts is null
             then 'unparseable timestamp "' || left(ts_text, 40) || '"'
-        when event_ts < timestamptz '2000-01-01 00:00:00+00'
-            then 'timestamp before 2000'
+        when event_ts < (coalesce(nullif('{{ env_var("EVENTS_EARLIEST_DAY", "") }}', ''), '1990-01-01')::date::timestamp at time zone 'UTC')
+            then 'timestamp before EVENTS_EARLIEST_DAY (' || coalesce(nullif('{{ env_var("EVENTS_EARLIEST_DAY", "") }}', ''), '1990-01-01')::date::text || ')'
         when event_ts > loaded_at + interval '86400 seconds'
             then 'timestamp in the future (after load time + 1 day)'
         when value_text is not null and value is null

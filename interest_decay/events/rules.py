@@ -21,8 +21,8 @@ The rules, in the order the first failing one names the reason (``RULES``):
 - ids longer than ``MAX_ID_LENGTH`` characters are refused;
 - a timestamp is ISO 8601 as ``TIMESTAMP`` spells it, ASCII digits only: ``YYYY-MM-DD``, optionally
   ``[T ]hh:mm[:ss[.ffffff]]`` and an offset ``Z`` / ``±hh[[:]mm]`` right after the time; no offset means UTC;
-  a day that does not exist (02-30) is unparseable; it must lie from ``EARLIEST`` to the load time +
-  ``FUTURE_SLACK``;
+  a day that does not exist (02-30) is unparseable; it must lie from the setting ``EVENTS_EARLIEST_DAY``
+  (``interest_decay.config``; dbt reads the same environment variable) to the load time + ``FUTURE_SLACK``;
 - a value is a decimal number as ``NUMBER`` spells it (ASCII digits, optional exponent) or one of
   ``inf``/``infinity``/``nan`` (any case, optional sign, which is non-finite); a number beyond a double's range
   (1e400, 1e-400) is non-numeric, as PostgreSQL's ``float8`` says; it must be >= 0.
@@ -38,11 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from interest_decay import config as settings
 from interest_decay.events.schema import EVENT_TYPES
 
 WHITESPACE = " \t\n\r\f\v"
 MAX_ID_LENGTH = 256
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+EARLIEST_SETTING = "EVENTS_EARLIEST_DAY"
+EARLIEST_DEFAULT = settings.Settings.model_fields["events_earliest_day"].default
 FUTURE_SLACK = dt.timedelta(days=1)
 REASON_QUOTE_LENGTH = 40  # characters of a bad value quoted in its reason
 
@@ -64,6 +66,8 @@ class Rule:
 
     def says(self, quoted: pd.Series) -> pd.Series:
         """The reason per row, as the SQL expression writes it."""
+        if self.quotes == "earliest":
+            return pd.Series(f"{self.name} ({earliest_day()})", index=quoted.index, dtype="string")
         if self.quotes is None:
             return pd.Series(self.name, index=quoted.index, dtype="string")
         if self.quotes == "parse_error":
@@ -75,7 +79,14 @@ def _quoted(name: str, column: str) -> str:
     return f"'{name} \"' || left({column}, {REASON_QUOTE_LENGTH}) || '\"'"
 
 
-_EARLIEST_SQL = f"timestamptz '{EARLIEST:%Y-%m-%d %H:%M:%S}+00'"
+def earliest_day() -> dt.date:
+    """The first day (UTC) an event may lie on: the setting ``EVENTS_EARLIEST_DAY``, read now."""
+    return settings.get().events_earliest_day
+
+
+# dbt reads the setting from the same environment variable when it runs (an empty one counts as unset)
+_EARLIEST_DAY_SQL = f"coalesce(nullif('{{{{ env_var(\"{EARLIEST_SETTING}\", \"\") }}}}', ''), '{EARLIEST_DEFAULT}')"
+_EARLIEST_SQL = f"({_EARLIEST_DAY_SQL}::date::timestamp at time zone 'UTC')"
 _SLACK_SQL = f"interval '{FUTURE_SLACK.total_seconds():g} seconds'"
 RULES = (
     Rule("unparseable row", "'unparseable row: ' || parse_error", "parse_error is not null", "parse_error"),
@@ -96,7 +107,12 @@ RULES = (
     ),
     Rule("missing ts", "'missing ts'", "ts_text is null"),
     Rule("unparseable timestamp", _quoted("unparseable timestamp", "ts_text"), "event_ts is null", "ts_text"),
-    Rule(f"timestamp before {EARLIEST:%Y}", f"'timestamp before {EARLIEST:%Y}'", f"event_ts < {_EARLIEST_SQL}"),
+    Rule(
+        f"timestamp before {EARLIEST_SETTING}",
+        f"'timestamp before {EARLIEST_SETTING} (' || {_EARLIEST_DAY_SQL}::date::text || ')'",
+        f"event_ts < {_EARLIEST_SQL}",
+        "earliest",
+    ),
     Rule(
         "timestamp in the future (after load time + 1 day)",
         "'timestamp in the future (after load time + 1 day)'",
@@ -227,7 +243,7 @@ def check(frame: pd.DataFrame, loaded_at) -> tuple[pd.DataFrame, pd.Series]:
         value, parsed = numbers(value_text)
     loaded = pd.Series(pd.to_datetime(loaded_at, utc=True), index=index).dt.tz_localize(None)
     limit = (loaded + FUTURE_SLACK).astype("datetime64[us]").astype(np.int64).to_numpy()
-    earliest = int(pd.Timestamp(EARLIEST).value // 1000)
+    earliest = int(pd.Timestamp(earliest_day(), tz="UTC").value // 1000)
     longest = pd.concat([s.str.len() for s in (user, item, category)], axis=1).max(axis=1)
     finite = np.isfinite(value)
     failed = {
@@ -270,7 +286,8 @@ def check(frame: pd.DataFrame, loaded_at) -> tuple[pd.DataFrame, pd.Series]:
 def rule_name(reason: str) -> str:
     """The rule a reason comes from (what it says without what it quotes)."""
     for rule in RULES:
-        if reason == rule.name or reason.startswith(rule.name + (": " if rule.quotes == "parse_error" else ' "')):
+        quote = {"parse_error": ": ", "earliest": " ("}.get(rule.quotes, ' "')
+        if reason == rule.name or reason.startswith(rule.name + quote):
             return rule.name
     raise ValueError(f"no rule gives the reason {reason!r}")
 

@@ -71,10 +71,15 @@ def require_events(events: pd.DataFrame, quality: dict, min_days: int = 3) -> No
     days = events["ts"].dt.floor("D").nunique() if len(events) else 0
     if days < min_days:
         dropped = ", ".join(f"{n:,} {reason}" for reason, n in quality["dropped"].items()) or "none"
+        early = quality["dropped"].get(rules.RULES[9].name, 0)
+        change = (
+            f"set {rules.EARLIEST_SETTING} (now {rules.earliest_day()}) to a day before the data's first"
+            if early and early >= sum(quality["dropped"].values()) / 2
+            else "check the file's columns and timestamps against docs/event-schema.md"
+        )
         raise NotEnoughEvents(
             f"{len(events):,} events on {days} day(s) are left after cleaning {quality['rows_read']:,} rows "
-            f"(dropped: {dropped}): a time split needs events on at least {min_days} days; check the file's "
-            "columns and timestamps against docs/event-schema.md"
+            f"(dropped: {dropped}): a time split needs events on at least {min_days} days; {change}"
         )
 
 

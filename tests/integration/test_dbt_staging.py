@@ -28,7 +28,7 @@ u2,i1,,view,2026-01-01T00:00:00Z,
 u2,i1,c1,teleport,2026-01-01T00:00:00Z,
 u2,i1,c1,view,,
 u2,i1,c1,view,yesterday,
-u2,i1,c1,view,1999-12-31T23:59:59Z,
+u2,i1,c1,view,1989-12-31T23:59:59Z,
 u2,i1,c1,view,2999-01-01T00:00:00Z,
 u2,i1,c1,purchase,2026-01-01T00:00:00Z,lots
 u2,i1,c1,purchase,2026-01-01T00:00:00Z,-3
@@ -81,7 +81,7 @@ def test_every_rejected_row_says_why(built):
         'unknown event_type "teleport"',
         "missing ts",
         'unparseable timestamp "yesterday"',
-        "timestamp before 2000",
+        "timestamp before EVENTS_EARLIEST_DAY (1990-01-01)",
         "timestamp in the future (after load time + 1 day)",
         'non-numeric value "lots"',
         "negative value",

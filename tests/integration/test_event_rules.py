@@ -35,7 +35,7 @@ KINDS = st.one_of(
 @st.composite
 def iso_like(draw) -> str:
     """Timestamps near and beyond what ISO 8601 allows: odd fields, separators, fractions and offsets."""
-    date = f"{draw(st.sampled_from([0, 1, 1969, 1999, 2000, 2025, 2026, 2027, 9999])):04d}-{draw(st.integers(0, 13)):02d}-{draw(st.integers(0, 32)):02d}"
+    date = f"{draw(st.sampled_from([0, 1, 1969, 1989, 1990, 2025, 2026, 2027, 9999])):04d}-{draw(st.integers(0, 13)):02d}-{draw(st.integers(0, 32)):02d}"
     form = draw(st.integers(0, 3))
     if form == 0:
         return date + draw(st.sampled_from(["", "Z", "+01:00"]))
@@ -80,8 +80,8 @@ EVENT = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def staging(fresh_db, tmp_path_factory):
-    """Store a batch as POST /events does and stage it with dbt: (the API's reasons, staging's reasons, the
-    load's time)."""
+    """Store a batch as POST /events does and stage it with dbt (with ``settings`` in dbt's environment): (the
+    API's reasons, staging's reasons, the load's time)."""
     name, conninfo = fresh_db
     env = stack_env(tmp_path_factory.mktemp("state"), name)
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -89,13 +89,13 @@ def staging(fresh_db, tmp_path_factory):
         conn.execute("create schema if not exists analytics")
     dbt(env, "seed")
 
-    def stage(events: list[dict]) -> tuple[list, list, dt.datetime]:
+    def stage(events: list[dict], **settings) -> tuple[list, list, dt.datetime]:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             result = accept_batch(conn, None, events, "test-key")
             (loaded_at,) = conn.execute(
                 "select loaded_at from raw.loads where load_id = %s", (result.load_id,)
             ).fetchone()
-        dbt(env, "run", "--select", "stg_behaviour__events_checked")
+        dbt({**env, **settings}, "run", "--select", "stg_behaviour__events_checked")
         with psycopg.connect(conninfo) as conn:
             staged = conn.execute(
                 "select reject_reason from analytics.stg_behaviour__events_checked where load_id = %s"
@@ -135,7 +135,7 @@ KNOWN = [  # (change to GOOD, the reason both give)
     ({"ts": "2026-W01-3"}, 'unparseable timestamp "2026-W01-3"'),
     ({"ts": "2026-02-29"}, 'unparseable timestamp "2026-02-29"'),
     ({"ts": "٢٠٢٦-01-01"}, 'unparseable timestamp "٢٠٢٦-01-01"'),
-    ({"ts": "2000-01-01T00:30:00+01:00"}, "timestamp before 2000"),
+    ({"ts": "1990-01-01T00:30:00+01:00"}, "timestamp before EVENTS_EARLIEST_DAY (1990-01-01)"),
     ({"ts": "2999-01-01"}, "timestamp in the future (after load time + 1 day)"),
     ({"value": "1_000"}, 'non-numeric value "1_000"'),
     ({"value": "1e400"}, 'non-numeric value "1e400"'),
@@ -149,3 +149,12 @@ def test_known_rows_get_the_reason_the_docs_give_in_both_places(staging):
     events = [{**GOOD, **change} for change, _ in KNOWN]
     api, staged, _ = staging(events)
     assert api == staged == [reason for _, reason in KNOWN]
+
+
+def test_the_earliest_day_is_one_setting_in_both_places(staging, monkeypatch):
+    """EVENTS_EARLIEST_DAY moves the "timestamp before" rule alike in the API's check and in dbt staging."""
+    monkeypatch.setenv("EVENTS_EARLIEST_DAY", "1995-06-01")
+    events = [{**GOOD, "ts": ts} for ts in ("1995-05-31T23:59:59Z", "1995-06-01T00:00:00Z", "1995-06-01T01:00+02:00")]
+    api, staged, _ = staging(events, EVENTS_EARLIEST_DAY="1995-06-01")
+    early = "timestamp before EVENTS_EARLIEST_DAY (1995-06-01)"
+    assert api == staged == [early, None, early]

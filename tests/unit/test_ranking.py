@@ -46,7 +46,7 @@ def test_cleaning_counts_each_reject_by_its_first_failing_rule():
                 "2026-01-01",
                 "2026-01-01",
                 "yesterday",
-                "1999-12-31T23:00:00Z",
+                "1989-12-31T23:00:00Z",
                 "2026-01-02T00:00:00+02:00",
                 "2026-01-01",
                 "2026-01-01",
@@ -63,7 +63,7 @@ def test_cleaning_counts_each_reject_by_its_first_failing_rule():
         "missing category_id": 1,
         "unknown event_type": 2,
         "unparseable timestamp": 1,
-        "timestamp before 2000": 1,
+        "timestamp before EVENTS_EARLIEST_DAY": 1,
         "negative value": 1,
         "non-numeric value": 1,
         "oversize id (more than 256 characters)": 1,
@@ -230,8 +230,8 @@ def test_stan_scores_the_items_of_recent_similar_users():
         (b"", "the file is empty"),
         (b"user_id,item_id\nu1,i1\n", "missing required column(s) category_id, event_type, ts"),
         (
-            b"user_id,item_id,category_id,event_type,ts\nu1,i1,c1,view,1999-01-01\nu\xe9,i1,c1,view,2026-01-01\n",
-            "0 events on 0 day(s) are left after cleaning 2 rows (dropped: 1 timestamp before 2000, 1 unparseable row)",
+            b"user_id,item_id,category_id,event_type,ts\nu1,i1,c1,view,1989-01-01\nu\xe9,i1,c1,view,2026-01-01\n",
+            "0 events on 0 day(s) are left after cleaning 2 rows (dropped: 1 timestamp before EVENTS_EARLIEST_DAY, 1 unparseable row)",
         ),
     ],
 )
@@ -245,3 +245,18 @@ def test_make_evaluate_refuses_a_file_of_no_usable_events_in_one_sentence(tmp_pa
     error = capsys.readouterr().err
     assert stop.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1, error
     assert says in error
+
+
+def test_a_log_older_than_the_earliest_day_is_refused_with_the_setting_to_change(tmp_path, capsys, monkeypatch):
+    """A 1990s log under the default EVENTS_EARLIEST_DAY: one sentence naming the setting; with the setting
+    moved back, the harness keeps every event (the same rule as staging and /events)."""
+    rows = [{"user_id": "u1", "item_id": f"i{d}", "category_id": "c1", "event_type": "view"} for d in range(5)]
+    frame = pd.DataFrame([{**row, "ts": f"1988-03-0{d + 1}"} for d, row in enumerate(rows)])
+    cleaned, quality = ranking.clean_events(frame, now=pd.Timestamp("2026-02-01", tz="UTC"))
+    assert cleaned.empty and quality["dropped"] == {"timestamp before EVENTS_EARLIEST_DAY": 5}
+    with pytest.raises(ranking.NotEnoughEvents, match="set EVENTS_EARLIEST_DAY \\(now 1990-01-01\\) to a day before"):
+        ranking.require_events(cleaned, quality)
+    monkeypatch.setenv("EVENTS_EARLIEST_DAY", "1970-01-01")
+    cleaned, quality = ranking.clean_events(frame, now=pd.Timestamp("2026-02-01", tz="UTC"))
+    assert len(cleaned) == 5 and quality["dropped"] == {}
+    ranking.require_events(cleaned, quality)

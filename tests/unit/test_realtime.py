@@ -33,7 +33,7 @@ WEIGHTS = {"view": 1.0, "fav": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 2.0}
         ({"event_type": "PURCHASE"}, None),
         ({"ts": None}, "missing ts"),
         ({"ts": "yesterday"}, 'unparseable timestamp "yesterday"'),
-        ({"ts": "1999-12-31T23:59:59Z"}, "timestamp before 2000"),
+        ({"ts": "1989-12-31T23:59:59Z"}, "timestamp before EVENTS_EARLIEST_DAY (1990-01-01)"),
         ({"ts": "2026-06-02T00:00:01Z"}, "timestamp in the future (after load time + 1 day)"),
         ({"value": "lots"}, 'non-numeric value "lots"'),
         ({"value": "inf"}, "non-finite value"),
