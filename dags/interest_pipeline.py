@@ -29,8 +29,8 @@ Runs the whole chain for one day (`as_of`, midnight UTC):
 7. **build_bento**: package the service with the champion (`bentoml build`, offline): a model that
    failed the gate is not deployed, and `evaluation.md` says why.
 8. **deploy**: a running server follows the registry's champion and swaps models without downtime
-   (`serving/deployment.py`); with `SERVE_URL` set this task waits until it serves the champion and fails
-   (the previous model still serving) when the server could not load it.
+   (`serving/deployment.py`); with `SERVE_URL` set this task waits until it (every replica behind
+   nginx) serves the champion and fails (the previous model still serving) when one could not load it.
 
 Trigger with a config form (as_of, events_path, dataset, half_life_days, half_life_overrides, decay_family,
 fit_decay, churn_horizon_days, materialize_days, retrain). Reports land in

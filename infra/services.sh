@@ -51,10 +51,11 @@ stop_replicas() {  # the single server, or nginx and every replica of serve_repl
 }
 
 serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each on the ports after SERVE_PORT,
-  # behind nginx on SERVE_PORT (least connections, keep-alive to the replicas, a failed replica skipped).
+  # behind nginx on SERVE_PORT (least connections, keep-alive to the replicas, a failed replica skipped);
+  # GET /replicas lists the paths /replica/1 ... /replica/n that reach one replica each.
   local nginx; nginx=$(command -v nginx || echo /usr/sbin/nginx)
   [ -x "$nginx" ] || { echo "REPLICAS needs nginx: run  sudo apt-get install -y nginx"; exit 1; }
-  local bento=$1 n=$2 port=$SERVE_PORT servers="" i
+  local bento=$1 n=$2 port=$SERVE_PORT servers="" routes="" listed="" i
   for i in $(seq 1 "$n"); do
     port=$((port + 1))
     while ! port_free "$port"; do port=$((port + 1)); done
@@ -66,6 +67,9 @@ serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each o
     for entry in models bentos envs champions.json; do ln -sfn "$BENTOML_HOME/$entry" "$home/$entry"; done
     BENTOML_HOME="$home" SERVE_WORKERS=1 start_group "serve-$i" bentoml serve "$bento" --host 127.0.0.1 --port "$port"
     servers="$servers    server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    # /replica/i/... reaches replica i alone (the deploy task checks each one serves the champion)
+    routes="${routes:-}    location /replica/$i/ { proxy_pass http://127.0.0.1:$port/; }"$'\n'
+    listed="${listed:+$listed, }\"/replica/$i\""
     sleep 1  # the port is taken before the next one is chosen
   done
   for i in $(seq 1 "$n"); do
@@ -100,7 +104,8 @@ $servers    keepalive 64;
       proxy_set_header Host \$host;
       proxy_next_upstream error timeout http_502 http_503;
     }
-  }
+    location = /replicas { default_type application/json; return 200 '{"replicas": [$listed]}'; }
+$routes  }
 }
 NGINX
   start_group nginx "$nginx" -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR/nginx" -g "daemon off;"
@@ -120,6 +125,8 @@ case "${1:-}" in
       start_group airflow airflow standalone
     fi
     wait_http "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 180 "Airflow" airflow
+    # the generated admin password: readable by its owner only (the api-server writes it world-readable)
+    chmod 600 "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" 2> /dev/null || true
     echo "Airflow UI: http://127.0.0.1:$AIRFLOW__API__PORT  (user admin, password in"
     echo "  $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
     ;;

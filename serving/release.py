@@ -36,10 +36,24 @@ def build_bento(model_tag: str, churn_model_tag: str) -> str:
     return result.stdout.strip().split("__tag__:")[-1]
 
 
+def replica_urls(url: str, token: str | None = None) -> list[str]:
+    """The URLs that reach each server behind ``url``: the replicas nginx lists at ``/replicas`` (``make serve``
+    with replicas, docs/serving-api.md), else ``url`` itself (one server answers 404 there)."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = url.rstrip("/")
+    response = requests.get(f"{base}/replicas", headers=headers, timeout=10)
+    if response.status_code == 200 and response.headers.get("content-type", "").startswith("application/json"):
+        return [base + path for path in response.json()["replicas"]]
+    return [base]
+
+
 def check_serving(champion: str, bento: str) -> dict:
-    """Wait until the running server (``SERVE_URL``) serves ``champion``: it follows the registry and swaps
-    models without downtime, and raises when the server could not load it (the previous model keeps
-    serving). Without SERVE_URL nothing runs to check (``make serve`` starts the champion)."""
+    """Wait until the running server (``SERVE_URL``) serves ``champion``, every replica of it when nginx
+    fronts several: each follows the registry and swaps models without downtime, and this raises when one
+    could not load it (the previous model keeps serving there). Without SERVE_URL nothing runs to check
+    (``make serve`` starts the champion)."""
     config = settings.get()
     if not config.serve_url:
         logging.getLogger(__name__).info(
@@ -47,5 +61,12 @@ def check_serving(champion: str, bento: str) -> dict:
         )
         return {"bento": bento, "champion": champion, "checked": False}
     token = config.serve_api_token.get_secret_value() if config.serve_api_token is not None else None
-    state = wait_until_serving(config.serve_url, champion, config.deploy_timeout_seconds, token)
-    return {"bento": bento, "champion": champion, "checked": True, "deployed_at": state["deployed_at"]}
+    urls = replica_urls(config.serve_url, token)
+    states = [wait_until_serving(url, champion, config.deploy_timeout_seconds, token) for url in urls]
+    return {
+        "bento": bento,
+        "champion": champion,
+        "checked": True,
+        "servers_checked": len(urls),
+        "deployed_at": max(state["deployed_at"] for state in states),
+    }

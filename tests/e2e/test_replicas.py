@@ -1,6 +1,7 @@
 """End to end: ``make serve REPLICAS=2`` (``infra/services.sh serve`` with ``SERVE_REPLICAS``) on the stack's bento:
 two one-worker ``bentoml serve`` replicas behind nginx. Concurrent requests through nginx reach both replicas;
-when one replica stops, nginx sends every request to the other; ``stop serve`` leaves nothing running."""
+``/replicas`` lists a route to each, through which the deploy check finds each serving the model; when one
+replica stops, nginx sends every request to the other; ``stop serve`` leaves nothing running."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ def recommend_requests_served(url: str) -> float:
     return sum(float(n) for n in re.findall(r'request_total\{[^}]*endpoint="/recommend"[^}]*\} ([0-9.e+]+)', text))
 
 
-def test_replicas_behind_nginx_share_the_load_and_outlive_one_replica(stack):
+def test_replicas_behind_nginx_share_the_load_and_outlive_one_replica(stack, served):
+    from serving.deployment import wait_until_serving
+    from serving.release import replica_urls
+
     env, _ = stack
+    served_url = served
     port = free_port()
     serve_env = {**env, "SERVE_REPLICAS": "2", "SERVE_PORT": str(port)}
     run_dir = Path(env["DECAY_STATE_DIR"]) / "run"
@@ -52,6 +57,14 @@ def test_replicas_behind_nginx_share_the_load_and_outlive_one_replica(stack):
         # least_conn spreads the concurrent requests over both
         served = [recommend_requests_served(f"http://127.0.0.1:{p}") for p in replica_ports]
         assert sum(served) == 200 and min(served) >= 40, served
+
+        # /replicas lists a route to each replica: the deploy task checks every one serves the champion
+        urls = replica_urls(url)
+        assert urls == [f"{url}/replica/1", f"{url}/replica/2"]
+        assert [recommend_requests_served(u) for u in urls] == served
+        model = requests.post(f"{url}/recommend", json={"user_id": "u1", "k": 1}, timeout=30).json()["model"]
+        assert [wait_until_serving(u, model, timeout_seconds=30)["model"] for u in urls] == [model, model]
+        assert replica_urls(served_url) == [served_url]  # one server: itself
 
         os.killpg(int(replica_pids[0].read_text()), signal.SIGTERM)  # one replica goes away
         deadline = time.monotonic() + 60
