@@ -40,13 +40,25 @@ if [ -z "${PSEUDONYM_KEY:-}" ]; then
   if is_local_cluster; then
     _key_file="$(dirname "$PGDATA")/pseudonym.key"
     [ -s "$_key_file" ] || [ ! -s "$DECAY_STATE_DIR/pseudonym.key" ] ||
-      { mkdir -p "$(dirname "$_key_file")" && mv "$DECAY_STATE_DIR/pseudonym.key" "$_key_file"; }
+      { mkdir -p "$(dirname "$_key_file")" && chmod 600 "$DECAY_STATE_DIR/pseudonym.key" &&
+        mv "$DECAY_STATE_DIR/pseudonym.key" "$_key_file"; }
   else
     _key_file="$DECAY_STATE_DIR/pseudonym.key"
   fi
   if [ ! -s "$_key_file" ]; then
     mkdir -p "$(dirname "$_key_file")"
     (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$_key_file")
+  fi
+  # The path is predictable (the cluster's folder may be in a shared temporary dir): use only a key file this
+  # user owns and no one else can read or write, never one another user could have planted or read. (Run as
+  # root, infra/postgres.sh used to give the cluster's folder, key included, to the server's account
+  # "postgres", which is trusted with the data anyway: such a key is taken back.)
+  if [ "$(id -u)" = 0 ] && [ "$(stat -c %U "$_key_file")" = postgres ]; then chown root:root "$_key_file"; fi
+  if [ "$(stat -c %u "$_key_file")" != "$(id -u)" ] || [ $((8#$(stat -c %a "$_key_file") & 8#077)) != 0 ]; then
+    echo "refusing the pseudonym key $_key_file: it must belong to $(id -un) with mode 0600" \
+      "(it is $(stat -c '%U, mode %a' "$_key_file")); remove it if you did not create it, or fix it" >&2
+    unset _key_file
+    return 1 2> /dev/null || exit 1
   fi
   PSEUDONYM_KEY=$(cat "$_key_file")
   unset _key_file
@@ -67,6 +79,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-2}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"  # the UI and API on loopback (Airflow's default: every interface)
 # Task processes report to the API server's execution API: it must follow the API port.
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://127.0.0.1:$AIRFLOW__API__PORT/execution/}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"

@@ -19,7 +19,8 @@ start() {
   [ -x "$PGBIN/pg_ctl" ] || { echo "PostgreSQL server binaries not found (apt-get install -y postgresql)"; exit 1; }
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     mkdir -p "$PGDATA"
-    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$(dirname "$PGDATA")"
+    # the server's account owns its data dir, not the folder's other files (the pseudonym key stays root's)
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$(dirname "$PGDATA")" && chown -R postgres:postgres "$PGDATA"
     as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     echo "initialised cluster in $PGDATA"
   fi

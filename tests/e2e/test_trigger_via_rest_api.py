@@ -107,3 +107,18 @@ def test_a_refit_run_through_the_rest_api_equals_a_full_refresh_with_its_paramet
         f"{url}/api/v2/dags/interest_pipeline/dagRuns/{run_id}/taskInstances/train", timeout=30
     ).json()["state"]
     assert train_state == ("success" if drifted else "skipped")
+
+
+def test_the_airflow_ui_listens_on_loopback_and_its_password_file_is_private(airflow_ui):
+    """`make airflow` binds the UI and API to 127.0.0.1 (AIRFLOW__API__HOST; Airflow's own default is every
+    interface) and leaves the generated admin password readable by its owner only."""
+    import psutil
+
+    env, url = airflow_ui
+    port = int(url.rsplit(":", 1)[1])
+    listening = {
+        c.laddr.ip for c in psutil.net_connections(kind="inet") if c.status == "LISTEN" and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}
+    passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    assert passwords.stat().st_mode & 0o777 == 0o600

@@ -67,3 +67,22 @@ def test_env_sh_keeps_the_key_in_the_state_dir_for_another_server(tmp_path):
     key = _key_from_env_sh(tmp_path, PGHOST="db.example.org")
     assert (tmp_path / "state" / "pseudonym.key").read_text() == key
     assert not (tmp_path / "cluster").exists()
+
+
+def test_env_sh_refuses_a_key_file_others_could_read_or_have_planted(tmp_path):
+    """The key's path is predictable: a key file readable by others, or owned by another user, is refused
+    with a sentence saying why (sourcing env.sh fails), never used."""
+    import os
+
+    key_file = tmp_path / "cluster" / "pseudonym.key"
+    key = _key_from_env_sh(tmp_path)
+    key_file.chmod(0o644)
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        _key_from_env_sh(tmp_path)
+    assert "refusing the pseudonym key" in refused.value.stderr and "mode 0600" in refused.value.stderr
+    key_file.chmod(0o600)
+    assert _key_from_env_sh(tmp_path) == key
+    if os.geteuid() == 0:  # as root (CI): a file of another user, mode 0600, is refused too
+        os.chown(key_file, 65534, -1)
+        with pytest.raises(subprocess.CalledProcessError, match=""):
+            _key_from_env_sh(tmp_path)
