@@ -73,7 +73,8 @@ def _days(n: float) -> str:
 
 def item_reason(state, now: dt.datetime) -> str:
     """What drove a candidate, from its state row (``served_ranker.Ranked.state``): the user's own history with it
-    (purchase days, usual gap, how long ago) or, for an item new to them, its recent buyers."""
+    (purchase days, usual gap, how long ago) or, for an item new to them, similar shoppers' choice of it
+    (``models.pipeline.neighbours``) and its recent buyers."""
     if state is None:
         return "popular recently"
     if state["in_history"]:
@@ -83,7 +84,13 @@ def item_reason(state, now: dt.datetime) -> str:
                 reason += f", usually every {state['gap_median']:.0f} days"
             return reason + f", last {ago(now - utc(state['target_last_ts']))} ago"
         return f"seen on {_days(state['item_days'])}, last {ago(now - utc(state['last_ts']))} ago"
-    return f"new to the user, popular: {state['sum_pop_30']:.0f} users lately (each weighted by 0.5^(days ago / 30))"
+    popular = f"popular: {state['sum_pop_30']:.0f} users lately (each weighted by 0.5^(days ago / 30))"
+    if state.get("neighbours", 0.0) > 0:
+        return (
+            f"new to the user: shoppers with baskets like theirs chose it lately (neighbour signal "
+            f"{state['neighbours']:.3g}); {popular}"
+        )
+    return f"new to the user, {popular}"
 
 
 def category_interest_now(row: dict, now: dt.datetime) -> dict[str, float]:

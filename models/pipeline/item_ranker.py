@@ -90,6 +90,7 @@ class RankerConfig:
     step_days: float = 10  # days between the windows' ends
     window_days: float = 30  # days each label window spans
     candidates: int = 50  # popular items added to each user's history items
+    neighbours: int = 200  # similar shoppers behind the neighbour signal (models.pipeline.neighbours)
     popularity_days: float = 30  # fallback order of the items that are no candidate
     seed: int = 0
 
@@ -111,7 +112,7 @@ def labelled_rows(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, 
     """Candidate signals at ``start`` of the users who bought in [start, end), with ``relevant`` (0/1)."""
     types = ranking.target_types(events)
     split = ranking.make_split(events, start, end, types)
-    rows = candidate_signals(split.train.events, start, split.users, cfg.candidates, types)
+    rows = candidate_signals(split.train.events, start, split.users, cfg.candidates, types, cfg.neighbours)
     wanted = pd.MultiIndex.from_tuples(
         [(u, i) for u, items in zip(split.users, split.relevant) for i in items], names=["user_id", "item_id"]
     )

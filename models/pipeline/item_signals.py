@@ -27,7 +27,9 @@ first event of a UTC day, 0.5^(age / h) its decayed weight):
 - the item: ``item_age_last_sale`` (days since its last event by anyone), ``pop_7`` / ``pop_30`` / ``pop_90`` /
   ``pop_365`` (its users, each weighing 0.5^(age of their last event on it / h) for h = 7, 30, 90, 365 days: a
   decayed count of distinct users), ``trend`` ((pop_30 + 1) / (pop_90 + 3)), ``gap_median`` (median days
-  between a user's target days on it; 400 when no user bought it twice) and ``gap_known``.
+  between a user's target days on it; 400 when no user bought it twice) and ``gap_known``;
+- shoppers like the user: ``neighbours`` (the mean weight of the item in the vectors of the user's 200 most
+  similar shoppers, ``models.pipeline.neighbours``; it does not change with the clock).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from interest_decay.online import item_state
+from models.pipeline.neighbours import DEFAULT_K, Neighbourhood
 
 DAY = pd.Timedelta(days=1)
 NO_EVENT_DAYS = 1000.0  # the age of an event that never happened
@@ -60,7 +63,8 @@ PAIR_SIGNALS = (
 USER_SIGNALS = ("user_days", "user_age_last", "user_items")
 CATEGORY_SIGNALS = ("category_days", "category_days_30", "category_share", "category_age_last")
 ITEM_SIGNALS = ("item_age_last_sale", *(f"pop_{d}" for d in POPULARITY_WINDOWS), "trend", "gap_median", "gap_known")
-SIGNALS = PAIR_SIGNALS + USER_SIGNALS + CATEGORY_SIGNALS + ITEM_SIGNALS
+NEIGHBOUR_SIGNALS = ("neighbours",)
+SIGNALS = PAIR_SIGNALS + USER_SIGNALS + CATEGORY_SIGNALS + ITEM_SIGNALS + NEIGHBOUR_SIGNALS
 LOG_SIGNALS = frozenset(
     {"item_days", "item_events", "target_days", "item_days_30", "item_days_90", "age_last", "age_first", "overdue"}
     | set(USER_SIGNALS)
@@ -184,10 +188,12 @@ def assemble_state(
     popular: Sequence[str],
     as_of: pd.Timestamp,
     items_as_of: pd.Timestamp,
+    neighbourhood: Neighbourhood,
 ) -> pd.DataFrame:
     """The state of each candidate (user, item): the user's items of ``pairs`` the item table knows, then the
-    ``popular`` items they have no event on; the user-side tables hold at ``as_of``, ``items`` at ``items_as_of``.
-    Offline (``signal_state``) and online (``models.pipeline.served_ranker``) both build the rows here."""
+    ``popular`` items they have no event on; the user-side tables hold at ``as_of``, ``items`` and the
+    ``neighbourhood``'s population at ``items_as_of``. Offline (``signal_state``) and online
+    (``models.pipeline.served_ranker``) both build the rows here."""
     pairs = pairs[pairs["item_id"].isin(items.index)].assign(in_history=1.0)
     known = users.index[users.index.isin(pairs["user_id"].unique())]
     fresh = pd.MultiIndex.from_product([known, pd.Index(popular)], names=["user_id", "item_id"])
@@ -198,7 +204,9 @@ def assemble_state(
     zeros = ("item_days", "item_events", "target_days", "sum_item_days_30", "sum_item_days_90", "category_days")
     rows = rows.fillna({name: 0.0 for name in (*zeros, "sum_category_days_30")})
     rows["as_of"], rows["items_as_of"] = as_of, items_as_of
-    return rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+    rows = rows.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+    rows["neighbours"] = neighbourhood.scores(pairs, rows)
+    return rows
 
 
 def signal_state(
@@ -207,21 +215,29 @@ def signal_state(
     users: Sequence[str] | None = None,
     candidates: int = 50,
     target_types: Sequence[str] = ("purchase",),
+    neighbours: int = DEFAULT_K,
 ) -> pd.DataFrame:
     """The state of each candidate (user, item) at ``as_of`` from the events before it, for ``users`` (default:
     every user of ``events``): each user's history items plus the ``candidates`` items most popular (decayed
-    distinct buyers, 30-day half-life) at ``as_of``. ``signals_at`` turns it into the signals at any later instant
-    (popularity decays alike for every item, so the candidates stay the same)."""
+    distinct buyers, 30-day half-life) at ``as_of``, their ``neighbours`` most similar shoppers among every user
+    of ``events``. ``signals_at`` turns it into the signals at any later instant (popularity decays alike for
+    every item, so the candidates stay the same)."""
     items = item_table(events, as_of, target_types)
-    mine = events if users is None else events[events["user_id"].isin(set(users))]
+    everyone = pair_table(events, as_of, target_types)
+    if users is None:
+        mine, pairs = events, everyone
+    else:
+        wanted = set(users)
+        mine, pairs = events[events["user_id"].isin(wanted)], everyone[everyone["user_id"].isin(wanted)]
     return assemble_state(
-        pair_table(mine, as_of, target_types),
+        pairs,
         user_table(mine, as_of),
         category_table(mine, as_of),
         items,
         popular_items(items, candidates),
         as_of,
         as_of,
+        Neighbourhood.build(everyone, items.index, neighbours),
     )
 
 
@@ -238,11 +254,8 @@ def signals_at(state: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
             rows[signal] = state[column] * _decayed(elapsed, half_life)
     for column in ("item_days", "item_events", "target_days", "user_days", "user_items", "category_days"):
         rows[column] = state[column]
-    rows["in_history"], rows["gap_median"], rows["gap_known"] = (
-        state["in_history"],
-        state["gap_median"],
-        state["gap_known"],
-    )
+    for column in ("in_history", "gap_median", "gap_known", "neighbours"):
+        rows[column] = state[column]
     rows["share"] = rows["item_days"] / rows["user_days"]
     rows["category_share"] = rows["category_days"] / rows["user_days"]
     rows["trend"] = (rows["pop_30"] + 1) / (rows["pop_90"] + 3)
@@ -259,6 +272,7 @@ def candidate_signals(
     users: Sequence[str] | None = None,
     candidates: int = 50,
     target_types: Sequence[str] = ("purchase",),
+    neighbours: int = DEFAULT_K,
 ) -> pd.DataFrame:
     """The signals of each candidate at ``cutoff`` from the events before it (``signal_state`` at ``cutoff``)."""
-    return signals_at(signal_state(events, cutoff, users, candidates, target_types), cutoff)
+    return signals_at(signal_state(events, cutoff, users, candidates, target_types, neighbours), cutoff)

@@ -38,6 +38,7 @@ from models.pipeline.item_signals import (
     signals_at,
     user_table,
 )
+from models.pipeline.neighbours import WEIGHT, Neighbourhood
 
 DAY = pd.Timedelta(days=1)
 KIND = "item_ranker"
@@ -61,6 +62,7 @@ class RankerPackage:
     popular: list[str]  # the candidates every user gets besides their own items
     fallback: pd.Series  # recent popularity share in [0, 1] per item, highest first: the order of non-candidates
     target_types: list[str]
+    neighbourhood: Neighbourhood  # every user's vector at items_as_of: the population of the neighbour signal
 
     @classmethod
     def build(cls, model: ItemRanker, events: pd.DataFrame, as_of: pd.Timestamp, cfg: RankerConfig, target_types):
@@ -70,7 +72,9 @@ class RankerPackage:
         recent = events[events["ts"] >= as_of - cfg.popularity_days * DAY]["item_id"].value_counts()
         counts = recent.reindex(items.index, fill_value=0).astype(float)
         fallback = (counts / max(counts.max(), 1.0)).sort_values(ascending=False, kind="stable")
-        return cls(model, items, as_of, list(popular_items(items, cfg.candidates)), fallback, list(target_types))
+        population = Neighbourhood.build(pair_table(events, as_of, target_types), items.index, cfg.neighbours)
+        popular = list(popular_items(items, cfg.candidates))
+        return cls(model, items, as_of, popular, fallback, list(target_types), population)
 
     def user_tables(self, events: pd.DataFrame, as_of: pd.Timestamp, users=None):
         """(pairs, users, categories) of ``users`` (default all) from ``events`` before ``as_of`` (offline)."""
@@ -97,7 +101,9 @@ class RankerPackage:
         candidates by the model's score (ties by recent popularity), then the other items by recent popularity.
         ``allowed`` (item id -> bool) leaves items out; ``explain`` keeps each candidate's state row. Users without a
         state get nothing here (the caller's fallback)."""
-        state = assemble_state(pairs, users, categories, self.items, self.popular, as_of, self.items_as_of)
+        state = assemble_state(
+            pairs, users, categories, self.items, self.popular, as_of, self.items_as_of, self.neighbourhood
+        )
         if allowed is not None:
             state = state[[allowed(item) for item in state["item_id"]]]
         rows = signals_at(state, t)
@@ -152,6 +158,8 @@ class RankerPackage:
         if allowed is not None:
             keep = np.array([allowed(fast["ids"][c]) for c in candidates], dtype=bool)
             candidates, state = candidates[keep], {f: v[keep] for f, v in state.items()}
+        weights = np.asarray(row[WEIGHT], dtype=float)[mine]
+        state["neighbours"] = self.neighbourhood.scores_one(row.get("user_id"), history, weights, candidates)
         where = {c: j for j, c in enumerate(row["user_category_ids"] or [])}
         slot = np.array([where.get(c, -1) for c in fast["category"][candidates]], dtype=np.int64)
         known = slot >= 0
@@ -172,7 +180,7 @@ class RankerPackage:
                 signals[signal] = state[column] * np.exp2(-((t_s - clock) / 86400.0) / half_life)
         for field in ("item_days", "item_events", "target_days", "user_days", "user_items", "category_days"):
             signals[field] = state[field]
-        for field in ("in_history", "gap_median", "gap_known"):
+        for field in ("in_history", "gap_median", "gap_known", "neighbours"):
             signals[field] = state[field]
         signals["share"] = signals["item_days"] / signals["user_days"]
         signals["category_share"] = signals["category_days"] / signals["user_days"]
@@ -191,7 +199,10 @@ class RankerPackage:
                 fast["category"][candidates[j]],
                 float(scores[j]),
                 {
-                    **{f: float(state[f][j]) for f in ("in_history", "item_days", "target_days", "gap_known")},
+                    **{
+                        f: float(state[f][j])
+                        for f in ("in_history", "item_days", "target_days", "gap_known", "neighbours")
+                    },
                     "gap_median": float(state["gap_median"][j]),
                     "last_ts": float(state["last_ts"][j]),  # epoch seconds (NaN: none)
                     "target_last_ts": float(state["target_last_ts"][j]),
@@ -252,12 +263,14 @@ class RankerPackage:
         directory = Path(directory)
         self.model.save(directory)
         self.items.to_parquet(directory / "items.parquet")
+        self.neighbourhood.save(directory)
         meta = {
             "kind": KIND,
             "items_as_of": self.items_as_of.isoformat(),
             "popular": self.popular,
             "fallback": {"items": self.fallback.index.tolist(), "share": self.fallback.tolist()},
             "target_types": self.target_types,
+            "neighbours": self.neighbourhood.k,
         }
         (directory / "ranker.json").write_text(json.dumps(meta))
 
@@ -274,6 +287,7 @@ class RankerPackage:
             meta["popular"],
             fallback,
             meta["target_types"],
+            Neighbourhood.load(directory, items.index, meta["neighbours"]),
         )
 
     @staticmethod

@@ -32,6 +32,7 @@ from models.harness.metrics import evaluate_rankings
 from models.pipeline.comparison import SERVED, compare, harness_events
 from models.pipeline.data import Vocabulary, Windows, load_events
 from models.pipeline.item_ranker import ItemRanker, RankerConfig, fit_item_ranker
+from models.pipeline.item_signals import SIGNALS
 from models.pipeline.registry import git_commit
 from models.pipeline.served_ranker import KIND, RankerPackage
 
@@ -199,11 +200,15 @@ def registry_champion() -> str | None:
 
 def champion_ranker(tag: str) -> ItemRanker | None:
     """The champion's model, to be measured on this run's window with this run's item side; None when the
-    champion is not an item ranker (a model of a retired kind: the gate then has the baselines only)."""
+    champion is not an item ranker or reads other signals (a retired kind or version: the gate then has the
+    baselines only)."""
     import bentoml
 
     path = Path(bentoml.models.get(tag).path)
-    return ItemRanker.load(path) if RankerPackage.is_package(path) else None
+    if not RankerPackage.is_package(path):
+        return None
+    model = ItemRanker.load(path)
+    return model if model.hparams["n_signals"] == len(SIGNALS) else None  # other signals: a retired version
 
 
 def decide_promotion(tag: str, harness: dict, incumbent_tag: str | None, cfg: dict) -> dict:
@@ -234,7 +239,7 @@ def decide_promotion(tag: str, harness: dict, incumbent_tag: str | None, cfg: di
         reasons.append(f"{why_champion} against the champion {incumbent_tag}")
         incumbent, incumbent_metrics = incumbent_tag, methods[CHAMPION]
     elif incumbent_tag is not None:
-        reasons.append(f"the champion {incumbent_tag} is no item ranker: not measured")
+        reasons.append(f"the champion {incumbent_tag} is no item ranker of these signals: not measured")
     if promote:
         registry.promote(tag, "; ".join(reasons))
     return {

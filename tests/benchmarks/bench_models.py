@@ -115,7 +115,7 @@ def item_ranker(split, calls: int) -> dict:
     gain = ranking.relative_gain(ndcg, floor, ranking.bootstrap_indices(len(split.users)))
     package, cutoff = ranker.package, split.train.cutoff
     tables = package.user_tables(split.train.events, cutoff, [split.users[0]])
-    state = assemble_state(*tables, package.items, package.popular, cutoff, cutoff)
+    state = assemble_state(*tables, package.items, package.popular, cutoff, cutoff, package.neighbourhood)
     rows = signals_at(state, cutoff)
     signals = torch.as_tensor(rows[list(SIGNALS)].to_numpy(np.float32))
     columns = torch.as_tensor(package.fallback.index.get_indexer(rows["item_id"]))

@@ -13,6 +13,7 @@ from interest_decay.events.ingest import ingest
 from interest_decay.events.synthetic import write_events
 from interest_decay.online.item_state import ROW_FIELDS, fold_item_events, tables_from_rows
 from models.pipeline import item_signals
+from models.pipeline.neighbours import Neighbourhood
 from tests.conftest import dbt, stack_env, staged_events
 
 pytestmark = pytest.mark.postgres
@@ -88,12 +89,14 @@ def test_signals_from_the_mart_moved_later_equal_the_signals_recomputed_there(st
     events, rows = stack
     as_of, later = pd.Timestamp(AS_OF), pd.Timestamp(AS_OF) + pd.Timedelta(hours=37.5)
     items = item_signals.item_table(events, as_of, ["purchase"])
+    population = Neighbourhood.build(item_signals.pair_table(events, as_of, ["purchase"]), items.index)
     state = item_signals.assemble_state(
-        *tables_from_rows(rows), items, item_signals.popular_items(items, 5), as_of, as_of
+        *tables_from_rows(rows), items, item_signals.popular_items(items, 5), as_of, as_of, population
     )
     got = item_signals.signals_at(state, later)
     want = item_signals.candidate_signals(events, later, candidates=5)
     assert_same(got, want, ["user_id", "item_id"])
+    assert (want["neighbours"] > 0).mean() > 0.5  # the neighbour signal is there, not zeros compared with zeros
 
 
 def test_live_events_folded_into_the_mart_rows_equal_the_tables_recomputed_with_them(stack):

@@ -45,11 +45,17 @@ def test_half_life_of_the_strongest_kind_and_nan_kinds_skipped():
 
 
 def package() -> RankerPackage:
-    """Random weights; the item side: i1 bought by u every 10 days, i2 viewed, i3 bought by others."""
+    """Random weights; the item side: i1 bought by u every 10 days, i2 viewed, i3 bought by others (one of them, w,
+    bought i1 too: u's neighbour), i4 bought by one stranger."""
     day = pd.Timestamp("2026-11-01", tz="UTC")
     rows = [("u", "i1", "a", "purchase", day + pd.Timedelta(days=d)) for d in (0, 10, 20)]
     rows += [("u", "i2", "a", "view", day + pd.Timedelta(days=25))]
-    rows += [(f"v{n}", "i3", "b", "purchase", day + pd.Timedelta(days=30)) for n in range(4)]
+    rows += [(f"v{n}", "i3", "b", "purchase", day + pd.Timedelta(days=30)) for n in range(3)]
+    rows += [
+        ("w", "i1", "a", "purchase", day + pd.Timedelta(days=2)),
+        ("w", "i3", "b", "purchase", day + pd.Timedelta(days=30)),
+    ]
+    rows += [("x", "i4", "b", "purchase", day + pd.Timedelta(days=29))]
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "event_type", "ts"])
     torch.manual_seed(0)
     return RankerPackage.build(ItemRanker().eval(), events, pd.Timestamp(NOW), RankerConfig(), ["purchase"]), events
@@ -61,23 +67,26 @@ def online_row(events: pd.DataFrame, user: str) -> dict:
         None,
         zip(mine["item_id"], mine["category_id"], mine["event_type"], list(mine["ts"])),
         NOW - dt.timedelta(hours=1),
-    )
+    ) | {"user_id": user}
 
 
 def test_a_users_ranking_from_the_online_row_equals_the_offline_one_and_explains_each_item():
     served, events = package()
     row = online_row(events, "u")
-    online = rank_user(served, row, NOW, 3, None)
-    offline = served.rank(*served.user_tables(events, pd.Timestamp(NOW)), pd.Timestamp(NOW), pd.Timestamp(NOW), 3)
+    online = rank_user(served, row, NOW, 4, None)
+    offline = served.rank(*served.user_tables(events, pd.Timestamp(NOW)), pd.Timestamp(NOW), pd.Timestamp(NOW), 4)
     assert [r.item_id for r in online] == [r.item_id for r in offline["u"]]
     # the signals agree to 1e-9 (tests/integration/test_item_signal_sql.py); the model computes in float32
     assert np.allclose([r.score for r in online], [r.score for r in offline["u"]], rtol=1e-6)
     reasons = {r.item_id: item_reason(r.state, NOW) for r in online}
     assert reasons["i1"].startswith("bought on 3 days, usually every 10 days, last 15.5 days ago")
     assert reasons["i2"] == "seen on 1 day, last 10.5 days ago"
-    assert (
-        reasons["i3"].startswith("new to the user, popular: 4 users lately")
-        and item_reason(None, NOW) == "popular recently"
+    # w shares i1 with u: i3 comes with the neighbour signal (w's unit weight on it, over k = 200 slots)
+    assert reasons["i3"].startswith(
+        "new to the user: shoppers with baskets like theirs chose it lately (neighbour signal 0.00389)"
+    )
+    assert reasons["i4"].startswith("new to the user, popular: 1 users lately") and item_reason(None, NOW) == (
+        "popular recently"
     )
 
 
@@ -87,12 +96,12 @@ def test_an_item_the_model_never_saw_is_left_out_and_no_score_is_nan():
     row = fold_item_events(row, [("brand-new", "a", "purchase", NOW - dt.timedelta(minutes=5))], NOW)
     ranked = rank_user(served, row, NOW, 10, None)
     assert [r.item_id for r in ranked][:3] != [] and "brand-new" not in {r.item_id for r in ranked}
-    assert len(ranked) == 3 and all(math.isfinite(r.score) for r in ranked)
+    assert len(ranked) == 4 and all(math.isfinite(r.score) for r in ranked)
 
 
 def test_explanations_add_the_category_interest_share_and_half_life():
     served, events = package()
-    ranked = rank_user(served, online_row(events, "u"), NOW, 3, None)
+    ranked = rank_user(served, online_row(events, "u"), NOW, 4, None)
     row = {  # a's interest 6 three days ago (half-life 3 days: 3 now), b's 1, held (NaN: not exponential)
         "kind_category_ids": ["a", "b"],
         "kind_scores": [6.0, 1.0],

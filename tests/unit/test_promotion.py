@@ -43,7 +43,7 @@ def test_a_challenger_must_beat_the_champion_too():
 def test_a_champion_that_could_not_be_measured_is_named_and_the_baselines_decide():
     registry.promote("old:1", "first")
     result = decide_promotion("m:2", harness(0.35, history=0.31), "old:1", CFG)
-    assert result["promoted"] and "old:1 is no item ranker: not measured" in result["reason"]
+    assert result["promoted"] and "old:1 is no item ranker of these signals: not measured" in result["reason"]
 
 
 def test_a_window_without_users_promotes_nothing():

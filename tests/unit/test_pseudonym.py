@@ -84,5 +84,6 @@ def test_env_sh_refuses_a_key_file_others_could_read_or_have_planted(tmp_path):
     assert _key_from_env_sh(tmp_path) == key
     if os.geteuid() == 0:  # as root (CI): a file of another user, mode 0600, is refused too
         os.chown(key_file, 65534, -1)
-        with pytest.raises(subprocess.CalledProcessError, match=""):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
             _key_from_env_sh(tmp_path)
+        assert "refusing the pseudonym key" in refused.value.stderr

@@ -28,10 +28,15 @@ def shop():
 
 
 def rows_of(events: pd.DataFrame, at: dt.datetime) -> dict:
+    """Each user's online row at ``at`` (as the service reads it: with its user_id, which the neighbour signal
+    leaves out of the user's neighbours)."""
     return {
-        user: fold_item_events(
-            None, zip(group["item_id"], group["category_id"], group["event_type"], list(group["ts"])), at
-        )
+        user: {
+            "user_id": user,
+            **fold_item_events(
+                None, zip(group["item_id"], group["category_id"], group["event_type"], list(group["ts"])), at
+            ),
+        }
         for user, group in events[events["ts"] < at].groupby("user_id")
     }
 
@@ -62,7 +67,7 @@ def test_filters_new_items_a_long_list_and_a_user_without_state(shop):
     user = sorted(rows)[5]
     row = fold_item_events(
         rows[user], [("never-seen", "c1", "purchase", AS_OF + dt.timedelta(hours=1))], AS_OF + dt.timedelta(hours=2)
-    )
+    ) | {"user_id": user}
     t = pd.Timestamp(AS_OF) + pd.Timedelta(hours=3)
     category = package.items["category_id"].iloc[0]
 
