@@ -8,6 +8,7 @@ DEMO_SEED ?= 0
 EVENTS ?=
 DATASET ?= project
 METHODS ?=
+PROTOCOL ?=
 EVALUATE_ARGS ?=
 PYTEST_ARGS ?=
 REPLICAS ?=
@@ -92,9 +93,9 @@ push: venv postgres online-store ## Push an events file as live events to the on
 	@test -n "$(EVENTS)" || { echo "usage: make push EVENTS=path/to/events.(csv|parquet)"; exit 2; }
 	@$(ENV) python -m interest_decay.online.realtime $(EVENTS)
 
-evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao]
-	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b]"; exit 2; }
-	@$(ENV) python -m models.harness.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(EVALUATE_ARGS)
+evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao] [PROTOCOL=time|next-basket|loo]
+	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b] [PROTOCOL=time|next-basket|loo]"; exit 2; }
+	@$(ENV) python -m models.harness.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(EVALUATE_ARGS)
 
 rollback: venv ## Make the previous champion model champion again, rebuild the bento, restart serving if it runs
 	@$(ENV) tag=$$(python -m models.pipeline.registry rollback) && echo "champion is now $$tag" && mkdir -p "$$DECAY_STATE_DIR/logs" && \

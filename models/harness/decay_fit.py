@@ -37,6 +37,22 @@ FAMILIES = ("exponential", "logistic", "period")
 MAX_HALF_LIFE = decay.NO_DECAY_HALF_LIFE  # days; 0.5 ** (1 year / 1e5 days) = 0.9975, i.e. no decay
 LOG_HALF_LIFE = (math.log(1e-2), math.log(MAX_HALF_LIFE))
 LOG_K, LOG_L = (math.log(1e-3), math.log(1e3)), (math.log(1e-6), math.log(50.0))
+MIN_HALF_LIFE = math.exp(LOG_HALF_LIFE[0])  # days (~15 minutes)
+
+
+def bound_flag(half_life_days: float | None) -> str | None:
+    """Where a fitted half-life ends at a bound of its range (the data did not fix it there), or None: "lower
+    bound" (it fades at once: often a sign the family does not suit the data, e.g. nobody repeats anything) or
+    "upper bound" (no decay)."""
+    if half_life_days is None or half_life_days != half_life_days:
+        return None
+    if half_life_days <= MIN_HALF_LIFE * 1.01:
+        return "lower bound"
+    if half_life_days >= MAX_HALF_LIFE * 0.99:
+        return "upper bound"
+    return None
+
+
 CACHE_BYTES = 1 << 30  # training histories (12 bytes per basket and item) are kept across epochs up to this
 
 

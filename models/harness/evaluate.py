@@ -1,7 +1,8 @@
 """Offline comparison: baselines and the fitted decay model on one events file, under one time split.
 
 CLI: ``python -m models.harness.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
-[--out DIR] [--cutoff ISO] [--validation-cutoff ISO] [--seed N] [--methods a,b,...]`` (see ``--help``).
+[--protocol time|next-basket|loo] [--exclude-seen auto|on|off] [--out DIR] [--cutoff ISO] [--validation-cutoff ISO]
+[--seed N] [--methods a,b,...]`` (see ``--help``).
 
 Steps: read (raw datasets through ``interest_decay.events.adapters``) → clean as staging does (drops counted) →
 split at the test cutoff T and the validation cutoff V → per task (next item, next category) and method:
@@ -27,7 +28,7 @@ from interest_decay.events import adapters
 from interest_decay.events.schema import EventSchemaError
 from models.fitting.repeat_decay import RepeatRanker
 from models.harness import baselines, ranking
-from models.harness.decay_fit import DecayRanker
+from models.harness.decay_fit import DecayRanker, bound_flag
 from models.harness.evaluate_report import best_of_kind, method_table, write_outputs
 from models.harness.sequence import SequenceRanker
 from models.pipeline.registry import git_commit
@@ -42,6 +43,7 @@ class Method:
     factory: Callable[..., ranking.Ranker]  # keyword arguments from evaluate.yaml -> an unfitted ranker
     kind: str  # "baseline", "decay" (the fitted decay model), "repeat" (the
     # repeat-purchase family) or "model"
+    own_items: bool = False  # ranks only the user's own items (ties aside): not applicable when they are left out
 
 
 # Rankers compared, by the name evaluate.yaml configures them under. Register further models here
@@ -49,15 +51,15 @@ class Method:
 RANKERS: dict[str, Method] = {
     "popular_30d": Method(baselines.PopularRecent, "baseline"),
     "popular_all": Method(baselines.PopularAllTime, "baseline"),
-    "history": Method(baselines.UserHistory, "baseline"),
-    "history_decay": Method(baselines.UserHistory, "baseline"),
+    "history": Method(baselines.UserHistory, "baseline", own_items=True),
+    "history_decay": Method(baselines.UserHistory, "baseline", own_items=True),
     "item_knn": Method(baselines.ItemKNN, "baseline"),
-    "history_ties_30d": Method(baselines.HistoryRecentTies, "baseline"),
+    "history_ties_30d": Method(baselines.HistoryRecentTies, "baseline", own_items=True),
     "stan": Method(baselines.STAN, "baseline"),
     "decay_exponential": Method(DecayRanker, "decay"),
     "decay_logistic": Method(DecayRanker, "decay"),
     "decay_period": Method(DecayRanker, "decay"),
-    "repeat": Method(RepeatRanker, "repeat"),
+    "repeat": Method(RepeatRanker, "repeat", own_items=True),
     "sasrec": Method(SequenceRanker, "baseline"),
     "neural_decay": Method(SequenceRanker, "model"),
     "item_ranker": Method(ItemRankerMethod, "model"),
@@ -106,12 +108,12 @@ def grid_points(spec: dict) -> list[dict]:
     return [{**fixed, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
 
 
-def tune(method: Method, spec: dict, validation: ranking.Split) -> tuple[dict, list]:
+def tune(method: Method, spec: dict, validation: ranking.Split, exclude_seen: bool = False) -> tuple[dict, list]:
     """The grid point with the best validation NDCG@10 (first of equals), and every point's score."""
     scores = []
     for point in grid_points(spec):
         ranker = method.factory(**point).fit(validation.train)
-        scores.append((point, ranking.evaluate(ranker, validation).mean("ndcg@10")))
+        scores.append((point, ranking.evaluate(ranker, validation, exclude_seen=exclude_seen).mean("ndcg@10")))
     best = max(scores, key=lambda s: s[1])[0]
     return best, scores
 
@@ -129,26 +131,72 @@ def summarise(result: ranking.Result, split: ranking.Split, indices: np.ndarray,
     return out
 
 
+def task_splits(
+    events: pd.DataFrame, types: list[str], protocol: str, cutoffs: tuple, end: pd.Timestamp, cfg: dict
+) -> tuple[ranking.Split, ranking.Split]:
+    """(validation, test) of one task's events under ``protocol`` (``ranking.PROTOCOLS``): "time" (every target in
+    the window after the cutoff), "next-basket" (the first basket after it) or "loo" (leave-one-out by time)."""
+    if protocol == "loo":
+        return ranking.leave_one_out(events, types, cfg["loo"]["min_interactions"])
+    test_cutoff, validation_cutoff = cutoffs
+    validation = ranking.make_split(events, validation_cutoff, test_cutoff, types)
+    test = ranking.make_split(events, test_cutoff, end, types)
+    if protocol == "next-basket":
+        validation, test = (ranking.first_baskets(s, events, types) for s in (validation, test))
+    return validation, test
+
+
+def exclude_seen_rule(cfg: dict, repeats: float) -> tuple[bool, str]:
+    """Whether to leave each user's own items out of their ranking, and why: ``exclude_seen`` on / off, or auto:
+    on when the train repeat rate is below ``auto_exclude_below`` (a log where nobody does the same item twice,
+    such as ratings, has nothing to gain from ranking seen items)."""
+    setting, floor = cfg.get("exclude_seen", "auto"), cfg.get("auto_exclude_below", 0.01)
+    if setting == "auto":
+        on = repeats < floor
+        return on, f"auto: train repeat rate {repeats:.2%} {'<' if on else '>='} {floor:.0%}"
+    return bool(setting), f"set {'on' if setting else 'off'}"
+
+
 def run_task(
-    events: pd.DataFrame, target: str, cutoffs: tuple, end: pd.Timestamp, cfg: dict, names: list[str]
+    events: pd.DataFrame,
+    target: str,
+    cutoffs: tuple,
+    end: pd.Timestamp,
+    cfg: dict,
+    names: list[str],
+    protocol: str = "time",
 ) -> tuple[dict, dict]:
     """Tune, refit and test every method on one task; returns the task summary and the fitted test rankers."""
     from tqdm import tqdm
 
     task_events = ranking.retarget(events, target)
     types = ranking.target_types(events)
-    test_cutoff, validation_cutoff = cutoffs
-    validation = ranking.make_split(task_events, validation_cutoff, test_cutoff, types)
-    test = ranking.make_split(task_events, test_cutoff, end, types)
+    validation, test = task_splits(task_events, types, protocol, cutoffs, end, cfg)
+    if not len(validation.users) or not len(test.users):
+        raise ranking.NotEnoughEvents(
+            f"the {protocol} protocol leaves no {'validation' if not len(validation.users) else 'test'} user for "
+            f"next {target.removesuffix('_id')}"
+            + (
+                f": every user has fewer than {cfg['loo']['min_interactions']} target events (loo.min_interactions "
+                "in the config)"
+                if protocol == "loo"
+                else ": move the cutoffs (--cutoff, --validation-cutoff) so both windows hold targets"
+            )
+        )
     indices = ranking.bootstrap_indices(len(test.users), cfg["bootstrap_resamples"], cfg["seed"])
     categories = ranking.item_categories(events, test.train.items) if target == "item_id" else None
-    rows, results, fitted = {}, {}, {}
+    repeats = ranking.repeat_rate(test.train.events, types)
+    exclude, why = exclude_seen_rule(cfg, repeats)
+    rows, results, fitted, not_applicable = {}, {}, {}, {}
     for name in tqdm(names, desc=f"methods ({target})", unit="method"):
         method, spec = RANKERS[name], cfg["methods"].get(name, {})
+        if exclude and method.own_items:
+            not_applicable[name] = "ranks the user's own items, which are left out (exclude_seen)"
+            continue
         started = time.perf_counter()
-        best, scores = tune(method, spec, validation)
+        best, scores = tune(method, spec, validation, exclude)
         ranker = method.factory(**best).fit(test.train)
-        results[name] = ranking.evaluate(ranker, test)
+        results[name] = ranking.evaluate(ranker, test, exclude_seen=exclude)
         fitted[name] = ranker
         rows[name] = {
             "label": ranker.name,
@@ -164,6 +212,10 @@ def run_task(
         "target": target,
         "validation": validation.describe(),
         "test": test.describe(),
+        "repeat_rate": repeats,
+        "exclude_seen": exclude,
+        "exclude_seen_reason": why,
+        "not_applicable": not_applicable,
         "methods": rows,
         "gains": gains(rows, results, indices),
     }, fitted
@@ -197,6 +249,7 @@ def run(
     names: list[str],
     cutoff: pd.Timestamp | None = None,
     validation_cutoff: pd.Timestamp | None = None,
+    protocol: str = "time",
 ) -> dict:
     """Read, clean, split, compare, write the report; returns the summary written to evaluation.json."""
     import torch
@@ -219,11 +272,12 @@ def run(
     end = events["ts"].max() + pd.Timedelta(seconds=1)
     tasks, fitted = {}, {}
     for target in cfg["tasks"]:
-        tasks[target], fitted[target] = run_task(events, target, cutoffs, end, cfg, names)
+        tasks[target], fitted[target] = run_task(events, target, cutoffs, end, cfg, names, protocol)
     summary = {
         "inputs": [str(p) for p in paths],
         "dataset": dataset,
         "quality": quality,
+        "protocol": protocol,
         "cutoffs": {"test": str(cutoffs[0]), "validation": str(cutoffs[1]), "end": str(end)},
         "target_event_types": ranking.target_types(events),
         "tasks": tasks,
@@ -233,6 +287,14 @@ def run(
     }
     decay_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "decay"}
     summary["fitted_parameters"] = {n: r.half_life_table().to_dict("records") for n, r in decay_models.items()}
+    summary["fits_at_a_bound"] = {  # (category, event type) kinds whose half-life ended at a bound of its range
+        n: [
+            {key: row[key] for key in ("category_id", "event_type")} | {"bound": bound_flag(row["half_life_days"])}
+            for row in rows
+            if bound_flag(row["half_life_days"])
+        ]
+        for n, rows in summary["fitted_parameters"].items()
+    }
     repeat_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "repeat"}
     summary["repeat_parameters"] = {n: r.summary() for n, r in repeat_models.items()}
     summary["wall_seconds"] = time.perf_counter() - started
@@ -266,6 +328,21 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="validation cutoff V < T, ISO 8601 (default T − the test window, at most 31 days)",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=ranking.PROTOCOLS,
+        default="time",
+        help="time: every target in the window after the cutoff (default); next-basket: the user's first basket "
+        "after it; loo: leave-one-out by time (last interaction test, the one before validation); "
+        "docs/models-and-evaluation.md compares them",
+    )
+    parser.add_argument(
+        "--exclude-seen",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="leave each user's own train items out of their ranking (default: evaluate.yaml's exclude_seen, "
+        "auto: on when the train repeat rate is below 1%%)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: evaluate.yaml's)")
     parser.add_argument(
         "--methods", default=None, help=f"comma-separated methods (default all configured): {', '.join(RANKERS)}"
@@ -280,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config)
     if args.seed is not None:
         cfg["seed"] = args.seed
+    if args.exclude_seen is not None:
+        cfg["exclude_seen"] = {"auto": "auto", "on": True, "off": False}[args.exclude_seen]
     names = args.methods.split(",") if args.methods else [n for n in cfg["methods"] if n in RANKERS]
     unknown = [n for n in names if n not in RANKERS]
     if unknown:
@@ -287,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or settings.reports_dir() / "evaluate" / args.events[0].stem
     utc = [t if t is None or t.tzinfo else t.tz_localize("UTC") for t in (args.cutoff, args.validation_cutoff)]
     try:
-        summary = run(args.events, args.dataset, out, cfg, names, *utc)
+        summary = run(args.events, args.dataset, out, cfg, names, *utc, protocol=args.protocol)
     except (EventSchemaError, OSError, ranking.NotEnoughEvents) as error:  # a file that is no usable events
         parser.exit(2, f"error: {error}\n")
     if args.write_params:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from models.fitting import repeat_report
 from models.harness.decay_data import DAY_S
-from models.harness.decay_fit import DecayRanker
+from models.harness.decay_fit import DecayRanker, bound_flag
 
 
 def best_of_kind(task: dict, kind: str) -> str | None:
@@ -202,6 +202,7 @@ def gains_table(task: dict) -> str:
 def parameter_table(ranker: DecayRanker, n: int) -> str:
     """The global rows and the ``n`` (category, event type) rows with the most train events, as fitted."""
     table = ranker.half_life_table()
+    table["at a bound"] = [bound_flag(h) or "" for h in table["half_life_days"]]
     support = ranker.support.rename("train events").reset_index()
     table = table.merge(support, on=["category_id", "event_type"], how="left")
     shown = pd.concat(
@@ -215,12 +216,71 @@ def parameter_table(ranker: DecayRanker, n: int) -> str:
         "logistic_l",
         "period_weights",
         "train events",
+        "at a bound",
     ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in shown[columns].itertuples(index=False):
         cells = [_number(v) if v is None or isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def bound_text(at_bound: list[dict]) -> str:
+    """One sentence on the kinds whose fitted half-life ended at a bound of its range."""
+    if not at_bound:
+        return "No fitted half-life ends at a bound of its range."
+    counts = pd.Series([k["bound"] for k in at_bound]).value_counts()
+    return (
+        f"{len(at_bound)} kind(s) end at a bound of the half-life range ("
+        + ", ".join(f"{n} at the {bound}" for bound, n in counts.items())
+        + "): the data does not fix them there; at the lower bound the family fades at once (often: nobody repeats "
+        "what they did, so the decay model has nothing to decay and ranks like most-popular); at the upper bound "
+        "it does not decay."
+    )
+
+
+def repeat_text(task: dict) -> str:
+    """The task's repeat rate, whether users' own items were left out and why, and the methods that could not
+    run because of it."""
+    if "repeat_rate" not in task:
+        return ""
+    text = (
+        f"Repeat rate in train: {task['repeat_rate']:.1%} of target interactions repeat an item of an earlier day; "
+        f"users' own items {'left out of' if task['exclude_seen'] else 'kept in'} their rankings "
+        f"({task['exclude_seen_reason']})."
+    )
+    for name, why in task.get("not_applicable", {}).items():
+        text += f" `{name}`: not applicable ({why})."
+    return text
+
+
+def split_text(summary: dict, cut: dict) -> str:
+    """How the run split the data, in the words of its protocol (``ranking.PROTOCOLS``)."""
+    common = (
+        " Full ranking over the train catalogue, past items not excluded; ties by all-time train popularity, then "
+        "id. Hyperparameters and the best method of each kind are chosen on validation NDCG@10, then refitted on "
+        "the test split's train part; the test targets are used once."
+    )
+    protocol = summary.get("protocol", "time")
+    if protocol == "loo":
+        return (
+            "Protocol: leave-one-out by time (RecBole's). Each user's target events in time order: the last is the "
+            "test target, the one before it the validation target, the rest train; users with fewer than "
+            f"{summary['config']['loo']['min_interactions']} are left out. Relevant: the one target item." + common
+        )
+    window = (
+        f"Test: train before T = {cut['test']}, window [T, {cut['end']}). Validation: train before V = "
+        f"{cut['validation']}, window [V, T). Evaluated users have at least one train event and one target in the "
+        "window; relevant = "
+    )
+    if protocol == "next-basket":
+        return (
+            "Protocol: next basket. "
+            + window
+            + "the items of their first basket in the window (target events sharing its first timestamp)."
+            + common
+        )
+    return "Protocol: time window. " + window + "their distinct window targets." + common
 
 
 def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, repeat_models: dict | None = None) -> str:
@@ -240,12 +300,7 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
         "",
         "## Split",
         "",
-        f"Targets: {', '.join(summary['target_event_types'])} events. Test: train before T = {cut['test']}, "
-        f"window [T, {cut['end']}). Validation: train before V = {cut['validation']}, window [V, T). "
-        "Evaluated users have at least one train event and one target in the window; relevant = their distinct "
-        "window targets. Full ranking over the train catalogue, past items not excluded; ties by all-time "
-        "train popularity, then id. Hyperparameters and the best method of each kind are chosen on validation "
-        "NDCG@10, then refitted before T; the test window is used once.",
+        f"Targets: {', '.join(summary['target_event_types'])} events. " + split_text(summary, cut),
         "",
     ]
     for task in summary["tasks"].values():
@@ -253,7 +308,7 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
             f"## Next {task['target'].removesuffix('_id')}",
             "",
             f"Validation: {task['validation']['users']:,} users, mean {task['validation']['mean_relevant']:.1f} "
-            f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant.",
+            f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant. " + repeat_text(task),
             "",
             method_table(task),
             "",
@@ -265,6 +320,8 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
             f"## Fitted parameters: {name}",
             "",
             parameter_table(ranker, cfg["report"]["table_categories"]),
+            "",
+            bound_text(summary.get("fits_at_a_bound", {}).get(name, [])),
             "",
             f"Training loss (mean negative log-likelihood per basket) {ranker.final_loss:.4f} after "
             f"{len(ranker.losses)} Adam epochs and {ranker.config['polish_steps']} L-BFGS iterations."

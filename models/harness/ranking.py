@@ -3,7 +3,7 @@
 Every method compared by ``models.harness.evaluate`` is a :class:`Ranker`: fitted on :class:`TrainData` (the
 cleaned events before a cutoff), it scores every catalogue item for a batch of users. The harness then
 ranks with ties broken by all-time train popularity (event count, desc), then item id (asc), keeps the
-top 20 and scores HR@10, HR@20, Recall@20, NDCG@10 and MRR@20 per user (``models.harness.metrics``), with a
+top 20 and scores HR@10, HR@20, Recall@20, NDCG@10, MRR@20 and NDCG@20 per user (``models.harness.metrics``), with a
 user bootstrap for confidence intervals. The same code ranks categories: :func:`retarget` makes the
 category the thing that is ranked.
 
@@ -25,7 +25,7 @@ from interest_decay.events import rules
 from interest_decay.events.schema import EVENT_TYPES
 from models.harness.metrics import hit_rate, mrr, ndcg, recall
 
-METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20")
+METRICS = ("hr@10", "hr@20", "recall@20", "ndcg@10", "mrr@20", "ndcg@20")
 TOP_N = 20  # the harness keeps this many items per user; every metric is cut at 10 or 20
 SPAN_START_QUANTILE = 0.001  # the data's span starts here, not at its earliest (possibly stray) event
 
@@ -199,6 +199,53 @@ def make_split(events: pd.DataFrame, cutoff: pd.Timestamp, end: pd.Timestamp, ty
     return Split(train, relevant.index.to_numpy(), relevant.tolist(), (cutoff, end))
 
 
+PROTOCOLS = ("time", "next-basket", "loo")
+
+
+def first_baskets(split: Split, events: pd.DataFrame, types: list[str]) -> Split:
+    """The next-basket protocol on a time split: each user's relevant set becomes their first basket in the window
+    (the target events sharing the user's earliest window timestamp: Online Retail's invoice lines share one)."""
+    start, end = split.window
+    window = events[(events["ts"] >= start) & (events["ts"] < end) & events["event_type"].isin(types)]
+    window = window[window["user_id"].isin(set(split.users))]
+    first = window[window["ts"] == window.groupby("user_id")["ts"].transform("min")]
+    relevant = first.groupby("user_id")["item_id"].agg(set).reindex(split.users)
+    return Split(split.train, split.users, relevant.tolist(), split.window)
+
+
+def leave_one_out(events: pd.DataFrame, types: list[str], min_interactions: int) -> tuple[Split, Split]:
+    """(validation, test) of the leave-one-out protocol by time, as RecBole's ``LS`` split with ``order: TO``.
+
+    A user's interactions are their target events in time order (events of one timestamp in file order). Users
+    with fewer than ``min_interactions`` are left out (RecBole's ``user_inter_num_interval``). The last interaction
+    is the test target, the one before it the validation target. Test trains on every event before each user's
+    test target (their other events of its timestamp included, in file order), validation on the events before
+    the validation target. Other users' events count up to their own targets, so a user's later history is
+    never read, but other users' may be (as in RecBole). The train cutoff (what "recent" means to a ranker) is
+    the latest train event + 1 s. Relevant: the target item alone; ranking is over the whole train catalogue."""
+    events = events.reset_index(drop=True)
+    targets = events[events["event_type"].isin(types)]
+    counts = targets.groupby("user_id").size()
+    users = counts.index[counts >= max(min_interactions, 3)]
+    targets = targets[targets["user_id"].isin(set(users))]
+    order = targets.groupby("user_id").cumcount(ascending=False)  # 0: the last interaction
+    held = {0: targets[order == 0], 1: targets[order == 1]}
+
+    def split(held_out: pd.DataFrame) -> Split:
+        stop = held_out.set_index("user_id")["ts"], pd.Series(held_out.index, index=held_out["user_id"].to_numpy())
+        limit_ts = events["user_id"].map(stop[0])
+        limit_row = events["user_id"].map(stop[1])
+        before = (events["ts"] < limit_ts) | ((events["ts"] == limit_ts) & (events.index < limit_row))
+        keep = before | limit_ts.isna()  # users outside the protocol keep every event
+        train = events[keep.to_numpy()].reset_index(drop=True)
+        cutoff = train["ts"].max() + pd.Timedelta(seconds=1)
+        data = TrainData(train, pd.Index(np.sort(train["item_id"].unique())), cutoff)
+        ordered = held_out.sort_values("user_id")
+        return Split(data, ordered["user_id"].to_numpy(), [{i} for i in ordered["item_id"]], (cutoff, cutoff))
+
+    return split(held[1]), split(held[0])
+
+
 def default_cutoffs(
     events: pd.DataFrame, test_fraction: float, max_test_days: float, max_validation_days: float
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -232,13 +279,14 @@ def top_items(scores: np.ndarray, order: np.ndarray, n: int = TOP_N) -> np.ndarr
 
 
 def user_metrics(ranked: Sequence, relevant: set) -> list[float]:
-    """One user's HR@10, HR@20, Recall@20, NDCG@10, MRR@20 (the order of ``METRICS``)."""
+    """One user's HR@10, HR@20, Recall@20, NDCG@10, MRR@20, NDCG@20 (the order of ``METRICS``)."""
     return [
         hit_rate(ranked, relevant, 10),
         hit_rate(ranked, relevant, 20),
         recall(ranked, relevant, 20),
         ndcg(ranked, relevant, 10),
         mrr(ranked, relevant, 20),
+        ndcg(ranked, relevant, 20),
     ]
 
 
@@ -251,13 +299,34 @@ class Result:
         return float(self.per_user[:, METRICS.index(metric)].mean()) if len(self.per_user) else 0.0
 
 
-def evaluate(ranker: Ranker, split: Split, batch_size: int = 1024) -> Result:
-    """Rank the whole catalogue for every split user with a fitted ``ranker`` and score the top 20."""
+def repeat_rate(events: pd.DataFrame, types: list[str]) -> float:
+    """Share of target interactions (distinct user, item, day) on an item the user had a target event on an
+    earlier day: how much of what users do is doing it again (Online Retail ~.4, a ratings log 0)."""
+    targets = events[events["event_type"].isin(types)]
+    days = targets.assign(day=targets["ts"].dt.floor("D")).drop_duplicates(["user_id", "item_id", "day"])
+    return float(days.duplicated(["user_id", "item_id"]).mean()) if len(days) else 0.0
+
+
+def seen_positions(train: TrainData, users: Sequence[str]) -> list[np.ndarray]:
+    """Per user, the catalogue positions of the items they have any train event on."""
+    mine = train.events[train.events["user_id"].isin(set(users))]
+    positions = train.items.get_indexer(mine["item_id"])
+    grouped = {u: np.unique(positions[rows]) for u, rows in mine.groupby("user_id").indices.items()}
+    return [grouped.get(u, np.zeros(0, dtype=np.int64)) for u in users]
+
+
+def evaluate(ranker: Ranker, split: Split, batch_size: int = 1024, exclude_seen: bool = False) -> Result:
+    """Rank the whole catalogue for every split user with a fitted ``ranker`` and score the top 20;
+    ``exclude_seen`` leaves out the items each user has a train event on (for data without repeats)."""
     order = tie_order(split.train)
     items = split.train.items.to_numpy()
     tops = []
     for start in range(0, len(split.users), batch_size):
-        scores = np.asarray(ranker.score(list(split.users[start : start + batch_size])), dtype=float)
+        users = list(split.users[start : start + batch_size])
+        scores = np.asarray(ranker.score(users), dtype=float)
+        if exclude_seen:
+            for row, seen in enumerate(seen_positions(split.train, users)):
+                scores[row, seen] = -np.inf
         tops.append(top_items(scores, order))
     top = np.concatenate(tops) if tops else np.zeros((0, TOP_N), dtype=int)
     per_user = np.array([user_metrics(items[row].tolist(), relevant) for row, relevant in zip(top, split.relevant)])

@@ -48,6 +48,8 @@ class Neighbourhood:
         self.by_item = self.vectors.T.tocsr()  # [items, users]: one user's similarities read only their items' rows
         self.item_position = {item: i for i, item in enumerate(self.items)}
         self.user_position = {user: u for u, user in enumerate(self.users)}
+        self.users_of_item = np.diff(self.by_item.indptr)  # entries per row of by_item / vectors
+        self.items_of_user = np.diff(self.vectors.indptr)
 
     @classmethod
     def build(cls, pairs: pd.DataFrame, items: pd.Index, k: int = DEFAULT_K) -> Neighbourhood:
@@ -82,12 +84,12 @@ class Neighbourhood:
         self, user_id: str | None, item_positions: np.ndarray, weights: np.ndarray, candidates: np.ndarray
     ) -> np.ndarray:
         """One user's signal for ``candidates`` (item table positions) from their items' positions and weights
-        (numpy on the CSR arrays: ~0.1 ms on Online Retail, where scipy's sparse products cost ~1.5 ms)."""
+        (numpy on the CSR arrays, not scipy's sparse products: those cost ~1.5 ms a user on Online Retail)."""
         norm = float(np.sqrt(np.sum(np.square(weights))))
         if norm == 0.0 or not len(candidates):
             return np.zeros(len(candidates))
         flat = _row_entries(self.by_item.indptr, item_positions)
-        lengths = np.diff(self.by_item.indptr)[item_positions]
+        lengths = self.users_of_item[item_positions]
         similarity = np.bincount(
             self.by_item.indices[flat],
             weights=self.by_item.data[flat] * np.repeat(weights / norm, lengths),
@@ -97,8 +99,17 @@ class Neighbourhood:
         itself = self.user_position.get(user_id)
         if itself is not None:
             similarity[itself] = 0.0
-        chosen = np.flatnonzero(_top_k_mask(similarity[None, :], self.k)[0] & (similarity > 0))
-        flat = _row_entries(self.vectors.indptr, chosen)
+        chosen = _top_k_mask(similarity[None, :], self.k)[0] & (similarity > 0)
+        # The neighbours' weights on the candidates, from whichever side has fewer entries to read: the
+        # neighbours' rows (all their items) or the candidates' rows (all their users, the neighbours kept).
+        neighbours = np.flatnonzero(chosen)
+        per_candidate = self.users_of_item[candidates]
+        if per_candidate.sum() < self.items_of_user[neighbours].sum():
+            flat = _row_entries(self.by_item.indptr, candidates)
+            keep = chosen[self.by_item.indices[flat]]
+            owner = np.repeat(np.arange(len(candidates)), per_candidate)[keep]
+            return np.bincount(owner, weights=self.by_item.data[flat][keep], minlength=len(candidates)) / self.k
+        flat = _row_entries(self.vectors.indptr, neighbours)
         sums = np.bincount(self.vectors.indices[flat], weights=self.vectors.data[flat], minlength=len(self.items))
         return sums[candidates] / self.k
 

@@ -155,11 +155,10 @@ class RankerPackage:
 
         state = {f: pair(f, np.nan if f in item_state.INSTANTS else 0.0) for f in item_state.PAIR_FIELDS}
         state["in_history"] = np.concatenate([np.ones(len(history)), np.zeros(n_fresh)])
+        state["neighbours"] = self._neighbour_signal(row, history, mine, candidates)
         if allowed is not None:
             keep = np.array([allowed(fast["ids"][c]) for c in candidates], dtype=bool)
             candidates, state = candidates[keep], {f: v[keep] for f, v in state.items()}
-        weights = np.asarray(row[WEIGHT], dtype=float)[mine]
-        state["neighbours"] = self.neighbourhood.scores_one(row.get("user_id"), history, weights, candidates)
         where = {c: j for j, c in enumerate(row["user_category_ids"] or [])}
         slot = np.array([where.get(c, -1) for c in fast["category"][candidates]], dtype=np.int64)
         known = slot >= 0
@@ -220,6 +219,23 @@ class RankerPackage:
                 if position not in taken and (allowed is None or allowed(item)):
                     top.append(Ranked(item, fast["category"][position], 0.0, None))
         return top
+
+    NEIGHBOUR_CACHE_ROWS = 100_000  # user states whose neighbour signal is kept (~2 KB each)
+
+    def _neighbour_signal(self, row: Mapping, history: np.ndarray, mine: np.ndarray, candidates: np.ndarray):
+        """The neighbour signal of a row's candidates. A user's state is immutable for its ``state_as_of`` (a live
+        event moves that instant), so the value is kept per (user, state_as_of) for this package: a user's next
+        request reads it back (most users have no live event between two runs); the first one computes it."""
+        key = (row.get("user_id"), row["state_as_of"])
+        cache = self.__dict__.setdefault("_neighbour_cache", {})
+        values = cache.get(key)
+        if values is None or len(values) != len(candidates):
+            weights = np.asarray(row[WEIGHT], dtype=float)[mine]
+            values = self.neighbourhood.scores_one(row.get("user_id"), history, weights, candidates)
+            if len(cache) >= self.NEIGHBOUR_CACHE_ROWS:
+                cache.clear()
+            cache[key] = values
+        return values
 
     def _fast(self) -> dict:
         """The item side as numpy arrays by item position (built once per package)."""

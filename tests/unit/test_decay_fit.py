@@ -146,3 +146,10 @@ def test_ranker_scores_the_catalogue_for_known_and_unknown_users():
     assert scores.shape == (2, len(train_items)) and np.isfinite(scores).all()
     bought = train_items.get_indexer(events.loc[events.user_id == "u0", "item_id"].unique())
     assert (scores[0][bought] > scores[1][bought]).all()  # own history lifts the user's items
+
+
+def test_a_half_life_at_a_bound_of_its_range_is_flagged():
+    from models.harness.decay_fit import MAX_HALF_LIFE, MIN_HALF_LIFE, bound_flag
+
+    assert bound_flag(MIN_HALF_LIFE) == "lower bound" and bound_flag(MAX_HALF_LIFE) == "upper bound"
+    assert bound_flag(7.0) is None and bound_flag(None) is None and bound_flag(float("nan")) is None

@@ -1,11 +1,13 @@
 """The evaluation harness (cleaning, split, ranking, metrics, bootstrap) and the baseline rankers,
 checked against values worked out by hand on tiny inputs."""
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from models.harness import baselines, ranking
 
@@ -149,8 +151,9 @@ def test_metrics_of_a_known_ranking():
     result = ranking.evaluate(FixedRanker({"u": descending, "v": descending}), split)
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
-    assert result.per_user[0].tolist() == pytest.approx([1.0, 1.0, 2 / 3, dcg / idcg, 0.5])
-    assert result.per_user[1].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]  # i24 is ranked 25th
+    # HR@10, HR@20, Recall@20, NDCG@10, MRR@20, NDCG@20 (both hits are in the top 10: NDCG@20 = NDCG@10)
+    assert result.per_user[0].tolist() == pytest.approx([1.0, 1.0, 2 / 3, dcg / idcg, 0.5, dcg / idcg])
+    assert result.per_user[1].tolist() == [0.0] * 6  # i24 is ranked 25th
     assert ranking.coverage(result, 25) == 10 / 25
     categories = np.array(["a", "b"] * 12 + ["a"])
     assert ranking.category_diversity(result, categories) == pytest.approx(0.2)
@@ -260,3 +263,157 @@ def test_a_log_older_than_the_earliest_day_is_refused_with_the_setting_to_change
     cleaned, quality = ranking.clean_events(frame, now=pd.Timestamp("2026-02-01", tz="UTC"))
     assert len(cleaned) == 5 and quality["dropped"] == {}
     ranking.require_events(cleaned, quality)
+
+
+def test_leave_one_out_holds_out_each_users_last_and_second_to_last_interaction():
+    data = events(
+        [
+            ("a", "i1", "c", "purchase", 1),
+            ("a", "i9", "c", "view", 1.5),
+            ("a", "i2", "c", "purchase", 2),
+            ("a", "i3", "c", "purchase", 3),  # one basket: i3 then i4 in file order, i4 is the last interaction
+            ("a", "i4", "c", "purchase", 3),
+            ("a", "i8", "c", "view", 4),  # after a's last interaction: never read
+            ("b", "i1", "c", "purchase", 1),  # b has too few interactions: no target, but b's events train
+            ("b", "i2", "c", "purchase", 5),
+            ("d", "i5", "c", "purchase", 1),
+            ("d", "i6", "c", "purchase", 2),
+            ("d", "i7", "c", "purchase", 6),
+        ]
+    )
+    validation, test = ranking.leave_one_out(data, ["purchase"], min_interactions=3)
+    assert test.users.tolist() == ["a", "d"] and test.relevant == [{"i4"}, {"i7"}]
+    assert validation.users.tolist() == ["a", "d"] and validation.relevant == [{"i3"}, {"i6"}]
+    trained = test.train.events.groupby("user_id")["item_id"].agg(list).to_dict()
+    assert trained == {"a": ["i1", "i9", "i2", "i3"], "b": ["i1", "i2"], "d": ["i5", "i6"]}
+    assert validation.train.events.groupby("user_id")["item_id"].agg(list).to_dict() == {
+        "a": ["i1", "i9", "i2"],
+        "b": ["i1", "i2"],
+        "d": ["i5"],
+    }
+    assert test.train.cutoff == T0 + pd.Timedelta(days=5, seconds=1)  # the latest train event (b's) + 1 s
+    assert ranking.leave_one_out(data, ["purchase"], min_interactions=4)[1].users.tolist() == ["a"]
+
+
+def test_next_basket_keeps_each_users_first_basket_in_the_window():
+    data = events(
+        [
+            ("a", "i1", "c", "purchase", 1),
+            ("a", "i2", "c", "purchase", 11),
+            ("a", "i3", "c", "purchase", 11),
+            ("a", "i4", "c", "purchase", 12),
+            ("a", "i5", "c", "view", 10.5),  # not a target: no basket
+            ("b", "i1", "c", "purchase", 2),
+            ("b", "i6", "c", "purchase", 13),
+        ]
+    )
+    split = ranking.make_split(data, T0 + pd.Timedelta(days=10), T0 + pd.Timedelta(days=20), ["purchase"])
+    assert split.relevant == [{"i2", "i3", "i4"}, {"i6"}]
+    basket = ranking.first_baskets(split, data, ["purchase"])
+    assert basket.users.tolist() == ["a", "b"] and basket.relevant == [{"i2", "i3"}, {"i6"}]
+    assert basket.train is split.train
+
+
+@pytest.mark.parametrize("protocol", ["time", "next-basket", "loo"])
+def test_the_harness_runs_each_protocol_and_says_which(tmp_path, protocol):
+    from interest_decay.events.synthetic import generate
+    from models.harness import evaluate
+
+    frame = generate(3_000, n_users=60, n_categories=3, items_per_category=10, days=40, seed=2)
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path)
+    out = tmp_path / "out"
+    evaluate.main(
+        ["--events", str(path), "--out", str(out), "--methods", "popular_30d,history", "--protocol", protocol]
+    )
+    summary = json.loads((out / "evaluation.json").read_text())
+    task = summary["tasks"]["item_id"]
+    assert summary["protocol"] == protocol and task["test"]["users"] > 10
+    relevant = task["test"]["mean_relevant"]
+    assert relevant == 1.0 if protocol == "loo" else relevant >= 1.0
+    assert {"ndcg@10", "ndcg@20", "hr@10", "hr@20", "mrr@20"} <= set(task["methods"]["history"])
+    words = {"time": "Protocol: time window.", "next-basket": "Protocol: next basket.", "loo": "leave-one-out"}
+    assert words[protocol] in (out / "evaluation.md").read_text()
+
+
+def test_leave_one_out_without_enough_interactions_is_one_clear_sentence(tmp_path, capsys):
+    from models.harness import evaluate
+
+    config = yaml.safe_load(evaluate.DEFAULT_CONFIG.read_text()) | {"loo": {"min_interactions": 10_000}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    from interest_decay.events.synthetic import generate
+
+    generate(1_000, n_users=20, n_categories=2, items_per_category=5, days=20, seed=1).to_parquet(
+        tmp_path / "e.parquet"
+    )
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(
+            ["--events", str(tmp_path / "e.parquet"), "--out", str(tmp_path / "out"), "--protocol", "loo"]
+            + ["--methods", "history", "--config", str(tmp_path / "cfg.yaml")]
+        )
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "fewer than 10000 target events (loo.min_interactions" in error, error
+
+
+def test_repeat_rate_counts_items_done_again_on_a_later_day():
+    data = events(
+        [
+            ("a", "i1", "c", "purchase", 1),
+            ("a", "i1", "c", "purchase", 1.2),  # same day: not a repeat
+            ("a", "i1", "c", "purchase", 3),  # a repeat
+            ("a", "i2", "c", "purchase", 3),
+            ("b", "i1", "c", "purchase", 2),  # another user's first time
+            ("b", "i1", "c", "view", 4),  # not a target
+        ]
+    )
+    assert ranking.repeat_rate(data, ["purchase"]) == pytest.approx(1 / 4)
+    assert ranking.repeat_rate(data.iloc[:0], ["purchase"]) == 0.0
+
+
+def test_excluding_seen_items_leaves_each_users_train_items_out():
+    data = events([("u", "i0", "c", "view", 0), ("u", "i1", "c", "view", 0), ("v", "i2", "c", "view", 0)])
+    train = ranking.train_data(data, T0 + pd.Timedelta(days=1))
+    split = ranking.Split(train, np.array(["u", "v"]), [{"i2"}, {"i0"}], (T0, T0))
+    scores = np.array([3.0, 2.0, 1.0])
+    kept = ranking.evaluate(FixedRanker({"u": scores, "v": scores}), split)
+    masked = ranking.evaluate(FixedRanker({"u": scores, "v": scores}), split, exclude_seen=True)
+    assert [train.items[r].tolist()[:3] for r in kept.top] == [["i0", "i1", "i2"]] * 2
+    assert train.items[masked.top[0]].tolist()[0] == "i2" and train.items[masked.top[1]].tolist()[:2] == ["i0", "i1"]
+    assert masked.per_user[:, ranking.METRICS.index("ndcg@10")].tolist() == [1.0, 1.0]
+
+
+def test_the_exclude_seen_rule_turns_on_for_logs_without_repeats():
+    from models.harness import evaluate
+
+    assert evaluate.exclude_seen_rule({"exclude_seen": "auto", "auto_exclude_below": 0.01}, 0.002) == (
+        True,
+        "auto: train repeat rate 0.20% < 1%",
+    )
+    assert evaluate.exclude_seen_rule({"exclude_seen": "auto", "auto_exclude_below": 0.01}, 0.4)[0] is False
+    assert evaluate.exclude_seen_rule({"exclude_seen": False}, 0.0) == (False, "set off")
+
+
+def test_a_log_without_repeats_masks_own_items_and_reports_history_methods_not_applicable(tmp_path):
+    """A ratings-like log (every user acts on an item once): auto turns the mask on, the history methods are
+    reported as not applicable instead of scoring zero, and the report says why."""
+    from models.harness import evaluate
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(80):
+        for item in rng.choice(60, size=12, replace=False):
+            rows.append((f"u{u}", f"i{item}", f"c{item % 4}", "purchase", float(rng.uniform(0, 50))))
+    frame = events(rows)
+    path = tmp_path / "ratings.parquet"
+    frame.to_parquet(path)
+    out = tmp_path / "out"
+    evaluate.main(
+        ["--events", str(path), "--out", str(out), "--methods", "popular_30d,history,history_ties_30d"]
+        + ["--protocol", "loo"]
+    )
+    task = json.loads((out / "evaluation.json").read_text())["tasks"]["item_id"]
+    assert task["repeat_rate"] == 0.0 and task["exclude_seen"] is True
+    assert set(task["not_applicable"]) == {"history", "history_ties_30d"} and list(task["methods"]) == ["popular_30d"]
+    report = (out / "evaluation.md").read_text()
+    assert "users' own items left out of their rankings (auto: train repeat rate 0.00% < 1%)" in report
+    assert "`history`: not applicable" in report

@@ -82,3 +82,21 @@ def test_filters_new_items_a_long_list_and_a_user_without_state(shop):
     assert [r.item_id for r in package.rank_row({"item_ids": None, "state_as_of": None}, t, 5)] == list(
         package.fallback.index[:5]
     )
+
+
+def test_the_neighbour_signal_is_kept_per_user_state_and_a_live_event_makes_a_new_one(shop):
+    events, package = shop
+    user = sorted(rows_of(events, AS_OF))[7]
+    row = rows_of(events, AS_OF)[user]
+    t = pd.Timestamp(AS_OF) + pd.Timedelta(hours=2)
+    first = package.rank_row(row, t, 10)
+    assert_same(package.rank_row(row, t, 10), first)
+    assert (user, row["state_as_of"]) in package._neighbour_cache
+    item = events.loc[events["user_id"] != user, "item_id"].iloc[0]
+    later = fold_item_events(
+        row, [(item, "c1", "purchase", AS_OF + dt.timedelta(hours=1))], AS_OF + dt.timedelta(hours=1)
+    )
+    later |= {"user_id": user}
+    slow = package.rank(*tables_from_rows({user: later}), pd.Timestamp(later["state_as_of"]), t, 10)[user]
+    assert_same(package.rank_row(later, t, 10), slow)
+    assert (user, later["state_as_of"]) in package._neighbour_cache
