@@ -50,12 +50,16 @@ stop_replicas() {  # the single server, or nginx and every replica of serve_repl
   return 0
 }
 
+nginx_path() {  # the nginx binary (Debian installs it in /usr/sbin, often not on a user's PATH); fails without one
+  local found; found=$(command -v nginx || echo /usr/sbin/nginx)
+  [ -x "$found" ] && echo "$found"
+}
+
 serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each on the ports after SERVE_PORT,
   # behind nginx on SERVE_PORT (least connections, keep-alive to the replicas, a failed replica skipped);
   # GET /replicas lists the paths /replica/1 ... /replica/n that reach one replica each.
-  local nginx; nginx=$(command -v nginx || echo /usr/sbin/nginx)
-  [ -x "$nginx" ] || { echo "REPLICAS needs nginx: run  sudo apt-get install -y nginx"; exit 1; }
-  local bento=$1 n=$2 port=$SERVE_PORT servers="" routes="" listed="" i
+  local nginx; nginx=$(nginx_path) || { echo "REPLICAS needs nginx: run  sudo apt-get install -y nginx"; exit 1; }
+  local bento=$1 n=$2 port=$SERVE_PORT servers="" routes="" listed="" i ports=()
   for i in $(seq 1 "$n"); do
     port=$((port + 1))
     while ! port_free "$port"; do port=$((port + 1)); done
@@ -66,6 +70,7 @@ serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each o
     mkdir -p "$home"
     for entry in models bentos envs champions.json; do ln -sfn "$BENTOML_HOME/$entry" "$home/$entry"; done
     BENTOML_HOME="$home" SERVE_WORKERS=1 start_group "serve-$i" bentoml serve "$bento" --host 127.0.0.1 --port "$port"
+    ports+=("$port")
     servers="$servers    server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
     # /replica/i/... reaches replica i alone (the deploy task checks each one serves the champion)
     routes="${routes:-}    location /replica/$i/ { proxy_pass http://127.0.0.1:$port/; }"$'\n'
@@ -73,8 +78,7 @@ serve_replicas() {  # bento, n: n `bentoml serve` processes of one worker each o
     sleep 1  # the port is taken before the next one is chosen
   done
   for i in $(seq 1 "$n"); do
-    port=$(sed -n "s/.*127.0.0.1:\([0-9]*\).*/\1/p" <<< "$servers" | sed -n "${i}p")
-    wait_http "http://127.0.0.1:$port/readyz" 180 "replica $i (bentoml serve)" "serve-$i"
+    wait_http "http://127.0.0.1:${ports[i - 1]}/readyz" 180 "replica $i (bentoml serve)" "serve-$i"
   done
   mkdir -p "$RUN_DIR/nginx"
   cat > "$RUN_DIR/nginx.conf" <<NGINX
@@ -134,7 +138,7 @@ case "${1:-}" in
     bento=${2:-interest_service:latest}
     replicas=${SERVE_REPLICAS:-auto}
     if [ "$replicas" = auto ]; then  # one replica per core behind nginx when nginx is there, else one server
-      if command -v nginx > /dev/null || [ -x /usr/sbin/nginx ]; then replicas=$(nproc); else
+      if nginx_path > /dev/null; then replicas=$(nproc); else
         replicas=1; echo "(nginx is not installed: one server; apt-get install nginx balances one replica per core)"
       fi
     fi
