@@ -194,8 +194,12 @@ def run_task(
             not_applicable[name] = "ranks the user's own items, which are left out (exclude_seen)"
             continue
         started = time.perf_counter()
-        best, scores = tune(method, spec, validation, exclude)
-        ranker = method.factory(**best).fit(test.train)
+        try:
+            best, scores = tune(method, spec, validation, exclude)
+            ranker = method.factory(**best).fit(test.train)
+        except ValueError as error:  # a method that can't be fitted on this data says why; the others run
+            not_applicable[name] = f"could not be fitted: {error}"
+            continue
         results[name] = ranking.evaluate(ranker, test, exclude_seen=exclude)
         fitted[name] = ranker
         rows[name] = {

@@ -417,3 +417,19 @@ def test_a_log_without_repeats_masks_own_items_and_reports_history_methods_not_a
     report = (out / "evaluation.md").read_text()
     assert "users' own items left out of their rankings (auto: train repeat rate 0.00% < 1%)" in report
     assert "`history`: not applicable" in report
+
+
+def test_a_method_that_cannot_be_fitted_is_reported_and_the_others_run(tmp_path):
+    """Ten days of data: the item ranker needs 30-day label windows; the run goes on and the report says why."""
+    from interest_decay.events.synthetic import generate
+    from models.harness import evaluate
+
+    generate(2_000, n_users=40, n_categories=2, items_per_category=8, days=10, seed=5).to_parquet(
+        tmp_path / "e.parquet"
+    )
+    out = tmp_path / "out"
+    evaluate.main(["--events", str(tmp_path / "e.parquet"), "--out", str(out), "--methods", "history,item_ranker"])
+    task = json.loads((out / "evaluation.json").read_text())["tasks"]["item_id"]
+    assert list(task["methods"]) == ["history"]
+    assert task["not_applicable"]["item_ranker"].startswith("could not be fitted: no label window before")
+    assert "`item_ranker`: not applicable (could not be fitted" in (out / "evaluation.md").read_text()
