@@ -226,15 +226,16 @@ class RankerPackage:
         """The neighbour signal of a row's candidates. A user's state is immutable for its ``state_as_of`` (a live
         event moves that instant), so the value is kept per (user, state_as_of) for this package: a user's next
         request reads it back (most users have no live event between two runs); the first one computes it."""
-        key = (row.get("user_id"), row["state_as_of"])
+        user = row.get("user_id")
         cache = self.__dict__.setdefault("_neighbour_cache", {})
-        values = cache.get(key)
+        values = cache.get((user, row["state_as_of"])) if user is not None else None
         if values is None or len(values) != len(candidates):
             weights = np.asarray(row[WEIGHT], dtype=float)[mine]
-            values = self.neighbourhood.scores_one(row.get("user_id"), history, weights, candidates)
-            if len(cache) >= self.NEIGHBOUR_CACHE_ROWS:
-                cache.clear()
-            cache[key] = values
+            values = self.neighbourhood.scores_one(user, history, weights, candidates)
+            if user is not None:  # a row without its user id (none the service reads) is computed every time
+                if len(cache) >= self.NEIGHBOUR_CACHE_ROWS:
+                    cache.clear()
+                cache[(user, row["state_as_of"])] = values
         return values
 
     def _fast(self) -> dict:

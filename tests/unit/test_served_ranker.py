@@ -100,3 +100,14 @@ def test_the_neighbour_signal_is_kept_per_user_state_and_a_live_event_makes_a_ne
     slow = package.rank(*tables_from_rows({user: later}), pd.Timestamp(later["state_as_of"]), t, 10)[user]
     assert_same(package.rank_row(later, t, 10), slow)
     assert (user, later["state_as_of"]) in package._neighbour_cache
+
+
+def test_rows_without_a_user_id_are_not_kept(shop):
+    events, package = shop
+    rows = rows_of(events, AS_OF)
+    anonymous = [{k: v for k, v in rows[user].items() if k != "user_id"} for user in sorted(rows)[:2]]
+    t = pd.Timestamp(AS_OF)
+    before = len(package.__dict__.get("_neighbour_cache", {}))
+    first, second = (package.rank_row(row, t, 10) for row in anonymous)
+    assert len(package.__dict__.get("_neighbour_cache", {})) == before
+    assert [r.item_id for r in first] != [r.item_id for r in second] or first[0].score != second[0].score
