@@ -257,9 +257,9 @@ def repeat_text(task: dict) -> str:
 def split_text(summary: dict, cut: dict) -> str:
     """How the run split the data, in the words of its protocol (``ranking.PROTOCOLS``)."""
     common = (
-        " Full ranking over the train catalogue, past items not excluded; ties by all-time train popularity, then "
-        "id. Hyperparameters and the best method of each kind are chosen on validation NDCG@10, then refitted on "
-        "the test split's train part; the test targets are used once."
+        " Full ranking over the train catalogue (whether users' own items are left out: each task says); ties by "
+        "all-time train popularity, then id. Hyperparameters and the best method of each kind are chosen on "
+        "validation NDCG@10, then refitted on the test split's train part; the test targets are used once."
     )
     protocol = summary.get("protocol", "time")
     if protocol == "loo":
