@@ -17,7 +17,13 @@ behaviours) are converted as they are and rejected by dbt staging with a reason,
 **Taobao UserBehavior** (CSV without header: user_id, item_id, category_id, behavior, unix_ts):
 behaviours pv/cart/fav/buy map to view/cart/fav/purchase; the Unix timestamp becomes ISO 8601 UTC.
 
-CLI: ``python -m interest_decay.events.adapters online-retail IN.parquet OUT.parquet`` or ``taobao IN.csv OUT.parquet``
+**MovieLens** (ratings; nobody rates a film twice, the harness's no-repeat case): ML-100K's ``u.data`` (tab-separated
+user, item, rating, unix_ts) or ML-1M's ``ratings.dat`` (``::``-separated, same fields). ``event_type`` = rating,
+``value`` = the stars; ``category_id`` = the film's first genre, read from the sibling ``u.item`` / ``movies.dat``
+(UNKNOWN when that file or the film is missing). The files are GroupLens's, under their licence: not shipped here.
+
+CLI: ``python -m interest_decay.events.adapters online-retail IN.parquet OUT.parquet`` (or ``taobao IN.csv``,
+``movielens u.data``)
 """
 
 from __future__ import annotations
@@ -75,7 +81,46 @@ def taobao(path: Path) -> pd.DataFrame:
     )
 
 
-ADAPTERS = {"online-retail": online_retail, "taobao": taobao}
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+def movielens_genres(ratings: Path) -> pd.Series:
+    """First genre per film id (index: the id as a string), from the file beside ``ratings``; empty if absent."""
+    if ratings.name == "ratings.dat" and (ratings.parent / "movies.dat").exists():
+        films = pd.read_csv(
+            ratings.parent / "movies.dat", sep="::", engine="python", header=None, encoding="latin-1", dtype=str
+        )
+        return pd.Series(films[2].str.split("|").str[0].to_numpy(), index=films[0])
+    if (ratings.parent / "u.item").exists():
+        films = pd.read_csv(ratings.parent / "u.item", sep="|", header=None, encoding="latin-1", dtype=str)
+        flags = films.iloc[:, 5 : 5 + len(ML100K_GENRES)].astype(int).to_numpy()
+        first = [ML100K_GENRES[row.argmax()] if row.any() else "unknown" for row in flags]
+        return pd.Series(first, index=films[0])
+    return pd.Series(dtype=str)
+
+
+def movielens(path: Path) -> pd.DataFrame:
+    separator = "::" if path.suffix == ".dat" else "\t"
+    raw = pd.read_csv(
+        path, sep=separator, engine="python", header=None, names=["user_id", "item_id", "rating", "unix_ts"], dtype=str
+    )
+    seconds = pd.to_numeric(raw["unix_ts"], errors="coerce")
+    return pd.DataFrame(
+        {
+            "user_id": raw["user_id"],
+            "item_id": raw["item_id"],
+            "category_id": raw["item_id"].map(movielens_genres(path)).fillna("UNKNOWN"),
+            "event_type": "rating",
+            "ts": pd.to_datetime(seconds, unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ").fillna(raw["unix_ts"]),
+            "value": pd.to_numeric(raw["rating"], errors="coerce"),
+        }
+    )
+
+
+ADAPTERS = {"online-retail": online_retail, "taobao": taobao, "movielens": movielens}
 
 
 def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path]:
@@ -86,10 +131,10 @@ def convert_dataset(paths: list[Path], dataset: str, out_dir: Path) -> list[Path
 
     if dataset not in ADAPTERS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(ADAPTERS))}")
-    suffix = {"online-retail": ".parquet", "taobao": ".csv"}[dataset]
-    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob(f"*{suffix}")))
+    pattern = {"online-retail": "*.parquet", "taobao": "*.csv", "movielens": "u.data"}[dataset]
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob(pattern)))
     if not files:
-        raise FileNotFoundError(f"no {suffix} files of {dataset} under {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no {pattern} files of {dataset} under {', '.join(map(str, paths))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     converted = []
     for source in files:
@@ -105,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         description="Convert a real dataset into the project's event schema.",
     )
     parser.add_argument("dataset", choices=sorted(ADAPTERS), help="which dataset the input file is")
-    parser.add_argument("source", type=Path, help="input file (Online Retail parquet, Taobao CSV)")
+    parser.add_argument(
+        "source", type=Path, help="input file (Online Retail parquet, Taobao CSV, MovieLens u.data / ratings.dat)"
+    )
     parser.add_argument("out", type=Path, help="output file, .parquet or .csv")
     args = parser.parse_args(argv)
     from interest_decay.events.synthetic import write_events

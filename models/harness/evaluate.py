@@ -1,6 +1,6 @@
 """Offline comparison: baselines and the fitted decay model on one events file, under one time split.
 
-CLI: ``python -m models.harness.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao]
+CLI: ``python -m models.harness.evaluate --events PATH [PATH ...] [--dataset project|online-retail|taobao|movielens]
 [--protocol time|next-basket|loo] [--exclude-seen auto|on|off] [--out DIR] [--cutoff ISO] [--validation-cutoff ISO]
 [--seed N] [--methods a,b,...]`` (see ``--help``).
 
@@ -29,13 +29,13 @@ from interest_decay.events.schema import EventSchemaError
 from models.fitting.repeat_decay import RepeatRanker
 from models.harness import baselines, ranking
 from models.harness.decay_fit import DecayRanker, bound_flag
-from models.harness.evaluate_report import best_of_kind, method_table, write_outputs
+from models.harness.evaluate_report import best_of_kind, method_table, table_caption, write_outputs
 from models.harness.sequence import SequenceRanker
 from models.pipeline.registry import git_commit
 from models.pipeline.served_ranker import ItemRankerMethod
 
 DEFAULT_CONFIG = Path(__file__).with_name("evaluate.yaml")
-DATASETS = ("project", "online-retail", "taobao")
+DATASETS = ("project", "online-retail", "taobao", "movielens")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ RANKERS: dict[str, Method] = {
     "decay_period": Method(DecayRanker, "decay"),
     "repeat": Method(RepeatRanker, "repeat", own_items=True),
     "sasrec": Method(SequenceRanker, "baseline"),
+    "gru4rec": Method(SequenceRanker, "baseline"),
     "neural_decay": Method(SequenceRanker, "model"),
     "item_ranker": Method(ItemRankerMethod, "model"),
 }
@@ -91,7 +92,7 @@ def read_dataset(paths: list[Path], dataset: str) -> tuple[pd.DataFrame, pd.Seri
                 (price <= 0).to_numpy(), "free line (UnitPrice <= 0, reference protocol)"
             )
         else:
-            frame = adapters.taobao(path)
+            frame = adapters.ADAPTERS[dataset](path)
             reason = pd.Series(pd.NA, index=frame.index, dtype="string")
         frames.append(frame)
         reasons.append(reason)
@@ -212,6 +213,12 @@ def run_task(
             "seconds": time.perf_counter() - started,
             **summarise(results[name], test, indices, categories),
         }
+        if getattr(ranker, "held_out_history", None):  # a sequence model that stopped early on held-out NDCG@10
+            rows[name]["training"] = {
+                "epochs_run": len(ranker.history),
+                "best_epoch": ranker.best_epoch,
+                "held_out_ndcg@10": ranker.held_out_history,
+            }
     return {
         "target": target,
         "validation": validation.describe(),
@@ -375,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {error}\n")
     if args.write_params:
         write_best_parameters(summary)
-    print("\n\n".join(method_table(task) for task in summary["tasks"].values()))
+    print("\n\n".join(method_table(task, table_caption(summary, task)) for task in summary["tasks"].values()))
     print(f"wrote {out / 'evaluation.md'} ({summary['wall_seconds']:.0f} s)")
 
 

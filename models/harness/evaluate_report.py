@@ -67,20 +67,27 @@ def write_outputs(
 
 
 def plot_training_curve(ranker, path: Path) -> Path:
-    """Training loss per epoch, and the held-out loss when the ranker kept one."""
+    """Training loss per epoch and, when the ranker held out each user's last target, its NDCG@10 (right axis)
+    with the kept epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
     epochs = range(1, len(ranker.history) + 1)
-    ax.plot(epochs, ranker.history, marker="o", label="training")
+    ax.plot(epochs, ranker.history, marker="o", label="training loss")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{ranker.name}: training curve (test refit)")
     held_out = getattr(ranker, "held_out_history", None)
     if held_out:
-        ax.plot(range(1, len(held_out) + 1), held_out, marker="s", label="held-out last item")
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{ranker.name}: next item (test refit)")
-    ax.legend()
+        right = ax.twinx()
+        right.plot(range(1, len(held_out) + 1), held_out, marker="s", color="tab:orange", label="held-out NDCG@10")
+        right.axvline(ranker.best_epoch, color="grey", linestyle=":", label=f"kept: epoch {ranker.best_epoch}")
+        right.set_ylabel("held-out last target NDCG@10")
+        lines = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
+    else:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -104,14 +111,36 @@ def _params(params: dict) -> str:
     return ", ".join(f"{k}={_number(float(v)) if isinstance(v, (int, float)) else v}" for k, v in params.items()) or "—"
 
 
-def method_table(task: dict) -> str:
-    """Markdown table of a task's test results, one row per method."""
+PROTOCOL_NAMES = {"time": "time window", "next-basket": "next basket", "loo": "leave-one-out"}
+
+
+def table_caption(summary: dict, task: dict) -> str:
+    """What produced a task's tables: protocol, split and whether the users' own items were left out."""
+    protocol = summary.get("protocol", "time")
+    cut = summary["cutoffs"]
+    split = (
+        "last target test, the one before validation"
+        if protocol == "loo"
+        else f"test [{cut['test'][:10]}, {cut['end'][:10]}], validation [{cut['validation'][:10]}, {cut['test'][:10]})"
+    )
+    masking = "left out" if task.get("exclude_seen") else "ranked"
+    reason = task.get("exclude_seen_reason")
+    return (
+        f"*Protocol: {PROTOCOL_NAMES.get(protocol, protocol)}; {split}; the users' own train items {masking}"
+        + (f" ({reason})" if reason else "")
+        + ".*"
+    )
+
+
+def method_table(task: dict, caption: str = "") -> str:
+    """Markdown table of a task's test results, one row per method; ``caption`` (``table_caption``) above it."""
     head = (
         "| method | chosen on validation | val NDCG@10 | HR@10 | HR@20 | Recall@20 | NDCG@10 [95% CI] | MRR@20 "
         "| coverage@10 | category diversity@10 | exposure Gini@10 | seconds |"
     )
     lines = [
         f"**{task['target']}**: {task['test']['users']:,} test users, catalogue {task['test']['catalogue']:,}",
+        *([caption] if caption else []),
         "",
         head,
         "|" + "---|" * 12,
@@ -178,8 +207,9 @@ def quality_table(quality: dict) -> str:
     )
 
 
-def gains_table(task: dict) -> str:
-    """Gains over the best baseline; the best decay model (by validation) first, in words."""
+def gains_table(task: dict, caption: str = "") -> str:
+    """Gains over the best baseline; the best decay model (by validation) first, in words; ``caption`` above the
+    table."""
     lines = []
     best = best_of_kind(task, "decay")
     for g in task["gains"]:
@@ -190,7 +220,11 @@ def gains_table(task: dict) -> str:
                 f"(by validation), {task['methods'][g['versus']]['label']}.",
                 "",
             ]
-    lines += ["| method | vs best baseline (by validation) | NDCG@10 gain [95% paired-bootstrap CI] |", "|---|---|---|"]
+    lines += [
+        *([caption, ""] if caption else []),
+        "| method | vs best baseline (by validation) | NDCG@10 gain [95% paired-bootstrap CI] |",
+        "|---|---|---|",
+    ]
     for g in task["gains"]:
         lines.append(
             f"| {task['methods'][g['method']]['label']} | {task['methods'][g['versus']]['label']} "
@@ -254,6 +288,17 @@ def repeat_text(task: dict) -> str:
     return text
 
 
+def training_text(task: dict) -> list[str]:
+    """One line per sequence model: the epochs it ran before early stopping and the one it kept (test refit)."""
+    lines = [
+        f"- {r['label']}: {r['training']['epochs_run']} epochs run, epoch {r['training']['best_epoch']} kept "
+        f"(held-out last-target NDCG@10 {_number(max(r['training']['held_out_ndcg@10']))})"
+        for r in task["methods"].values()
+        if r.get("training")
+    ]
+    return ["Early stopping (test refit):", "", *lines, ""] if lines else []
+
+
 def split_text(summary: dict, cut: dict) -> str:
     """How the run split the data, in the words of its protocol (``ranking.PROTOCOLS``)."""
     common = (
@@ -310,10 +355,11 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
             f"Validation: {task['validation']['users']:,} users, mean {task['validation']['mean_relevant']:.1f} "
             f"relevant; test: mean {task['test']['mean_relevant']:.1f} relevant. " + repeat_text(task),
             "",
-            method_table(task),
+            method_table(task, table_caption(summary, task)),
             "",
-            gains_table(task),
+            gains_table(task, table_caption(summary, task)),
             "",
+            *training_text(task),
         ]
     for name, ranker in decay_models.items():
         parts += [

@@ -6,7 +6,9 @@ The interval runs from event j to the *prediction time* (the next event's time i
 cutoff when scoring), clipped to ``max_interval_days`` and bucketed on a log scale; so the model
 sees how long ago every event was when it predicts, which is what lets interest fade. Absolute
 positions and event types (view, cart, fav, purchase, rating) are input embeddings as well.
-``use_time_intervals=False`` drops every interval input: plain SASRec.
+``use_time_intervals=False`` drops every interval input: plain SASRec. ``encoder="gru"`` replaces the
+attention blocks with a recurrent network over the same inputs: GRU4Rec (Hidasi et al., ICLR 2016) with a
+full softmax, the field's other standard baseline.
 
 With ``use_repeat`` a repeat head (as in RepeatNet) mixes a copy distribution over the user's own
 history into the scores: each past event is weighted by a learned kernel over its interval bucket
@@ -57,7 +59,9 @@ MODEL_KEYS = (
     "n_time_buckets",
     "min_interval_minutes",
     "max_interval_days",
+    "encoder",
 )
+ENCODERS = ("attention", "gru")
 
 
 class AttentionBlock(nn.Module):
@@ -115,10 +119,13 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         n_time_buckets: int = 32,
         min_interval_minutes: float = 1.0,
         max_interval_days: float = 365.0,
+        encoder: str = "attention",
     ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
         self.hparams = {
             "n_items": n_items,
             "n_categories": n_categories,
@@ -133,6 +140,7 @@ class NeuralDecayRecommender(Persisted, nn.Module):
             "n_time_buckets": n_time_buckets,
             "min_interval_minutes": min_interval_minutes,
             "max_interval_days": max_interval_days,
+            "encoder": encoder,
         }
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.category_embedding = nn.Embedding(n_categories + 1, hidden, padding_idx=0)
@@ -140,7 +148,11 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         self.position_embedding = nn.Embedding(max_len, hidden)
         self.gap_embedding = nn.Embedding(n_time_buckets, hidden) if use_time_intervals else None
         relations = n_time_buckets if use_time_intervals else 0
-        self.blocks = nn.ModuleList(AttentionBlock(hidden, n_heads, dropout, relations) for _ in range(n_blocks))
+        if encoder == "gru":
+            self.blocks = nn.ModuleList()
+            self.gru = nn.GRU(hidden, hidden, num_layers=n_blocks, batch_first=True, dropout=dropout * (n_blocks > 1))
+        else:
+            self.blocks = nn.ModuleList(AttentionBlock(hidden, n_heads, dropout, relations) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
         n_targets = n_items if target == "item_id" else n_categories
@@ -189,9 +201,27 @@ class NeuralDecayRecommender(Persisted, nn.Module):
         x = self.dropout(x) * valid[..., None]
         causal = torch.ones(length, length, dtype=torch.bool).tril()
         allowed = (causal & valid[:, None, :]) | torch.eye(length, dtype=torch.bool)  # padding rows see themselves
+        if self.hparams["encoder"] == "gru":
+            return self.norm(self.recur(x, valid)), relations, allowed
         for block in self.blocks:
             x = block(x, allowed, relations if self.gap_embedding is not None else None)
         return self.norm(x), relations, allowed
+
+    def recur(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The GRU's state ``[B, L, H]`` after each event of left-padded windows ``x`` ``[B, L, H]``: each window
+        is shifted to start at position 0 and packed, so padding never enters the recurrence (zeros at padding)."""
+        length = x.shape[1]
+        pad = length - valid.sum(1)  # [B]
+        shift = (torch.arange(length)[None, :] + pad[:, None]).clamp(max=length - 1)  # [B, L] left-aligned -> source
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x.gather(1, shift[..., None].expand_as(x)),
+            (length - pad).clamp(min=1),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        out, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)
+        back = (torch.arange(length)[None, :] - pad[:, None]).clamp(min=0)  # [B, L] padded position -> left-aligned
+        return out.gather(1, back[..., None].expand_as(out)) * valid[..., None]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state ``[B, L, H]`` at every position."""
@@ -257,18 +287,20 @@ def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> d
     return {**yaml.safe_load(Path(path).read_text()), **(overrides or {})}
 
 
-def mean_loss(model: NeuralDecayRecommender, windows: Windows, batch_size: int) -> float:
-    """Mean negative log-likelihood over all targets of ``windows``, without dropout or gradients."""
+def held_out_ndcg(model: NeuralDecayRecommender, windows: Windows, batch_size: int, k: int = 10) -> float:
+    """Mean NDCG@k of each window's last target ranked over all targets (one relevant item: 1 / log2(rank + 1)
+    within the top k; ties count against the target), without dropout or gradients."""
     model.eval()
-    total, count = 0.0, 0
+    gains = []
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
             batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
-            n = int((batch["targets"] >= 0).sum())
-            if n:
-                total += model.calculate_loss(batch).item() * n
-                count += n
-    return total / max(count, 1)
+            targets = batch["targets"][:, -1]
+            scores = model.full_sort_predict(batch)
+            rank = (scores >= scores.gather(1, targets.clamp_min(0)[:, None])).sum(1)  # the target counts itself
+            gain = torch.where(rank <= k, 1.0 / torch.log2(rank.float() + 1), torch.zeros(len(rank)))
+            gains.append(gain[targets >= 0])
+    return float(torch.cat(gains).mean()) if gains else 0.0
 
 
 def train_epoch(
@@ -306,21 +338,31 @@ class SequenceRanker:
     training events for the category target. Users without history get a row of zeros."""
 
     def __init__(
-        self, config: dict | None = None, target: str = "item_id", use_time_intervals: bool = True, seed: int = 0
+        self,
+        config: dict | None = None,
+        target: str = "item_id",
+        use_time_intervals: bool = True,
+        seed: int = 0,
+        **overrides,
     ):
+        """``config`` and ``overrides`` (e.g. a grid's ``learning_rate=``) replace keys of ``sequence.yaml``."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-        self.config = load_config(overrides=config)
+        self.config = load_config(overrides={**(config or {}), **overrides})
+        unknown = sorted(set(self.config) - set(load_config()))
+        if unknown:
+            raise ValueError(f"unknown sequence model keys {unknown}: models/harness/sequence.yaml lists the keys")
         self.target, self.use_time_intervals, self.seed = target, use_time_intervals, seed
-        kind = "tisasrec" if use_time_intervals else "sasrec"
+        kind = "gru4rec" if self.config["encoder"] == "gru" else "tisasrec" if use_time_intervals else "sasrec"
         self.name = f"{kind}{'+repeat' if self.config['use_repeat'] else ''}" + (
             "" if target == "item_id" else "-category"
         )
         self.history: list[float] = []  # mean training loss per epoch
-        self.held_out_history: list[float] = []  # mean loss on each user's held-out last target per epoch
+        self.held_out_history: list[float] = []  # NDCG@10 of each user's held-out last target per epoch
+        self.best_epoch = 0  # the epoch whose weights are kept
 
     def fit(self, data: TrainData) -> SequenceRanker:
-        """Train on every user's event sequence before ``data.cutoff``; keeps the epoch of best held-out loss."""
+        """Train on every user's event sequence before ``data.cutoff``; keeps the epoch of best held-out NDCG@10."""
         cfg = self.config
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -346,15 +388,16 @@ class SequenceRanker:
     def _train(self, train: Windows, held_out: Windows | None, rng: np.random.Generator) -> None:
         cfg = self.config
         optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-        best, best_state, stale = math.inf, None, 0
+        best, best_state, stale = -math.inf, None, 0
         for epoch in range(1, cfg["epochs"] + 1):
             description = f"{self.name} epoch {epoch}/{cfg['epochs']}"
             self.history.append(train_epoch(self.model, optimiser, train, cfg, rng, description))
             if held_out is None:
+                self.best_epoch = epoch
                 continue
-            self.held_out_history.append(mean_loss(self.model, held_out, 4 * cfg["batch_size"]))
-            if self.held_out_history[-1] < best:
-                best, stale = self.held_out_history[-1], 0
+            self.held_out_history.append(held_out_ndcg(self.model, held_out, 4 * cfg["batch_size"]))
+            if self.held_out_history[-1] > best:
+                best, stale, self.best_epoch = self.held_out_history[-1], 0, epoch
                 best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
             else:
                 stale += 1

@@ -333,7 +333,15 @@ def test_the_harness_runs_each_protocol_and_says_which(tmp_path, protocol):
     assert relevant == 1.0 if protocol == "loo" else relevant >= 1.0
     assert {"ndcg@10", "ndcg@20", "hr@10", "hr@20", "mrr@20"} <= set(task["methods"]["history"])
     words = {"time": "Protocol: time window.", "next-basket": "Protocol: next basket.", "loo": "leave-one-out"}
-    assert words[protocol] in (out / "evaluation.md").read_text()
+    report = (out / "evaluation.md").read_text()
+    assert words[protocol] in report
+    # every result table (method and gains, per task) names the protocol, split and masking that produced it
+    names = {"time": "time window", "next-basket": "next basket", "loo": "leave-one-out"}
+    captions = [line for line in report.splitlines() if line.startswith(f"*Protocol: {names[protocol]};")]
+    assert len(captions) == 2 * len(summary["tasks"])
+    assert all("own train items ranked (auto: train repeat rate" in c for c in captions)
+    split = "last target test" if protocol == "loo" else f"test [{summary['cutoffs']['test'][:10]}, "
+    assert all(split in c for c in captions)
 
 
 def test_leave_one_out_without_enough_interactions_is_one_clear_sentence(tmp_path, capsys):
@@ -353,6 +361,36 @@ def test_leave_one_out_without_enough_interactions_is_one_clear_sentence(tmp_pat
         )
     error = capsys.readouterr().err
     assert stop.value.code == 2 and "fewer than 10000 target events (loo.min_interactions" in error, error
+
+
+def test_sequence_models_take_grids_stop_early_and_report_their_training(tmp_path):
+    from interest_decay.events.synthetic import generate
+    from models.harness import evaluate
+
+    config = yaml.safe_load(evaluate.DEFAULT_CONFIG.read_text())
+    config["tasks"] = ["item_id"]
+    tiny = {"epochs": 3, "patience": 1, "max_len": 10, "n_time_buckets": 8}
+    config["methods"]["gru4rec"]["params"] |= tiny
+    config["methods"]["gru4rec"]["grid"] = {"learning_rate": [0.001, 0.01], "hidden": [8]}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    generate(3_000, n_users=60, n_categories=3, items_per_category=10, days=40, seed=2).to_parquet(
+        tmp_path / "e.parquet"
+    )
+    out = tmp_path / "out"
+    evaluate.main(
+        ["--events", str(tmp_path / "e.parquet"), "--out", str(out), "--methods", "popular_30d,gru4rec"]
+        + ["--config", str(tmp_path / "cfg.yaml")]
+    )
+    row = json.loads((out / "evaluation.json").read_text())["tasks"]["item_id"]["methods"]["gru4rec"]
+    assert row["label"] == "gru4rec" and len(row["validation_grid"]) == 2
+    assert row["tuned"]["learning_rate"] in (0.001, 0.01) and row["params"]["encoder"] == "gru"
+    training = row["training"]
+    assert 1 <= training["best_epoch"] <= training["epochs_run"] <= 3
+    assert len(training["held_out_ndcg@10"]) == training["epochs_run"]
+    assert f"gru4rec: {training['epochs_run']} epochs run, epoch {training['best_epoch']} kept" in (
+        out / "evaluation.md"
+    ).read_text()
+    assert (out / "training_curve_gru4rec.png").stat().st_size > 1000
 
 
 def test_repeat_rate_counts_items_done_again_on_a_later_day():

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.harness.ranking import TrainData
-from models.harness.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, scoring_windows
+from models.harness.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, held_out_ndcg, scoring_windows
+from models.harness.sequence_data import Windows
 
 CUTOFF = pd.Timestamp("2024-03-01", tz="UTC")
 SMALL = {
@@ -154,3 +155,81 @@ def test_time_intervals_tell_a_return_after_a_long_gap_from_staying_after_a_shor
     assert accuracy_without < 0.65
     assert accuracy_with > 0.9
     assert with_time.history[-1] < without_time.history[-1]
+
+
+def test_gru4rec_learns_the_chain_and_meets_the_contract(tmp_path):
+    data = chain_data()
+    ranker = SequenceRanker({**SMALL, "epochs": 12}, use_time_intervals=False, encoder="gru", use_repeat=False).fit(
+        data
+    )
+    assert ranker.name == "gru4rec" and isinstance(ranker.model.gru, torch.nn.GRU) and not ranker.model.blocks
+    last = data.events.groupby("user_id")["item_id"].last()
+    assert top1_accuracy(ranker, last.map(lambda item: {f"i{(int(item[1:]) + 1) % 10}"})) > 0.9
+    batch = ranker._windows.batch(np.arange(4))
+    assert torch.allclose(ranker.model.full_sort_predict(batch).exp().sum(1), torch.ones(4), atol=1e-4)
+    ranker.model.save(tmp_path)
+    assert torch.equal(
+        NeuralDecayRecommender.load(tmp_path).full_sort_predict(batch), ranker.model.full_sort_predict(batch)
+    )
+
+
+def test_gru_state_ignores_left_padding():
+    """A window's states are the same whatever padding precedes it: padding never enters the recurrence."""
+    torch.manual_seed(0)
+    model = NeuralDecayRecommender(
+        5, 2, use_time_intervals=False, max_len=6, hidden=8, dropout=0.0, encoder="gru"
+    ).eval()
+    events = {"items": [1, 2, 3], "categories": [1, 2, 1], "event_types": [1, 4, 4], "hours": [-3.0, -2.0, -1.0]}
+
+    def window(pad: int) -> dict[str, torch.Tensor]:
+        batch = {k: torch.tensor([[0] * pad + v]) for k, v in events.items() if k != "hours"}
+        batch["hours"] = torch.tensor([[0.0] * pad + events["hours"]])
+        batch["query_hours"] = batch["hours"]
+        return batch
+
+    short, long = model(window(0)), model(window(3))
+    assert torch.allclose(short[0], long[0, 3:], atol=1e-6)
+    assert not long[0, :3].any()
+
+
+def test_early_stopping_keeps_the_epoch_of_best_held_out_ndcg():
+    ranker = SequenceRanker({**SMALL, "epochs": 8, "patience": 2, "learning_rate": 0.05}).fit(chain_data(60))
+    held_out = ranker.held_out_history
+    assert len(ranker.history) == len(held_out) and all(0 <= v <= 1 for v in held_out)
+    assert ranker.best_epoch == int(np.argmax(held_out)) + 1
+    stopped_early = len(held_out) < 8
+    assert not stopped_early or len(held_out) - ranker.best_epoch == 2  # ran `patience` epochs past the best
+
+
+def test_unknown_keys_are_refused_with_the_yaml_named():
+    with pytest.raises(ValueError, match="sequence.yaml"):
+        SequenceRanker(learning_rat=0.1)
+    with pytest.raises(ValueError, match="encoder"):
+        NeuralDecayRecommender(3, 1, encoder="lstm")
+
+
+def test_held_out_ndcg_by_hand():
+    """Three windows whose last targets rank 1st, 3rd (tied with one above: counted below it) and 12th of 12."""
+
+    class Fixed:  # a model of fixed scores: only full_sort_predict is read
+        def eval(self):
+            return self
+
+        def full_sort_predict(self, batch):
+            scores = torch.arange(12, 0, -1, dtype=torch.float32).repeat(len(batch["items"]), 1)
+            tied = batch["targets"][:, -1] == 2
+            scores[tied, 2] = scores[tied, 1]  # target 2 ties with item 1
+            return scores
+
+    ones = np.ones((3, 2), dtype=np.int64)
+    windows = Windows(
+        ones,
+        ones,
+        ones,
+        ones.astype(np.float32),
+        ones.astype(np.float32),
+        ones - 1,
+        np.array([[-1, 0], [-1, 2], [-1, 11]]),
+    )
+    expected = (1.0 + 1 / np.log2(4) + 0.0) / 3
+    assert held_out_ndcg(Fixed(), windows, batch_size=2) == pytest.approx(expected)
