@@ -387,9 +387,10 @@ def test_sequence_models_take_grids_stop_early_and_report_their_training(tmp_pat
     training = row["training"]
     assert 1 <= training["best_epoch"] <= training["epochs_run"] <= 3
     assert len(training["held_out_ndcg@10"]) == training["epochs_run"]
-    assert f"gru4rec: {training['epochs_run']} epochs run, epoch {training['best_epoch']} kept" in (
-        out / "evaluation.md"
-    ).read_text()
+    assert (
+        f"gru4rec: {training['epochs_run']} epochs run, epoch {training['best_epoch']} kept"
+        in (out / "evaluation.md").read_text()
+    )
     assert (out / "training_curve_gru4rec.png").stat().st_size > 1000
 
 
