@@ -94,7 +94,7 @@ push: venv postgres online-store ## Push an events file as live events to the on
 	@$(ENV) python -m interest_decay.online.realtime $(EVENTS)
 
 evaluate: venv ## Compare decay models with the baselines on an events file: make evaluate EVENTS=path [DATASET=online-retail|taobao] [PROTOCOL=time|next-basket|loo]
-	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao] [METHODS=a,b] [PROTOCOL=time|next-basket|loo]"; exit 2; }
+	@test -n "$(EVENTS)" || { echo "usage: make evaluate EVENTS=path [DATASET=project|online-retail|taobao|movielens] [METHODS=a,b] [PROTOCOL=time|next-basket|loo]"; exit 2; }
 	@$(ENV) python -m models.harness.evaluate --events $(EVENTS) --dataset $(DATASET) $(if $(METHODS),--methods $(METHODS)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(EVALUATE_ARGS)
 
 rollback: venv ## Make the previous champion model champion again, rebuild the bento, restart serving if it runs

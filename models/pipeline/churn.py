@@ -1,5 +1,6 @@
 """Churn risk: will a user buy nothing in the next ``horizon_days``? A small MLP on decayed activity
-features, compared with a recency-frequency logistic regression.
+features, compared with a recency-frequency logistic regression and the classic BG/NBD and Pareto/NBD models
+(``models.pipeline.btyd``: expected purchases in the horizon, Platt-scaled on the training labels).
 
 **Label** (the semantics of the mart ``user_activity``): at a cutoff T, every user with at least one
 event before T is in the population; ``churned`` is true when the user has no purchase in
@@ -43,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from interest_decay import config as settings
+from models.pipeline import btyd
 from models.pipeline.churn_data import (  # noqa: F401 (re-exported)
     DAY,
     STAGED_EVENT_COLUMNS,
@@ -222,6 +224,17 @@ def compare_churn(
         "model": model_probabilities(model, x_test),
         "baseline": baseline.predict_proba(baseline_inputs(x_test))[:, 1],
     }
+    classic, not_applicable, seconds = {}, {}, {"model": model_seconds, "baseline": baseline_seconds}
+    for name in btyd.MODELS:  # BG/NBD and Pareto/NBD: expected purchases in the horizon, Platt-scaled on training
+        started = time.perf_counter()
+        try:
+            probabilities[name], classic[name] = btyd.churn_probabilities(
+                name, events, train_cutoff, y_train, cutoff, y_test.index, horizon_days
+            )
+        except ValueError as error:  # e.g. nobody with a repeat purchase: said, the others are compared
+            not_applicable[name] = str(error)
+            continue
+        seconds[name] = time.perf_counter() - started
     return {
         "horizon_days": horizon_days,
         "train_cutoff": train_cutoff.isoformat(),
@@ -233,7 +246,9 @@ def compare_churn(
         "features": model.hparams["feature_names"],
         **bootstrap(y, probabilities, cfg["bootstrap_resamples"], cfg["ci_level"], seed),
         "ci_level": cfg["ci_level"],
-        "train_seconds": {"model": model_seconds, "baseline": baseline_seconds},
+        "train_seconds": seconds,
+        "classic_models": classic,
+        "not_applicable": not_applicable,
         "loss_history": losses,
         "config": cfg,
         "seed": seed,
@@ -358,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"test users {result['test_users']:,} at {result['test_cutoff']}, churn rate {result['test_churn_rate']:.3f}")
     for name, metrics in result["metrics"].items():
         print(
-            name.ljust(9),
+            name.ljust(10),
             "  ".join(f"{m} {v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" for m, v in metrics.items()),
         )
     difference = result["roc_auc_difference"]

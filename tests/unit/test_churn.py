@@ -190,7 +190,14 @@ def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
     assert result["test_users"] == events.loc[events["ts"] < test_cutoff, "user_id"].nunique()
     assert 0 < result["test_churn_rate"] < 1
     assert len(result["loss_history"]) == churn.load_config()["epochs"]
-    for method in ("model", "baseline"):
+    assert set(result["metrics"]) == {"model", "baseline", "bg_nbd", "pareto_nbd"} and not result["not_applicable"]
+    for name in ("bg_nbd", "pareto_nbd"):  # fitted parameters with standard errors, and a Platt scaling
+        classic = result["classic_models"][name]
+        assert all(value > 0 for value in classic["params"].values()) and set(classic["standard_errors"]) == set(
+            classic["params"]
+        )
+        assert set(classic["platt"]) == {"slope", "intercept"}
+    for method in result["metrics"]:
         for metric in result["metrics"][method].values():
             assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
     difference = result["roc_auc_difference"]
