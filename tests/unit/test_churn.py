@@ -190,7 +190,9 @@ def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
     assert result["test_users"] == events.loc[events["ts"] < test_cutoff, "user_id"].nunique()
     assert 0 < result["test_churn_rate"] < 1
     assert len(result["loss_history"]) == churn.load_config()["epochs"]
-    assert set(result["metrics"]) == {"model", "baseline", "bg_nbd", "pareto_nbd"} and not result["not_applicable"]
+    assert (
+        set(result["metrics"]) == {"model", "baseline", "bg_nbd", "pareto_nbd", "gbt"} and not result["not_applicable"]
+    )
     for name in ("bg_nbd", "pareto_nbd"):  # fitted parameters with standard errors, and a Platt scaling
         classic = result["classic_models"][name]
         assert all(value > 0 for value in classic["params"].values()) and set(classic["standard_errors"]) == set(
@@ -200,6 +202,9 @@ def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
     for method in result["metrics"]:
         for metric in result["metrics"][method].values():
             assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
+    for name, difference in result["roc_auc_differences"].items():  # paired, every method against the baseline
+        assert difference["ci"][0] <= difference["value"] <= difference["ci"][1]
+    assert result["metrics"]["gbt"]["roc_auc"]["value"] > 0.5
     difference = result["roc_auc_difference"]
     assert difference["value"] == pytest.approx(
         result["metrics"]["model"]["roc_auc"]["value"] - result["metrics"]["baseline"]["roc_auc"]["value"]
@@ -244,3 +249,48 @@ def test_the_feature_store_serves_every_input_the_churn_model_is_trained_on():
     assert sorted(f.name for f in features.churn_features_fv.schema if f.name != "as_of_ts") == sorted(
         features.CHURN_FEATURES
     )
+
+
+def test_marketing_metrics_by_hand():
+    from models.pipeline.churn_evaluation import expected_calibration_error, metric_values, top_share
+
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0], dtype=float)  # 3 churners in 10
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    assert top_share(y, p, 0.2) == pytest.approx((1.0 / 0.3, 2 / 3))  # top 2 both churn: lift 3.33, capture 2/3
+    assert top_share(y, p, 0.1) == pytest.approx((1 / 0.3, 1 / 3))
+    # bins of width .1: each user alone in its bin but .05 and .1 ... by hand: |p - y| summed / 10
+    assert expected_calibration_error(y, p) == pytest.approx(np.abs(p - y).sum() / 10)
+    crowded = np.full(10, 0.3)  # one bin: mean prediction .3 = churn rate .3
+    assert expected_calibration_error(y, crowded) == pytest.approx(0.0)
+    values = metric_values(y, p)
+    assert set(values) == {
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "lift_top10",
+        "capture_top10",
+        "lift_top5",
+        "capture_top5",
+    }
+
+
+def test_science_features_by_hand():
+    from models.pipeline.churn_gbt import science_features
+
+    features = pd.DataFrame(
+        {
+            "purchase_recency_days": [30.0, 5.0],
+            "purchase_gap_mean_days": [10.0, 0.5],  # the gap is floored at one day
+            "monetary": [100.0, 7.0],
+            "purchase_occasions": [4.0, 0.0],
+            "decayed_view_h7": [1.0, 0.0],
+            "decayed_purchase_h7": [1.0, 0.0],
+            "decayed_view_h90": [3.0, 2.0],
+            "decayed_purchase_h90": [1.0, 0.0],
+        }
+    )
+    out = science_features(features)
+    assert out["overdue"].tolist() == [3.0, 5.0]
+    assert out["interest_trend"].tolist() == pytest.approx([2.01 / 4.01, 0.01 / 2.01])
+    assert out["monetary_per_occasion"].tolist() == [25.0, 7.0]
