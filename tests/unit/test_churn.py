@@ -202,7 +202,7 @@ def test_comparison_cli_writes_a_consistent_summary_and_plot(tmp_path):
     for method in result["metrics"]:
         for metric in result["metrics"][method].values():
             assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
-    for name, difference in result["roc_auc_differences"].items():  # paired, every method against the baseline
+    for difference in result["roc_auc_differences"].values():  # paired, every method against the baseline
         assert difference["ci"][0] <= difference["value"] <= difference["ci"][1]
     assert result["metrics"]["gbt"]["roc_auc"]["value"] > 0.5
     difference = result["roc_auc_difference"]
