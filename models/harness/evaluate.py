@@ -27,7 +27,7 @@ from interest_decay import config as settings
 from interest_decay.events import adapters
 from interest_decay.events.schema import EventSchemaError
 from models.fitting.repeat_decay import RepeatRanker
-from models.harness import baselines, ranking
+from models.harness import audiences, baselines, ranking
 from models.harness.decay_fit import DecayRanker, bound_flag
 from models.harness.evaluate_report import best_of_kind, method_table, table_caption, write_outputs
 from models.harness.sequence import SequenceRanker
@@ -308,6 +308,12 @@ def run(
     }
     repeat_models = {n: r for n, r in fitted.get("item_id", {}).items() if RANKERS[n].kind == "repeat"}
     summary["repeat_parameters"] = {n: r.summary() for n, r in repeat_models.items()}
+    if protocol != "loo" and "audiences" in cfg:  # who buys after the cutoff: needs the cutoffs of a time split
+        spec = cfg["audiences"]
+        sizes = [None if n == "all" else int(n) for n in spec["sizes"]]
+        summary["audiences"] = audiences.evaluate_audiences(
+            events, cutoffs[0], cutoffs[1], sizes, spec["window_days"], spec["half_lives"]
+        )
     summary["wall_seconds"] = time.perf_counter() - started
     curves = {n: r for n, r in fitted.get("item_id", {}).items() if getattr(r, "history", None)}
     write_outputs(summary, decay_models, events, out, cfg, curves, repeat_models)

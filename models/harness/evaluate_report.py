@@ -288,6 +288,52 @@ def repeat_text(task: dict) -> str:
     return text
 
 
+def audience_text(result: dict, top: int) -> list[str]:
+    """The ad-audience section: pooled precision / recall per method and size, then the ``top`` categories with the
+    most responders at the smallest size."""
+    sizes = list(next(iter(result["overall"].values())))
+    if not sizes:
+        return [
+            "## Ad audiences",
+            "",
+            f"Nobody bought or carted within {result['window_days']:g} days of the cutoff.",
+            "",
+        ]
+    head = "| method | " + " | ".join(f"precision@{n} | recall@{n}" for n in sizes) + " |"
+    lines = [
+        "## Ad audiences",
+        "",
+        f"Each category's audience is its N highest-scoring users at the test cutoff; a response is a buy or cart in "
+        f"the category within {result['window_days']:g} days. Interest half-life {result['half_life_days']:g} days "
+        "(chosen on validation precision@1000). Overall = pooled over categories.",
+        "",
+        head,
+        "|---|" + "---|---|" * len(sizes),
+    ]
+    for method, by_size in result["overall"].items():
+        cells = " | ".join(f"{_number(m['precision'])} | {_number(m['recall'])}" for m in by_size.values())
+        lines.append(f"| {method} | {cells} |")
+    rows = pd.DataFrame(result["categories"])
+    if not rows.empty:
+        first = rows["size"].iloc[0]
+        small = rows[rows["size"] == first]
+        biggest = small.groupby("category_id")["buyers"].first().nlargest(top).index
+        lines += [
+            "",
+            f"Largest categories, N = {first} (precision / recall):",
+            "",
+            "| category | responders | " + " | ".join(result["overall"]) + " |",
+            "|---|---|" + "---|" * len(result["overall"]),
+        ]
+        for category in biggest:
+            part = small[small["category_id"] == category].set_index("method")
+            cells = " | ".join(
+                f"{_number(part.loc[m, 'precision'])} / {_number(part.loc[m, 'recall'])}" for m in result["overall"]
+            )
+            lines.append(f"| {category} | {int(part['buyers'].iloc[0])} | {cells} |")
+    return lines + [""]
+
+
 def training_text(task: dict) -> list[str]:
     """One line per sequence model: the epochs it ran before early stopping and the one it kept (test refit)."""
     lines = [
@@ -361,6 +407,8 @@ def markdown(summary: dict, decay_models: dict, plots: list[str], cfg: dict, rep
             "",
             *training_text(task),
         ]
+    if summary.get("audiences"):
+        parts += audience_text(summary["audiences"], cfg["report"]["top_categories"])
     for name, ranker in decay_models.items():
         parts += [
             f"## Fitted parameters: {name}",

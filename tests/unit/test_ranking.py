@@ -342,6 +342,10 @@ def test_the_harness_runs_each_protocol_and_says_which(tmp_path, protocol):
     assert all("own train items ranked (auto: train repeat rate" in c for c in captions)
     split = "last target test" if protocol == "loo" else f"test [{summary['cutoffs']['test'][:10]}, "
     assert all(split in c for c in captions)
+    # ad audiences need a cutoff to look after: reported with the time split, not with leave-one-out
+    assert ("## Ad audiences" in report) == (protocol != "loo") and ("audiences" in summary) == (protocol != "loo")
+    if protocol != "loo":
+        assert set(summary["audiences"]["overall"]) == {"interest", "recent_30d", "most_active"}
 
 
 def test_leave_one_out_without_enough_interactions_is_one_clear_sentence(tmp_path, capsys):
