@@ -209,6 +209,13 @@ def compare_churn(
     horizon_days = default_horizon_days() if horizon_days is None else horizon_days
     cutoff = pd.Timestamp(cutoff) if cutoff is not None else default_cutoff(events, horizon_days)
     train_cutoff = cutoff - horizon_days * DAY
+    history = (train_cutoff - events["ts"].min()) / DAY
+    if history < horizon_days:  # the training users' features need at least one horizon of past behaviour
+        raise ValueError(
+            f"the training cutoff {train_cutoff:%Y-%m-%d} (test cutoff − horizon) has {max(history, 0):.0f} days of "
+            f"events before it; churn needs at least the horizon ({horizon_days} days): move the cutoff later or "
+            "shorten the horizon"
+        )
     x_train, y_train = churn_dataset(events, train_cutoff, horizon_days, cfg["half_lives_days"])
     x_test, y_test = churn_dataset(events, cutoff, horizon_days, cfg["half_lives_days"], observed_until)
     for name, labels in (("training", y_train), ("test", y_test)):
@@ -396,7 +403,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {error}\n")
     print(f"{len(events):,} clean events; dropped {dropped}")
     cutoff = args.cutoff.tz_localize("UTC") if args.cutoff is not None and args.cutoff.tz is None else args.cutoff
-    result = compare_churn(events, cutoff, args.horizon_days, args.seed) | {"dropped_rows": dropped}
+    try:
+        result = compare_churn(events, cutoff, args.horizon_days, args.seed) | {"dropped_rows": dropped}
+    except ValueError as error:  # too little history, a label window past the data, one class: one sentence
+        parser.exit(2, f"error: {error}\n")
     out = args.out or reports_dir() / "churn"
     plot = plot_churn(result, out)
     (out / "churn.json").write_text(json.dumps(result, indent=2))

@@ -294,3 +294,13 @@ def test_science_features_by_hand():
     assert out["overdue"].tolist() == [3.0, 5.0]
     assert out["interest_trend"].tolist() == pytest.approx([2.01 / 4.01, 0.01 / 2.01])
     assert out["monetary_per_occasion"].tolist() == [25.0, 7.0]
+
+
+def test_too_little_history_before_the_training_cutoff_is_one_clear_sentence(tmp_path, capsys):
+    events = generate(3_000, n_users=100, days=40, end=CUTOFF.to_pydatetime(), seed=5)
+    path = write_events(events, tmp_path / "events.csv")
+    with pytest.raises(SystemExit) as stop:  # 40 days of data: a 30-day horizon leaves no history to train on
+        churn.main(["--events", str(path), "--horizon-days", "30", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "churn needs at least the horizon (30 days)" in error, error
+    assert "Traceback" not in error
