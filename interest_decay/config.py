@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         1, ge=1, description="torch threads per serving worker (1: a request's model is small; more spin idle cores)"
     )
     serve_api_token: SecretStr | None = Field(None, description="bearer token the service requires (unset: no auth)")
+    serve_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest request body the service reads; a larger one gets a 413"
+    )
     serve_tracing_sample_rate: str | None = Field(
         None,
         description="share of requests BentoML traces, 0 to 1 "

@@ -1,10 +1,12 @@
 """ASGI middleware of the service.
 
-- ``BearerTokenMiddleware``: optional auth; with ``SERVE_API_TOKEN`` set every API call must carry
-  ``Authorization: Bearer <token>``; health, readiness, metrics and the API docs stay open.
+- ``BearerTokenMiddleware``: optional auth; with ``SERVE_API_TOKEN`` set every API call and ``/metrics`` must carry
+  ``Authorization: Bearer <token>`` (the scheme in any case); health, readiness and the API docs stay open, and
+  non-HTTP connections (websockets) are closed.
+- ``BodyLimitMiddleware``: a request body over ``SERVE_MAX_BODY_BYTES`` gets a 413 before it is parsed.
 - ``UnavailableMessageMiddleware``: BentoML answers every 5xx with a generic "unexpected error"; a 503 raised
   through ``unavailable(message)`` (a dependency down) gets its message in the body instead.
-- ``JsonBodyMiddleware``: a request body must be JSON; anything else gets a 415 with a message
+- ``JsonBodyMiddleware``: a POST must say its body is JSON; anything else (no Content-Type included) gets a 415
   (BentoML answers a malformed ``multipart/form-data`` with a 500 otherwise).
 - ``tracing_config``: keeps BentoML's tracing middleware off the request path unless traces are wanted.
 - ``access_log_config``: BentoML's per-request access log, off unless ``SERVE_ACCESS_LOG`` turns it on.
@@ -18,7 +20,7 @@ import json
 
 from bentoml.exceptions import ServiceUnavailable
 
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs", "/docs.json", "/", "/favicon.ico")  # without a token
 
 
 async def _answer(send, status: int, message: str, extra_headers: list | None = None) -> None:
@@ -77,7 +79,7 @@ class UnavailableMessageMiddleware:
 
 
 class JsonBodyMiddleware:
-    """415 for a POST whose Content-Type is set and is not application/json."""
+    """415 for a POST whose Content-Type is not application/json, or missing."""
 
     def __init__(self, app):
         self.app = app
@@ -85,14 +87,68 @@ class JsonBodyMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope.get("method") == "POST":
             content_type = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
-            if content_type and content_type != b"application/json":
+            if content_type != b"application/json":
+                given = f"Content-Type {content_type.decode(errors='replace')!r}" if content_type else "no Content-Type"
                 return await _answer(
-                    send,
-                    415,
-                    f"unsupported Content-Type {content_type.decode(errors='replace')!r}: "
-                    "send the request body as JSON (Content-Type: application/json)",
+                    send, 415, f"unsupported {given}: send the request body as JSON (Content-Type: application/json)"
                 )
         return await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``limit`` bytes: by its Content-Length before anything is read, or (chunked) as
+    soon as the bytes read pass the limit; the app then gets the body it would have read."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    DRAIN_FACTOR = 4  # an over-long body is read and dropped up to this many limits, so the client gets the 413
+
+    async def _too_large(self, receive, send, more: bool = True) -> None:
+        """Read the rest of the body without keeping it (a client still sending would otherwise see the connection
+        reset instead of the answer; past ``DRAIN_FACTOR`` limits the server stops reading), then answer 413."""
+        drained = 0
+        while more and drained <= self.DRAIN_FACTOR * self.limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await _answer(
+            send, 413, f"request body larger than {self.limit:,} bytes (SERVE_MAX_BODY_BYTES): send fewer events"
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(receive, send)  # refused before anything is parsed or kept
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return await self.app(scope, _replay([message]), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                chunks.clear()
+                return await self._too_large(receive, send, more)
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        return await self.app(scope, _replay(body, receive), send)
+
+
+def _replay(messages: list[dict], then=None):
+    """A receive() that gives ``messages`` first, then waits on ``then`` (disconnects arrive there)."""
+    pending = list(messages)
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        return await then() if then is not None else {"type": "http.disconnect"}
+
+    return receive
 
 
 class BearerTokenMiddleware:
@@ -100,13 +156,15 @@ class BearerTokenMiddleware:
 
     def __init__(self, app, token: str):
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":  # the service speaks HTTP only: refuse before accepting
+            return await send({"type": "websocket.close", "code": 1008})
         if scope["type"] != "http" or scope.get("path", "") in OPEN_PATHS or scope.get("method") == "OPTIONS":
-            return await self.app(scope, receive, send)
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
+            return await self.app(scope, receive, send)  # lifespan, and the open paths
+        scheme, _, given = dict(scope.get("headers") or []).get(b"authorization", b"").strip().partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.expected):
             return await self.app(scope, receive, send)
         await _answer(
             send,

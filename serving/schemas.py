@@ -86,7 +86,9 @@ class EventIn(BaseModel):
     category_id: str | None = Field(default=None, max_length=4096, description="The item's category.")
     event_type: str | None = Field(default=None, max_length=4096, description="view, cart, fav, purchase or rating.")
     ts: str | None = Field(default=None, max_length=4096, description="ISO 8601 time; no offset means UTC.")
-    value: float | str | None = Field(default=None, description="Rating, quantity or amount (>= 0).")
+    value: float | Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Rating, quantity or amount (>= 0); a number or its text, at most 64 characters."
+    )
 
 
 class EventOutcome(BaseModel):

@@ -34,6 +34,7 @@ from serving.deployment import ChampionFollower, LoadedRecommender
 from serving.explain import allowed_items, explained_items, rank_user, utc
 from serving.middleware import (
     BearerTokenMiddleware,
+    BodyLimitMiddleware,
     JsonBodyMiddleware,
     UnavailableMessageMiddleware,
     access_log_config,
@@ -413,6 +414,7 @@ class InterestService:
 
 
 InterestService.add_asgi_middleware(JsonBodyMiddleware)
+InterestService.add_asgi_middleware(BodyLimitMiddleware, limit=SETTINGS.serve_max_body_bytes)
 InterestService.add_asgi_middleware(UnavailableMessageMiddleware)
 if SETTINGS.serve_api_token is not None:
     InterestService.add_asgi_middleware(BearerTokenMiddleware, token=SETTINGS.serve_api_token.get_secret_value())

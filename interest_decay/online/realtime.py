@@ -41,8 +41,10 @@ from interest_decay.decay.reference import parameter_kwargs, resolve_parameters
 from interest_decay.events import rules
 from interest_decay.events.schema import EVENT_COLUMNS, EVENT_TYPES
 from interest_decay.online import item_state
+from interest_decay.online.bounded_cache import BoundedCache
 
 MAX_CATEGORIES = 50  # dbt var max_categories_per_user
+KIND_CACHE_ENTRIES = 65_536  # (category, event type) parameter lookups kept per process
 ONLINE_FEATURES = (
     "category_ids",
     "interest_scores",
@@ -97,7 +99,7 @@ class KindParameters:
 
     parameters: pd.DataFrame
     weights: dict[str, float]
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: BoundedCache = field(default_factory=lambda: BoundedCache(KIND_CACHE_ENTRIES), repr=False)
 
     @classmethod
     def from_database(cls, conn, schema: str) -> KindParameters:
@@ -114,9 +116,11 @@ class KindParameters:
 
     def of(self, category_id: str, event_type: str) -> dict:
         key = (category_id, event_type)
-        if key not in self._cache:
-            self._cache[key] = resolve_parameters(self.parameters, category_id, event_type)
-        return self._cache[key]
+        found = self._cache.get(key)
+        if found is None:  # live events name any category: the cache is bounded (least recently used out)
+            found = resolve_parameters(self.parameters, category_id, event_type)
+            self._cache.put(key, found)
+        return found
 
     def half_life(self, category_id: str, event_type: str) -> float:
         """Exponential half-life of a kind; NaN for kinds of another family (their score is held)."""

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from interest_decay.online import item_state
+from interest_decay.online.bounded_cache import BoundedCache
 from models.harness import ranking
 from models.pipeline.item_ranker import ItemRanker, RankerConfig, fit_item_ranker
 from models.pipeline.item_signals import (
@@ -227,15 +228,13 @@ class RankerPackage:
         event moves that instant), so the value is kept per (user, state_as_of) for this package: a user's next
         request reads it back (most users have no live event between two runs); the first one computes it."""
         user = row.get("user_id")
-        cache = self.__dict__.setdefault("_neighbour_cache", {})
+        cache = self.__dict__.setdefault("_neighbour_cache", BoundedCache(self.NEIGHBOUR_CACHE_ROWS))
         values = cache.get((user, row["state_as_of"])) if user is not None else None
         if values is None or len(values) != len(candidates):
             weights = np.asarray(row[WEIGHT], dtype=float)[mine]
             values = self.neighbourhood.scores_one(user, history, weights, candidates)
             if user is not None:  # a row without its user id (none the service reads) is computed every time
-                if len(cache) >= self.NEIGHBOUR_CACHE_ROWS:
-                    cache.clear()
-                cache[(user, row["state_as_of"])] = values
+                cache.put((user, row["state_as_of"]), values)  # least recently used dropped beyond the bound
         return values
 
     def _fast(self) -> dict:

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from serving.middleware import BearerTokenMiddleware, JsonBodyMiddleware, access_log_config, tracing_config
+from serving.middleware import (
+    BearerTokenMiddleware,
+    BodyLimitMiddleware,
+    JsonBodyMiddleware,
+    access_log_config,
+    tracing_config,
+)
 
 
 def call(path: str, headers: list[tuple[bytes, bytes]], middleware=None):
@@ -33,7 +39,64 @@ def test_wrong_or_missing_token_gets_401_with_a_message(headers):
 
 def test_right_token_and_open_paths_pass():
     assert call("/recommend", [(b"authorization", b"Bearer s3cret")])[0] == ["/recommend"]
+    assert call("/recommend", [(b"authorization", b"bearer s3cret")])[0] == ["/recommend"]  # scheme in any case
+    assert call("/recommend", [(b"authorization", b"BEARER  s3cret ")])[0] == ["/recommend"]
     assert call("/readyz", [])[0] == ["/readyz"]
+
+
+def test_metrics_need_the_token_and_websockets_are_closed():
+    assert call("/metrics", [])[1][0]["status"] == 401
+    assert call("/metrics", [(b"authorization", b"Bearer s3cret")])[0] == ["/metrics"]
+    reached, sent = [], []
+
+    async def app(scope, receive, send):
+        reached.append(scope["type"])
+
+    async def send(message):
+        sent.append(message)
+
+    middleware = BearerTokenMiddleware(app, token="s3cret")
+    asyncio.run(middleware({"type": "websocket", "path": "/recommend", "headers": []}, None, send))
+    assert reached == [] and sent == [{"type": "websocket.close", "code": 1008}]
+    asyncio.run(middleware({"type": "lifespan"}, None, send))  # start-up and shut-down still reach the app
+    assert reached == ["lifespan"]
+
+
+def body_call(chunks: list[bytes], limit: int, declared: int | None = None):
+    """Send ``chunks`` through BodyLimitMiddleware; returns (the body the app read, what was sent back)."""
+    read, sent = [], []
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def app(scope, receive, send):
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        read.append(body)
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"content-length", str(declared).encode())] if declared is not None else []
+    scope = {"type": "http", "path": "/events", "method": "POST", "headers": headers}
+    asyncio.run(BodyLimitMiddleware(app, limit=limit)(scope, receive, send))
+    return read, sent
+
+
+def test_a_body_over_the_limit_gets_413_before_the_app_reads_it():
+    read, sent = body_call([b"x" * 10], limit=100, declared=20_000_000)  # refused by its Content-Length
+    assert read == [] and sent[0]["status"] == 413
+    assert "SERVE_MAX_BODY_BYTES" in json.loads(sent[1]["body"])["error"]
+    read, sent = body_call([b"x" * 60, b"x" * 60], limit=100)  # chunked, no length: refused once past the limit
+    assert read == [] and sent[0]["status"] == 413
+
+
+def test_a_body_within_the_limit_reaches_the_app_whole():
+    read, sent = body_call([b'{"a": ', b"1}"], limit=100, declared=8)
+    assert read == [b'{"a": 1}'] and sent == []
 
 
 @pytest.mark.parametrize(
@@ -41,7 +104,7 @@ def test_right_token_and_open_paths_pass():
     [
         (b"application/json", True),
         (b"application/json; charset=utf-8", True),
-        (None, True),
+        (None, False),  # a POST that does not say what it sends
         (b"multipart/form-data", False),
         (b"text/plain", False),
     ],
