@@ -90,6 +90,7 @@ http {
   access_log off;
   keepalive_requests 1000000;  # nginx's default (1000) closes a busy client's connection every 1000 requests
   client_body_temp_path $RUN_DIR/nginx/body;
+  client_max_body_size ${SERVE_MAX_BODY_BYTES:-16777216};  # the service's own limit answers (a 413 with a message)
   proxy_temp_path $RUN_DIR/nginx/proxy;
   fastcgi_temp_path $RUN_DIR/nginx/fastcgi;
   uwsgi_temp_path $RUN_DIR/nginx/uwsgi;

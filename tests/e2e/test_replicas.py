@@ -65,6 +65,9 @@ def test_replicas_behind_nginx_share_the_load_and_outlive_one_replica(stack, ser
         model = requests.post(f"{url}/recommend", json={"user_id": "u1", "k": 1}, timeout=30).json()["model"]
         assert [wait_until_serving(u, model, timeout_seconds=30)["model"] for u in urls] == [model, model]
         assert replica_urls(served_url) == [served_url]  # one server: itself
+        # a body over nginx's 1 MB default reaches the service: its own limit (16 MiB) and its JSON messages apply
+        big = requests.post(f"{url}/recommend", json={"user_id": "x" * 2_000_000}, timeout=30)
+        assert big.status_code == 400 and big.headers["content-type"].startswith("application/json"), big.text[:200]
 
         os.killpg(int(replica_pids[0].read_text()), signal.SIGTERM)  # one replica goes away
         deadline = time.monotonic() + 60
