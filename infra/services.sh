@@ -108,8 +108,14 @@ $servers    keepalive 64;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
       proxy_next_upstream error timeout http_502 http_503;
+      proxy_request_buffering off;  # bodies stream to the replica: no temp files (the workers may not write there)
     }
     location = /replicas { default_type application/json; return 200 '{"replicas": [$listed]}'; }
+    error_page 413 = @too_large;  # nginx refuses what the service would: the same JSON message
+    location @too_large {
+      default_type application/json;
+      return 413 '{"error": "request body larger than ${SERVE_MAX_BODY_BYTES:-16777216} bytes (SERVE_MAX_BODY_BYTES): send fewer events"}';
+    }
 $routes  }
 }
 NGINX
