@@ -41,6 +41,7 @@ manual runs only) changes that.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,10 @@ from interest_decay import config as settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+# dbt's SQL reads the pseudonym key from a session setting that PGOPTIONS hands every PostgreSQL session: set in
+# the environment of the process that runs the task (and so of dbt), never as an operator argument, which Airflow
+# would show as a rendered template.
+os.environ.update(settings.with_pseudonym_key_option(dict(os.environ)))
 SCHEDULE = settings.get().interest_pipeline_schedule
 INTEREST_FEATURES = Asset("interest_features")  # the online interest features (feast_materialize updates them)
 

@@ -8,8 +8,8 @@ export PROJECT_ROOT
 export DECAY_STATE_DIR="${DECAY_STATE_DIR:-$PROJECT_ROOT/.state}"
 export VENV="${VENV:-$PROJECT_ROOT/.venv}"
 
-# PostgreSQL: a private cluster bound to 127.0.0.1 with trust auth for local users.
-# Point PG* at any other server (and set PGPASSWORD) to use it instead.
+# PostgreSQL: a private cluster bound to 127.0.0.1 that asks every connection for a password (scram-sha-256; the
+# generated one below). Point PG* at any other server (and set PGPASSWORD) to use it instead.
 export PGHOST="${PGHOST:-127.0.0.1}"
 export PGPORT="${PGPORT:-55432}"
 export PGUSER="${PGUSER:-decay}"
@@ -30,6 +30,21 @@ export PG_MAX_WAL_SIZE="${PG_MAX_WAL_SIZE:-4GB}"
 export PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 # True when PGHOST is this machine's loopback: the private cluster is the server (infra/postgres.sh).
 is_local_cluster() { [ "$PGHOST" = 127.0.0.1 ] || [ "$PGHOST" = localhost ]; }
+# Prints the secret kept in file $1 (32 random bytes as hex, made when missing), named $2 in messages. Its path is
+# predictable (it may sit in a shared temporary dir): only a file this user owns and no one else can read or write
+# is used, never one another user could have planted or read.
+private_secret() {
+  if [ ! -s "$1" ]; then
+    mkdir -p "$(dirname "$1")"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$1")
+  fi
+  if [ "$(stat -c %u "$1")" != "$(id -u)" ] || [ $((8#$(stat -c %a "$1") & 8#077)) != 0 ]; then
+    echo "refusing $2 $1: it must belong to $(id -un) with mode 0600" \
+      "(it is $(stat -c '%U, mode %a' "$1")); remove it if you did not create it, or fix it" >&2
+    return 1
+  fi
+  cat "$1"
+}
 
 # Key of the user-id pseudonyms (interest_decay/events/pseudonym.py), unless the environment provides it: a random
 # one kept beside the data it pseudonymised, i.e. next to the private cluster's data dir (a checkout deleted
@@ -45,25 +60,28 @@ if [ -z "${PSEUDONYM_KEY:-}" ]; then
   else
     _key_file="$DECAY_STATE_DIR/pseudonym.key"
   fi
-  if [ ! -s "$_key_file" ]; then
-    mkdir -p "$(dirname "$_key_file")"
-    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$_key_file")
-  fi
-  # The path is predictable (the cluster's folder may be in a shared temporary dir): use only a key file this
-  # user owns and no one else can read or write, never one another user could have planted or read. (Run as
-  # root, infra/postgres.sh used to give the cluster's folder, key included, to the server's account
+  # (Run as root, infra/postgres.sh used to give the cluster's folder, key included, to the server's account
   # "postgres", which is trusted with the data anyway: such a key is taken back.)
-  if [ "$(id -u)" = 0 ] && [ "$(stat -c %U "$_key_file")" = postgres ]; then chown root:root "$_key_file"; fi
-  if [ "$(stat -c %u "$_key_file")" != "$(id -u)" ] || [ $((8#$(stat -c %a "$_key_file") & 8#077)) != 0 ]; then
-    echo "refusing the pseudonym key $_key_file: it must belong to $(id -un) with mode 0600" \
-      "(it is $(stat -c '%U, mode %a' "$_key_file")); remove it if you did not create it, or fix it" >&2
-    unset _key_file
-    return 1 2> /dev/null || exit 1
+  if [ -s "$_key_file" ] && [ "$(id -u)" = 0 ] && [ "$(stat -c %U "$_key_file")" = postgres ]; then
+    chown root:root "$_key_file"
   fi
-  PSEUDONYM_KEY=$(cat "$_key_file")
+  PSEUDONYM_KEY=$(private_secret "$_key_file" "the pseudonym key") || { unset _key_file; return 1 2> /dev/null || exit 1; }
   unset _key_file
 fi
 export PSEUDONYM_KEY
+# dbt's SQL reads the key from the session setting interest_decay.pseudonym_key, never from its own text (so no
+# compiled SQL, rendered template or server log holds it): every PostgreSQL session started from this environment
+# gets it through PGOPTIONS (interest_decay.config.with_pseudonym_key_option does the same for Python's children).
+_key_option=${PSEUDONYM_KEY//\\/\\\\}
+PGOPTIONS="$(printf %s "${PGOPTIONS:-}" | sed -E 's/-c ?interest_decay[.]pseudonym_key=([\\].|[^ ])*//') -c interest_decay.pseudonym_key=${_key_option// /\\ }"
+export PGOPTIONS="${PGOPTIONS# }"
+unset _key_option
+# The private cluster's password for $PGUSER (infra/postgres.sh sets it), kept like the key: every client (dbt,
+# Airflow, Feast, the service) reads PGPASSWORD, so a re-cloned checkout finds it again.
+if [ -z "$PGPASSWORD" ] && is_local_cluster; then
+  PGPASSWORD=$(private_secret "$(dirname "$PGDATA")/postgres.password" "the PostgreSQL password") || return 1 2> /dev/null || exit 1
+  export PGPASSWORD
+fi
 
 # dbt writes its models into this schema; raw events live in schema "raw".
 export DBT_SCHEMA="${DBT_SCHEMA:-analytics}"
@@ -95,6 +113,12 @@ export FEAST_ONLINE_STORE="${FEAST_ONLINE_STORE:-sqlite}"
 export REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
 export REDIS_PORT="${REDIS_PORT:-56379}"
 export REDIS_DB="${REDIS_DB:-0}"
+# The private Redis (infra/redis.sh) requires this password, kept like the pseudonym key (mode 0600, in the
+# state dir). REDIS_PASSWORD given empty: a Redis that asks for none (another server of your own).
+if [ -z "${REDIS_PASSWORD+set}" ]; then
+  REDIS_PASSWORD=$(private_secret "$DECAY_STATE_DIR/redis.password" "the Redis password") || return 1 2> /dev/null || exit 1
+fi
+export REDIS_PASSWORD
 if [ "$FEAST_ONLINE_STORE" = redis ]; then
   export FEAST_FS_YAML_FILE_PATH="${FEAST_FS_YAML_FILE_PATH:-$FEAST_REPO_PATH/feature_store.redis.yaml}"
 fi

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         None, description="Feast file registry (default `<state>/feast/registry.db`)"
     )
     feast_materialize_chunk_days: int = Field(7, ge=1, description="days per Feast materialization chunk")
+    feast_online_store: str = Field("sqlite", description="`sqlite` (embedded) or `redis` (the Redis below)")
+    redis_host: str = Field("127.0.0.1", description="Redis of the online store (FEAST_ONLINE_STORE=redis)")
+    redis_port: int = Field(56379, description="its port (infra/redis.sh starts a private one there)")
+    redis_db: int = Field(0, ge=0, description="its database number")
+    redis_password: SecretStr | None = Field(
+        None,
+        description="its password (infra/env.sh makes a random one, mode 0600 in the state dir, which the private "
+        "Redis requires; empty: a Redis that asks for none)",
+    )
     # models and serving
     model_name: str = Field("interest_recommender", description="name of the recommender in the BentoML store")
     bentoml_home: Path | None = Field(None, description="BentoML model store (default `<state>/bentoml`)")
@@ -150,6 +159,23 @@ def pg_conninfo(database: str | None = None) -> str:
     if s.pgpassword is not None:
         parts["password"] = s.pgpassword.get_secret_value()
     return " ".join(f"{key}={value}" for key, value in parts.items())
+
+
+# dbt's SQL reads the pseudonym key from this session setting (macros/pseudonymise.sql), which the connection sets
+# from PGOPTIONS: the key is never part of a statement, so it is in no compiled SQL, rendered field or server log.
+PSEUDONYM_KEY_SETTING = "interest_decay.pseudonym_key"
+
+
+def with_pseudonym_key_option(env: dict[str, str]) -> dict[str, str]:
+    """``env`` whose ``PGOPTIONS`` hands its ``PSEUDONYM_KEY`` to every PostgreSQL session as
+    ``interest_decay.pseudonym_key`` (other options kept; a key given before is replaced). Without a key,
+    ``env`` unchanged (dbt then stops with "PSEUDONYM_KEY is not set for this connection")."""
+    key = env.get("PSEUDONYM_KEY")
+    if not key:
+        return dict(env)
+    given = re.sub(r"-c\s*" + re.escape(PSEUDONYM_KEY_SETTING) + r"=(?:\\.|\S)*", "", env.get("PGOPTIONS", ""))
+    escaped = key.replace("\\", "\\\\").replace(" ", "\\ ")
+    return {**env, "PGOPTIONS": f"{given.strip()} -c {PSEUDONYM_KEY_SETTING}={escaped}".strip()}
 
 
 def model_name() -> str:

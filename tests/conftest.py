@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from interest_decay import config as settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_PSEUDONYM_KEY = "test-pseudonym-key"
 os.environ["PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY  # tests pseudonymise with a known key
+os.environ.update(settings.with_pseudonym_key_option(dict(os.environ)))  # ... which dbt's sessions get too
 # The event types of the dbt seed: int_interest_day_deltas has an "interest_<type>" column for each.
 EVENT_TYPES = sorted(
     row["event_type"]
@@ -90,6 +93,7 @@ DBT = [str(Path(sys.executable).parent / "dbt")]
 def dbt(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``dbt *args`` in dbt_project/ with environment ``env``; with ``check`` the test fails (showing dbt's
     output) unless dbt succeeds."""
+    env = settings.with_pseudonym_key_option(env)
     run = subprocess.run([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True)
     assert run.returncode == 0 or not check, run.stdout[-4000:]
     return run
@@ -97,6 +101,7 @@ def dbt(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 def start_dbt(env: dict, *args: str) -> subprocess.Popen:
     """``dbt *args`` started in the background (stdout piped as text), for tests that act while it runs."""
+    env = settings.with_pseudonym_key_option(env)
     return subprocess.Popen([*DBT, *args], cwd=PROJECT_ROOT / "dbt_project", env=env, stdout=subprocess.PIPE, text=True)
 
 

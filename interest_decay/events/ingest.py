@@ -58,8 +58,22 @@ create table if not exists raw.events (
     ts text,
     value text,
     parse_error text,
+    raw_line text,
     primary key (load_id, row_number)
 );
+-- A row the CSV parser could not split, as given (its parse_error says why without quoting it: staging and
+-- rejected_events show the reason, and a raw line holds a raw user id, which stays in this schema). Added to
+-- tables made before only when missing: an alter locks the table even when there is nothing to do.
+do $$
+begin
+    if not exists (
+        select from information_schema.columns
+        where table_schema = 'raw' and table_name = 'events' and column_name = 'raw_line'
+    ) then
+        alter table raw.events add column raw_line text;
+    end if;
+end
+$$;
 -- The events live batches folded into the online store that staging has not seen yet, one key each
 -- (interest_decay.online.realtime.new_events): each event counts once online, as staging counts it.
 create table if not exists raw.live_event_keys (
@@ -68,6 +82,18 @@ create table if not exists raw.live_event_keys (
 );
 """
 SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row the CSV parser could not split into the header's columns: why (no field of it quoted) and the
+    row as given (stored in ``raw.events.raw_line``, so nothing is lost)."""
+
+    reason: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass(frozen=True)
@@ -240,7 +266,7 @@ def _quiet_unraisable():
         sys.unraisablehook = hook
 
 
-def _read_csv_slowly(path: Path) -> tuple[dict[str, pa.Array], list[str]]:
+def _read_csv_slowly(path: Path) -> tuple[dict[str, pa.Array], list[BadRow]]:
     """``read_events``'s CSV columns with Python's csv module, for files Arrow's parser gives up on: the bytes
     kept as given (undecodable ones round-trip through surrogate escapes), rows of the wrong width as bad rows."""
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
@@ -248,12 +274,11 @@ def _read_csv_slowly(path: Path) -> tuple[dict[str, pa.Array], list[str]]:
         header = [name.strip() for name in next(reader, [])]
         wanted = [header.index(c) for c in EVENT_COLUMNS if c in header]
         values: list[list[bytes]] = [[] for _ in wanted]
-        bad_rows: list[str] = []
+        bad_rows: list[BadRow] = []
         for row in reader:
             if len(row) != len(header):
-                text = ",".join(row).encode("utf-8", "surrogateescape")
-                line = f"line {reader.line_num}: expected {len(header)} fields, got {len(row)}: {escaped(text[:200])}"
-                bad_rows.append(line)
+                text = escaped(",".join(row).encode("utf-8", "surrogateescape"))
+                bad_rows.append(BadRow(f"line {reader.line_num}: expected {len(header)} fields, got {len(row)}", text))
                 continue
             for out, index in zip(values, wanted):
                 out.append(row[index].encode("utf-8", "surrogateescape"))
@@ -261,11 +286,11 @@ def _read_csv_slowly(path: Path) -> tuple[dict[str, pa.Array], list[str]]:
     return {name: pa.array(column, pa.binary()) for name, column in zip(names, values)}, bad_rows
 
 
-def read_events(path: Path) -> tuple[pa.Table, list[str]]:
+def read_events(path: Path) -> tuple[pa.Table, list[BadRow]]:
     """The file's contract columns as text or bytes as given (absent optional ``value`` -> nulls; ``storable``
     makes them text PostgreSQL takes), and the rows the CSV parser could not split into the header's columns."""
     check_file(path)
-    bad_rows: list[str] = []
+    bad_rows: list[BadRow] = []
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -275,9 +300,8 @@ def read_events(path: Path) -> tuple[pa.Table, list[str]]:
 
             def keep_bad_row(row) -> str:
                 where = f"line {row.number}" if row.number and row.number > 0 else f"bad row {len(bad_rows) + 1}"
-                bad_rows.append(
-                    f"{where}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text[:200]}"
-                )
+                reason = f"{where}: expected {row.expected_columns} fields, got {row.actual_columns}"
+                bad_rows.append(BadRow(reason, row.text))
                 return "skip"
 
             with _quiet_unraisable():  # Arrow reports a ragged row that is not UTF-8 on stderr, then fails
@@ -332,8 +356,10 @@ def load_table(
         load_id = cur.fetchone()[0]
         if bad_rows:
             bad = pa.table({c: pa.nulls(len(bad_rows), pa.string()) for c in EVENT_COLUMNS})
-            reasons = pa.array([escaped(row.encode("utf-8", "surrogatepass")) for row in bad_rows], pa.string())
-            table = pa.concat_tables([table, bad.append_column("parse_error", reasons)])
+            bad = bad.append_column("parse_error", pa.array([row.reason for row in bad_rows], pa.string()))
+            lines = [escaped(row.text.encode("utf-8", "surrogatepass")) for row in bad_rows]
+            table = table.append_column("raw_line", pa.nulls(table.num_rows, pa.string()))
+            table = pa.concat_tables([table, bad.append_column("raw_line", pa.array(lines, pa.string()))])
         table = table.add_column(0, "row_number", pa.array(range(1, table.num_rows + 1), pa.int64()))
         table = table.add_column(0, "load_id", pa.array([load_id] * table.num_rows, pa.int64()))
         buffer = io.BytesIO()

@@ -57,7 +57,7 @@ def read_events(path: Path) -> pd.DataFrame:
     table, bad_rows = read_file(Path(path))
     frame = storable(table).to_pandas()
     if bad_rows:
-        frame = pd.concat([frame, pd.DataFrame({"parse_error": bad_rows})], ignore_index=True)
+        frame = pd.concat([frame, pd.DataFrame({"parse_error": [row.reason for row in bad_rows]})], ignore_index=True)
     return frame
 
 

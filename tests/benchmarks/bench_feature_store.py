@@ -181,6 +181,7 @@ def redis_runs(env: dict, work: Path, batches, request_ts, calls, day: dt.dateti
         "REDIS_HOST": "127.0.0.1",
         "REDIS_PORT": str(port),
         "REDIS_DB": "0",
+        "REDIS_PASSWORD": "",  # this throwaway server asks for none
     }
     env = {**env, **redis_env}
     args = [

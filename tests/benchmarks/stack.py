@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from interest_decay import config as settings
 from tests.conftest import PROJECT_ROOT, recreate_database, stack_env
 
 BIN = Path(sys.executable).parent
@@ -95,7 +96,11 @@ def write_result(path: Path, result: dict) -> None:
 
 def dbt(env: dict, *args: str) -> None:
     run = subprocess.run(
-        [str(BIN / "dbt"), *args], cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True
+        [str(BIN / "dbt"), *args],
+        cwd=PROJECT_ROOT / "dbt_project",
+        env=settings.with_pseudonym_key_option(env),
+        capture_output=True,
+        text=True,
     )
     if run.returncode:
         raise RuntimeError(f"dbt {' '.join(args)} failed:\n{run.stdout[-4000:]}")

@@ -41,6 +41,8 @@ def stack(tmp_path_factory):
         events_dir / "synthetic.parquet",
     )
     write_events(probe_events(), events_dir / "probes.csv")
+    server_log = Path(os.environ.get("PGDATA", "/nonexistent")) / "server.log"
+    (state / "server-log-offset").write_text(str(server_log.stat().st_size if server_log.exists() else 0))
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     conf = json.dumps({"as_of": f"{AS_OF:%Y-%m-%d}", "events_path": str(events_dir)})
     run = subprocess.run(

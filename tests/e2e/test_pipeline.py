@@ -12,6 +12,7 @@ must find each of them within 10%, and the explanations must show the fitted val
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 
 from interest_decay.config import pg_conninfo
 from interest_decay.events.synthetic import half_lives
+from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.e2e.stack import AS_OF, BIN, CATEGORIES, CATEGORY_A, MAX_HALF_LIFE, fitted_half_lives
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -74,6 +76,37 @@ def test_dag_run_leaves_reports_and_a_registered_model(stack):
             (AS_OF.date(), metrics["model_tag"]),
         ).fetchone()
     assert row == (quality["users"], pytest.approx(quality["ndcg"], rel=1e-12))
+
+
+def test_the_pseudonym_key_is_in_no_metadata_table_compiled_sql_log_or_server_log(stack):
+    """dbt's SQL reads the key from the session setting PGOPTIONS gives (interest_decay.config): Airflow's
+    metadata (rendered templates: cosmos keeps the compiled SQL), dbt's target and logs, the tasks' logs and
+    PostgreSQL's log hold no trace of it."""
+    env, state = stack
+    key = env["PSEUDONYM_KEY"]
+    assert key == TEST_PSEUDONYM_KEY
+    with psycopg.connect(pg_conninfo(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("/", 1)[1])) as conn:
+        tables = [t for (t,) in conn.execute("select tablename from pg_tables where schemaname = 'public'")]
+        assert "rendered_task_instance_fields" in tables
+        rendered = conn.execute("select count(*) from rendered_task_instance_fields").fetchone()[0]
+        assert rendered > 0  # the search below looks at the fields the UI shows
+        hits = [
+            t
+            for t in tables
+            if conn.execute(f'select exists (select from "{t}" as r where r::text like %s)', (f"%{key}%",)).fetchone()[
+                0
+            ]
+        ]
+    assert hits == []
+    folders = [Path(env["DBT_TARGET_PATH"]), Path(env["DBT_LOG_PATH"]), Path(env["AIRFLOW_HOME"]) / "logs"]
+    files = [f for folder in folders if folder.exists() for f in folder.rglob("*") if f.is_file()]
+    assert any(f.suffix == ".sql" for f in files)
+    assert [str(f) for f in files if key.encode() in f.read_bytes()] == []
+    server_log = Path(os.environ.get("PGDATA", "/nonexistent")) / "server.log"
+    if server_log.exists():  # the private cluster's log since the stack started
+        with server_log.open("rb") as log:
+            log.seek(int((state / "server-log-offset").read_text()))
+            assert key.encode() not in log.read()
 
 
 def test_the_run_fits_every_categorys_half_life_within_ten_percent_of_the_generators(stack):

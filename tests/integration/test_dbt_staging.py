@@ -11,7 +11,7 @@ import pytest
 
 from interest_decay.events.ingest import ingest
 from interest_decay.events.pseudonym import pseudonymise
-from tests.conftest import PROJECT_ROOT, stack_env
+from tests.conftest import PROJECT_ROOT, TEST_PSEUDONYM_KEY, stack_env
 
 U1 = pseudonymise("u1")
 
@@ -56,7 +56,11 @@ def built(fresh_db, tmp_path_factory):
         text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+    TARGETS[conninfo] = env["DBT_TARGET_PATH"]
     return conninfo
+
+
+TARGETS: dict[str, str] = {}  # the dbt target folder of each built database
 
 
 def query(conninfo, sql):
@@ -111,10 +115,39 @@ def test_user_ids_are_pseudonymised_at_staging(built):
     staged = {r[0] for r in query(built, "select distinct user_id from analytics.stg_behaviour__events")}
     assert staged == {U1}
     assert pseudonymise("u1", key="another key") != U1
-    raw = {r[0] for r in query(built, "select distinct user_id from raw.events where user_id is not null")}
-    for table in ("user_category_interest", "user_item_interest", "user_interest_features", "rejected_events"):
-        ids = {r[0] for r in query(built, f"select distinct user_id from analytics.{table} where user_id is not null")}
-        assert ids and not ids & raw, table
+    raw = {r[0] for r in query(built, "select distinct user_id from raw.events where user_id <> ''")}
+    assert raw == {"u1", "u2"}
+    # Every relation of the dbt schema with a user_id column, staging's checked rows and the rejects included.
+    relations = [r[0] for r in query(built, USER_ID_RELATIONS)]
+    assert {"stg_behaviour__events_checked", "rejected_events", "user_category_interest"} <= set(relations)
+    for relation in relations:
+        ids = {
+            r[0] for r in query(built, f"select distinct user_id from analytics.{relation} where user_id is not null")
+        }
+        assert not ids & raw, relation
+    # No reason quotes a raw field that holds a user id; the unsplittable row as given stays in raw.
+    reasons = " ".join(r[0] for r in query(built, "select reject_reason from analytics.rejected_events"))
+    assert "u2" not in reasons
+    [(line,)] = query(built, "select raw_line from raw.events where parse_error is not null")
+    assert line == "u2,i1,c1,view,2026-01-01T00:00:00Z,,extra"
+
+
+USER_ID_RELATIONS = """
+select c.table_name from information_schema.columns as c
+where c.table_schema = 'analytics' and c.column_name = 'user_id' order by 1
+"""
+
+
+def test_the_pseudonym_key_is_in_no_compiled_sql(built):
+    """dbt reads the key from the session setting PGOPTIONS gives, so its compiled SQL does not hold it; a
+    connection without it stops with a sentence saying so."""
+    target = Path(TARGETS[built])
+    compiled = [f for f in target.rglob("*.sql") if "pseudonym_key()" in f.read_text()]
+    assert compiled  # the models that pseudonymise were compiled here
+    assert [str(f) for f in target.rglob("*") if f.is_file() and TEST_PSEUDONYM_KEY.encode() in f.read_bytes()] == []
+    with psycopg.connect(built, options="") as conn, pytest.raises(psycopg.errors.RaiseException) as error:
+        conn.execute("select analytics.pseudonym_key()")
+    assert "PSEUDONYM_KEY is not set for this connection" in str(error.value)
 
 
 def test_feature_rows_rank_categories_by_interest(built):

@@ -132,8 +132,9 @@ def online_store_env(store: str) -> dict[str, str]:
     import redis
 
     host, port, db = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "56379")), 15
+    password = os.environ.get("REDIS_PASSWORD") or None
     try:
-        redis.Redis(host=host, port=port, db=db).flushdb()
+        redis.Redis(host=host, port=port, db=db, password=password).flushdb()
     except redis.exceptions.ConnectionError as error:
         pytest.skip(f"Redis is not reachable on {host}:{port} ({error}); `make test` starts it with infra/redis.sh")
     return {
@@ -142,6 +143,34 @@ def online_store_env(store: str) -> dict[str, str]:
         "REDIS_PORT": str(port),
         "REDIS_DB": str(db),
     }
+
+
+def test_the_private_redis_answers_only_with_its_password():
+    """infra/redis.sh starts Redis with the generated REDIS_PASSWORD (infra/env.sh): a client without it gets no
+    data, and the password is in no process's command line."""
+    import redis
+
+    host, port = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "56379"))
+    password = os.environ.get("REDIS_PASSWORD")
+    try:
+        redis.Redis(host=host, port=port, password=password).ping()
+    except redis.exceptions.ConnectionError as error:
+        pytest.skip(f"Redis is not reachable on {host}:{port} ({error}); `make test` starts it with infra/redis.sh")
+    assert password and len(password) == 64
+    with pytest.raises(redis.exceptions.AuthenticationError, match="authenticat"):
+        redis.Redis(host=host, port=port).get("anything")
+    assert not any(password.encode() in line for line in command_lines())
+
+
+def command_lines() -> list[bytes]:
+    """The command line of every process (those that end while read are left out)."""
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(path.read_bytes())
+        except OSError:
+            continue
+    return lines
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

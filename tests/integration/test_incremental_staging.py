@@ -117,7 +117,7 @@ def test_the_kinds_are_listed_from_the_new_loads_only(staged_twice):
 def test_another_pseudonym_key_stops_the_run_with_advice(staged_twice):
     conninfo, env, _ = staged_twice
     before = rows(conninfo, STAGED_SQL)
-    run = dbt({**env, "PSEUDONYM_KEY": "another-key"}, "run", "--select", "stg_behaviour__events", check=False)
+    run = dbt({**env, "PSEUDONYM_KEY": "another-key"}, "run", "--select", "+stg_behaviour__events", check=False)
     assert run.returncode != 0
     assert "pseudonymised with another PSEUDONYM_KEY" in run.stdout and "--full-refresh" in run.stdout
     assert rows(conninfo, STAGED_SQL) == before

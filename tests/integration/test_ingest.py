@@ -54,15 +54,14 @@ def test_ragged_csv_rows_are_kept_with_the_reason(fresh_db, tmp_path):
     (result,) = ingest([path], conninfo)
     assert (result.rows, result.parse_errors) == (3, 2)
     with psycopg.connect(conninfo) as conn:
-        errors = [
-            r[0]
-            for r in conn.execute(
-                "select parse_error from raw.events where load_id = %s and parse_error is not null order by row_number",
-                (result.load_id,),
-            )
-        ]
-    assert "expected 5 fields, got 6" in errors[0] and "one too many" in errors[0]
-    assert "expected 5 fields, got 2" in errors[1]
+        errors = conn.execute(
+            "select parse_error, raw_line from raw.events where load_id = %s and parse_error is not null "
+            "order by row_number",
+            (result.load_id,),
+        ).fetchall()
+    # The reason quotes no field (a raw user id would reach staging's rejects); the row as given stays in raw.
+    assert errors[0][0].endswith("expected 5 fields, got 6") and errors[0][1] == "u1,i1,c1,view,2026-01-01,one too many"
+    assert errors[1][0].endswith("expected 5 fields, got 2")
 
 
 def test_missing_required_column_is_a_readable_error(fresh_db, tmp_path):
@@ -150,7 +149,11 @@ def test_fields_postgres_cannot_store_are_rejects_with_the_bytes_escaped_and_the
     assert rows[1][1] == "i\\x002" and rows[1][3] == "item_id contains a NUL byte (shown as \\x00)"
     assert rows[2][0] == "u\\xe93" and rows[2][3] == "user_id is not valid UTF-8 (bytes shown as \\xNN)"
     assert rows[3] == ("u4", "i4", "2026-01-02T00:00:00Z", None)
-    assert rows[4][3] == "line 6: expected 5 fields, got 2: u\\xe95,i5"
+    assert rows[4][3] == "line 6: expected 5 fields, got 2"
+    with psycopg.connect(conninfo) as conn:
+        sql = "select raw_line from raw.events where load_id = %s and raw_line is not null"
+        [(line,)] = conn.execute(sql, (result.load_id,)).fetchall()
+    assert line == "u\\xe95,i5"
 
     env = stack_env(tmp_path / "state", name)
     with psycopg.connect(conninfo) as conn:
@@ -174,7 +177,7 @@ def test_fields_postgres_cannot_store_are_rejects_with_the_bytes_escaped_and_the
     assert reasons == [
         "unparseable row: item_id contains a NUL byte (shown as \\x00)",
         "unparseable row: user_id is not valid UTF-8 (bytes shown as \\xNN)",
-        "unparseable row: line 6: expected 5 fields, got 2: u\\xe95,i5",
+        "unparseable row: line 6: expected 5 fields, got 2",
     ]
 
 

@@ -20,7 +20,10 @@ def test_published_ports_bind_to_loopback_by_default():
 def test_the_api_token_and_secrets_are_required():
     compose = yaml.safe_load(COMPOSE.read_text())
     environment = compose["x-platform"]["environment"]
-    for name in ("SERVE_API_TOKEN", "PGPASSWORD", "PSEUDONYM_KEY"):
+    for name in ("SERVE_API_TOKEN", "PGPASSWORD", "PSEUDONYM_KEY", "REDIS_PASSWORD"):
         assert environment[name].startswith(f"${{{name}:?"), name  # compose stops with the message when unset
+    redis = compose["services"]["redis"]["command"]
+    assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:${REDIS_PASSWORD}@")
     for service in ("serve", "airflow-api", "airflow-worker"):
         assert compose["services"][service]["environment"]["SERVE_API_TOKEN"] == environment["SERVE_API_TOKEN"]

@@ -8,7 +8,7 @@ final as (
     select
         load_id,
         row_number,
-        {{ pseudonymise('user_id') }} as user_id,
+        user_id,
         item_id,
         category_id,
         event_type,

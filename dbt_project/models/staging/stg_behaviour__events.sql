@@ -1,7 +1,7 @@
 {#- Incremental: a run stages the accepted rows of the loads after the latest staged one; a row whose
     event is already staged (an earlier load holds the first copy) is a duplicate, so the table is the
     one a full build makes. `dbt run --full-refresh` stages every load again (needed after PSEUDONYM_KEY
-    changes: the run stops with that advice when the staged pseudonyms were made with another key). #}
+    changes: stg_behaviour__events_checked, where user ids become pseudonyms, stops the run with that advice). #}
 {#- The pre-hook keeps two runs from staging the same loads at once (each would append them).
     Indexes: (event_ts, user_id) finds an event's earlier copy for the duplicate check and serves the marts'
     event_ts ranges; load_id finds the loads after a watermark. None on user_id alone: its keys are random,
@@ -14,18 +14,6 @@
           indexes=[{'columns': ['event_ts', 'user_id']}, {'columns': ['load_id']}],
           pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.stg_events'))",
           post_hook='analyze {{ this }}') }}
-{%- if is_incremental() and execute %}
-    {%- set same_key = run_query(
-        "select s.user_id = " ~ pseudonymise('c.user_id') ~ " from (select load_id, row_number, user_id from "
-        ~ this ~ " limit 1) as s join " ~ ref('stg_behaviour__events_checked')
-        ~ " as c on c.load_id = s.load_id and c.row_number = s.row_number").rows %}
-    {%- if same_key and not same_key[0][0] %}
-        {{ exceptions.raise_compiler_error(
-            "the staged events were pseudonymised with another PSEUDONYM_KEY: run `dbt run --full-refresh` "
-            ~ "(every mart that keeps user ids must be rebuilt with the new key)") }}
-    {%- endif %}
-{%- endif %}
-
 with checked as (
     select * from {{ ref('stg_behaviour__events_checked') }}
     where reject_reason is null
@@ -44,13 +32,11 @@ numbered as (
     from checked
 ),
 
-{#- Materialized: the keyed hash (~1.5 µs a row) is then computed once, not in each of the duplicate check,
-    the sort and the output. #}
-final as materialized (
+final as (
     select
         load_id,
         row_number,
-        {{ pseudonymise('user_id') }} as user_id,
+        user_id,
         item_id,
         category_id,
         event_type,

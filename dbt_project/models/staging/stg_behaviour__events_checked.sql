@@ -7,6 +7,19 @@
 {{ config(materialized='incremental', incremental_strategy='append', direct_insert=true,
           indexes=[{'columns': ['load_id', 'row_number']}],
           pre_hook="select pg_advisory_xact_lock(hashtext('interest_decay.raw_loads'))") }}
+{#- user_id is the keyed pseudonym from here on: raw user ids stay in schema raw. A run with another key than the
+    one the checked rows were made with stops with advice (their pseudonyms and every mart's would not match). #}
+{%- if is_incremental() and execute %}
+    {%- set same_key = run_query(
+        "select c.user_id = " ~ pseudonymise(event_text('r.user_id')) ~ " from (select load_id, row_number, user_id from "
+        ~ this ~ " where user_id is not null limit 1) as c join " ~ source('behaviour', 'events')
+        ~ " as r on r.load_id = c.load_id and r.row_number = c.row_number").rows %}
+    {%- if same_key and not same_key[0][0] %}
+        {{ exceptions.raise_compiler_error(
+            "the staged events were pseudonymised with another PSEUDONYM_KEY: run `dbt run --full-refresh` "
+            ~ "(every mart that keeps user ids must be rebuilt with the new key)") }}
+    {%- endif %}
+{%- endif %}
 
 with source as (
     select * from {{ source('behaviour', 'events') }}
@@ -39,12 +52,30 @@ typed as materialized (
     {%- endif %}
 ),
 
-final as (
+checked as (
     select
         *,
         {#- the rules of interest_decay/events/rules.py (macros/event_rules.sql is generated from it) #}
         {{ event_reject_reason() }} as reject_reason
     from typed
+),
+
+final as (
+    select
+        load_id,
+        row_number,
+        {{ pseudonymise('user_id') }} as user_id,
+        item_id,
+        category_id,
+        event_type,
+        ts_text,
+        event_ts,
+        value_text,
+        value,
+        parse_error,
+        loaded_at,
+        reject_reason
+    from checked
 )
 
 select * from final
