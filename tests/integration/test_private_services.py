@@ -43,3 +43,20 @@ def test_the_generated_secrets_are_private_files():
     for path in found:
         info = path.stat()
         assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o600, path
+
+
+def test_raw_events_are_readable_by_the_loader_role_only(fresh_db):
+    """Schema raw (raw user ids) belongs to the role that loads and stages (PGUSER) and grants nothing to others:
+    no other role, PUBLIC included, may use it."""
+    from interest_decay.events.ingest import ensure_raw_schema
+
+    _, conninfo = fresh_db
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        owner, acl = conn.execute(
+            "select pg_get_userbyid(nspowner), nspacl::text from pg_namespace where nspname = 'raw'"
+        ).fetchone()
+        assert owner == config.get().pguser
+        assert acl is None or all(entry.startswith(f"{owner}=") for entry in acl.strip("{}").split(","))
+        assert not conn.execute("select has_schema_privilege('public', 'raw', 'usage')").fetchone()[0]
+        assert not conn.execute("select has_table_privilege('public', 'raw.events', 'select')").fetchone()[0]
