@@ -62,12 +62,25 @@ class Audience(BaseModel):
     users: list[AudienceMember] = Field(description="Users above the threshold, highest interest first.")
 
 
+class ChurnReason(BaseModel):
+    feature: str = Field(description="The churn model's input, as named in the feature service churn_v1.")
+    value: float = Field(description="The user's value now.")
+    typical: float = Field(description="The training users' typical value (the model's input mean).")
+    effect: float = Field(description="The user's probability minus the one with the typical value (-1 to 1).")
+    text: str = Field(description="The same in words.")
+
+
 class UserChurnRisk(BaseModel):
     user_id: str = Field(description="The user asked about, as sent.")
     probability: float | None = Field(
-        description="Probability that the user buys nothing within the horizon (null: no events known for this user)."
+        description="Calibrated probability (Platt scaling on held-out users) that the user buys nothing within the "
+        "horizon (null: no events known for this user)."
     )
     known_user: bool = Field(description="False when there are no staged events of this user.")
+    reasons: list[ChurnReason] = Field(
+        default_factory=list,
+        description="The three inputs that move this user's probability most, largest first (empty when unknown).",
+    )
 
 
 class ChurnRisk(BaseModel):

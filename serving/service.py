@@ -46,6 +46,7 @@ from serving.schemas import (
     Audience,
     AudienceMember,
     CategoryInterest,
+    ChurnReason,
     ChurnRisk,
     DeploymentState,
     EventIn,
@@ -340,6 +341,7 @@ class InterestService:
         import pandas as pd
 
         from models.pipeline.churn import model_probabilities
+        from models.pipeline.churn_reasons import churn_reasons
 
         now = dt.datetime.now(dt.UTC)
         pseudonyms = {u: pseudonymise(u, self.pseudonym_key) for u in user_ids}
@@ -348,9 +350,11 @@ class InterestService:
         names = self.churn_model.hparams["feature_names"]
         features = pd.DataFrame({n: response[f"{n}_now"] for n in names}, index=keys)
         features = features[features[names[0]].notna()]
-        probabilities = {}
+        probabilities, reasons = {}, {}
         if len(features):
-            probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features.astype(float))))
+            features = features.astype(float)
+            probabilities = dict(zip(features.index, model_probabilities(self.churn_model, features)))
+            reasons = dict(zip(features.index, churn_reasons(self.churn_model, features)))
         model = str(self.churn_bento_model.tag)
         for user, probability in probabilities.items():
             self.prediction_log.add(
@@ -358,7 +362,13 @@ class InterestService:
             )
         users = [
             UserChurnRisk(
-                user_id=u, probability=probabilities.get(pseudonyms[u]), known_user=pseudonyms[u] in probabilities
+                user_id=u,
+                probability=probabilities.get(pseudonyms[u]),
+                known_user=pseudonyms[u] in probabilities,
+                reasons=[
+                    ChurnReason(feature=r.feature, value=r.value, typical=r.typical, effect=r.effect, text=r.text)
+                    for r in reasons.get(pseudonyms[u], [])
+                ],
             )
             for u in user_ids
         ]

@@ -87,6 +87,8 @@ class ChurnModel(Persisted, nn.Module):
     The input transform (signed log1p, then standardisation with the buffers ``feature_mean`` /
     ``feature_std``, set from training data by ``fit_standardisation``) lives inside the model, so
     ``save`` / ``load`` (hparams JSON + state_dict, buffers included) carry everything ``predict`` needs.
+    ``predict`` is Platt-calibrated: sigmoid(``platt_scale`` · logit + ``platt_bias``), the two fitted on users
+    held out of training (``fit_platt``; 1 and 0, i.e. the raw sigmoid, until then).
     Churn has no items: ``full_sort_predict`` returns the one churn probability per user.
     """
 
@@ -96,6 +98,8 @@ class ChurnModel(Persisted, nn.Module):
         n_features = len(feature_names)
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
+        self.register_buffer("platt_scale", torch.tensor(1.0))
+        self.register_buffer("platt_bias", torch.tensor(0.0))
         layers, width = [], n_features
         for hidden in hidden_dims:
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
@@ -113,16 +117,41 @@ class ChurnModel(Persisted, nn.Module):
         std = transformed.std(0, unbiased=False)
         self.feature_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))  # constant feature: centred only
 
+    def standardised(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input ``[B, F]``: transformed raw features, standardised (0 = the training mean)."""
+        return (self.transform(x) - self.feature_mean) / self.feature_std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers((self.transform(x) - self.feature_mean) / self.feature_std).squeeze(-1)
+        return self.layers(self.standardised(x)).squeeze(-1)
+
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        """Churn probabilities from the network's logits (Platt scaling)."""
+        return torch.sigmoid(self.platt_scale * logits + self.platt_bias)
+
+    @torch.no_grad()
+    def fit_platt(self, x: torch.Tensor, churned: torch.Tensor) -> None:
+        """Fit the Platt scale and bias on held-out users ``x`` / ``churned`` (1-D logistic regression of the
+        labels on the logits, with scikit-learn's default L2 penalty, which keeps a small or separable held-out set
+        from an unbounded scale); a held-out set of one class leaves them as they are."""
+        if churned.min() == churned.max():
+            return
+        logits = self.forward(x).numpy().astype(float).reshape(-1, 1)
+        fitted = LogisticRegression().fit(logits, churned.numpy())
+        self.platt_scale.fill_(float(fitted.coef_[0, 0]))
+        self.platt_bias.fill_(float(fitted.intercept_[0]))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Models saved before Platt scaling load with the raw sigmoid."""
+        defaults = {"platt_scale": torch.tensor(1.0), "platt_bias": torch.tensor(0.0)}
+        return super().load_state_dict({**defaults, **state_dict}, strict, assign)
 
     def calculate_loss(self, x: torch.Tensor, churned: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy of the labels ``[B]`` (1 = churned)."""
         return nn.functional.binary_cross_entropy_with_logits(self.forward(x), churned.float())
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Churn probability ``[B]``."""
-        return torch.sigmoid(self.forward(x))
+        """Calibrated churn probability ``[B]``."""
+        return self.calibrated(self.forward(x))
 
     def full_sort_predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(x)
@@ -133,17 +162,34 @@ def feature_tensor(features: pd.DataFrame, feature_names: list[str]) -> torch.Te
 
 
 def fit_model(features: pd.DataFrame, churned: pd.Series, cfg: dict, seed: int) -> tuple[ChurnModel, list[float]]:
-    """Adam on BCE over the training users; returns the model (eval mode) and each epoch's mean loss.
+    """Adam on BCE over the training users but a held-out share (``calibration_share``, stratified by label),
+    on which the Platt scaling is then fitted; returns the model (eval mode) and each epoch's mean loss.
 
     Runs on one CPU thread: batches of ~100 users x ~30 features gain nothing from intra-op threads,
     and on a busy machine the extra threads only wait (measured 14x slower with 2 threads under load).
     """
+    held_out = calibration_users(churned, cfg["calibration_share"], seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(features, churned, cfg, seed)
+        model, losses = _fit(features[~held_out], churned[~held_out], cfg, seed)
+        if held_out.any():
+            names = model.hparams["feature_names"]
+            labels = torch.from_numpy(churned[held_out].to_numpy(np.float32))
+            model.fit_platt(feature_tensor(features[held_out], names), labels)
+        return model, losses
     finally:
         torch.set_num_threads(threads)
+
+
+def calibration_users(churned: pd.Series, share: float, seed: int) -> np.ndarray:
+    """Mask of the users held out for calibration: ``share`` of each label's users, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(churned), dtype=bool)
+    for label in (False, True):
+        where = np.flatnonzero(churned.to_numpy() == label)
+        mask[rng.choice(where, int(round(share * len(where))), replace=False)] = True
+    return mask
 
 
 def _fit(features: pd.DataFrame, churned: pd.Series, cfg: dict, seed: int) -> tuple[ChurnModel, list[float]]:

@@ -219,6 +219,13 @@ def test_churn_risk_is_a_probability_per_user(stack, served):
     assert [user["user_id"] for user in answer["users"]] == ["u1", "u2", "nobody-we-know"]
     assert all(0.0 < p < 1.0 for p in probabilities[:2]) and probabilities[2] is None
     assert answer["horizon_days"] == 14 and answer["users"][2]["known_user"] is False
+    # The three inputs that move each known user's calibrated probability most, largest first, in words.
+    for user in answer["users"][:2]:
+        reasons = user["reasons"]
+        assert len(reasons) == 3 and len({r["feature"] for r in reasons}) == 3
+        assert [abs(r["effect"]) for r in reasons] == sorted((abs(r["effect"]) for r in reasons), reverse=True)
+        assert all(("raises the risk" in r["text"]) == (r["effect"] > 0) for r in reasons)
+    assert answer["users"][2]["reasons"] == []
 
 
 def test_interest_profile_is_decayed_to_now_with_half_lives(stack, served):

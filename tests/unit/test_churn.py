@@ -304,3 +304,71 @@ def test_too_little_history_before_the_training_cutoff_is_one_clear_sentence(tmp
     error = capsys.readouterr().err
     assert stop.value.code == 2 and "churn needs at least the horizon (30 days)" in error, error
     assert "Traceback" not in error
+
+
+def identity_model(names: list[str], weights: list[float]) -> churn.ChurnModel:
+    """A churn model whose logit is ``weights · z``, z = sign(x)·log1p|x| (logistic regression, no hidden layer,
+    standardisation left at 0 / 1)."""
+    model = churn.ChurnModel(names, hidden_dims=[], dropout=0.0)
+    with torch.no_grad():
+        model.layers[0].weight.copy_(torch.tensor([weights]))
+        model.layers[0].bias.zero_()
+    return model.eval()
+
+
+def raw_from(z: np.ndarray) -> np.ndarray:
+    """The raw feature values whose model input (sign(x)·log1p|x|) is ``z``."""
+    return np.sign(z) * np.expm1(np.abs(z))
+
+
+def test_platt_scaling_gets_the_planted_scale_and_bias_back():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=20_000)
+    churned = torch.from_numpy((rng.random(z.size) < 1 / (1 + np.exp(-(3 * z - 1)))).astype(np.float32))
+    model = identity_model(["a"], [1.0])
+    model.fit_platt(torch.from_numpy(raw_from(z)[:, None].astype(np.float32)), churned)
+    assert float(model.platt_scale) == pytest.approx(3.0, abs=0.15)
+    assert float(model.platt_bias) == pytest.approx(-1.0, abs=0.1)
+    x = torch.tensor([[raw_from(np.array([0.5]))[0]]], dtype=torch.float32)
+    assert float(model.predict(x)) == pytest.approx(1 / (1 + np.exp(-(model.platt_scale * 0.5 + model.platt_bias))))
+
+
+def test_a_model_saved_before_platt_scaling_loads_with_the_raw_sigmoid(tmp_path):
+    model = identity_model(["a"], [2.0])
+    model.save(tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("platt_")}, tmp_path / "model.pt")
+    loaded = churn.ChurnModel.load(tmp_path)
+    assert float(loaded.platt_scale) == 1.0 and float(loaded.platt_bias) == 0.0
+    x = torch.tensor([[3.0]])
+    assert float(loaded.predict(x)) == pytest.approx(float(torch.sigmoid(2 * torch.log1p(x)).squeeze()))
+
+
+def test_fit_model_holds_users_out_for_calibration_per_label():
+    churned = pd.Series([True] * 50 + [False] * 150)
+    held_out = churn.calibration_users(churned, 0.2, seed=0)
+    assert held_out[:50].sum() == 10 and held_out[50:].sum() == 30
+    assert (churn.calibration_users(churned, 0.2, seed=0) == held_out).all()
+
+
+def test_the_reasons_name_the_features_that_move_the_risk_with_their_exact_effect():
+    from models.pipeline.churn_reasons import churn_reasons, label
+
+    model = identity_model(["recency_days", "event_count", "decayed_view_h7"], [2.0, -0.5, 0.01])
+    features = pd.DataFrame(
+        {
+            "recency_days": raw_from(np.array([1.5, -1.0])),
+            "event_count": raw_from(np.array([0.2, 2.0])),
+            "decayed_view_h7": raw_from(np.array([1.0, 1.0])),
+        }
+    )
+    first, second = churn_reasons(model, features)
+    assert [r.feature for r in first] == ["recency_days", "event_count", "decayed_view_h7"]
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    assert first[0].effect == pytest.approx(sigmoid(3.0 - 0.1 + 0.01) - sigmoid(-0.1 + 0.01), rel=1e-5)
+    assert first[0].effect > 0 and "raises the risk" in first[0].text and "days since the last event" in first[0].text
+    # the second user: a recent event and many events both lower the risk, recency more (logit -2 vs -1)
+    assert [r.feature for r in second][:2] == ["recency_days", "event_count"]
+    assert all(r.effect < 0 for r in second[:2]) and "lowers the risk" in second[0].text
+    assert second[0].value == pytest.approx(features.iloc[1][second[0].feature], rel=1e-6)
+    assert label("decayed_view_h7") == "view events, decayed with a 7-day half-life"
