@@ -44,6 +44,11 @@ class Method:
     kind: str  # "baseline", "decay" (the fitted decay model), "repeat" (the
     # repeat-purchase family) or "model"
     own_items: bool = False  # ranks only the user's own items (ties aside): not applicable when they are left out
+    stops_early: bool = False  # the factory takes exclude_seen: its early stopping ranks as the evaluation does
+
+    def make(self, params: dict, exclude_seen: bool) -> ranking.Ranker:
+        """An unfitted ranker of ``params`` (a grid point), told whether the users' own items are left out."""
+        return self.factory(**params, **({"exclude_seen": exclude_seen} if self.stops_early else {}))
 
 
 # Rankers compared, by the name evaluate.yaml configures them under. Register further models here
@@ -60,9 +65,9 @@ RANKERS: dict[str, Method] = {
     "decay_logistic": Method(DecayRanker, "decay"),
     "decay_period": Method(DecayRanker, "decay"),
     "repeat": Method(RepeatRanker, "repeat", own_items=True),
-    "sasrec": Method(SequenceRanker, "baseline"),
-    "gru4rec": Method(SequenceRanker, "baseline"),
-    "neural_decay": Method(SequenceRanker, "model"),
+    "sasrec": Method(SequenceRanker, "baseline", stops_early=True),
+    "gru4rec": Method(SequenceRanker, "baseline", stops_early=True),
+    "neural_decay": Method(SequenceRanker, "model", stops_early=True),
     "item_ranker": Method(ItemRankerMethod, "model"),
 }
 
@@ -113,7 +118,7 @@ def tune(method: Method, spec: dict, validation: ranking.Split, exclude_seen: bo
     """The grid point with the best validation NDCG@10 (first of equals), and every point's score."""
     scores = []
     for point in grid_points(spec):
-        ranker = method.factory(**point).fit(validation.train)
+        ranker = method.make(point, exclude_seen).fit(validation.train)
         scores.append((point, ranking.evaluate(ranker, validation, exclude_seen=exclude_seen).mean("ndcg@10")))
     best = max(scores, key=lambda s: s[1])[0]
     return best, scores
@@ -197,7 +202,7 @@ def run_task(
         started = time.perf_counter()
         try:
             best, scores = tune(method, spec, validation, exclude)
-            ranker = method.factory(**best).fit(test.train)
+            ranker = method.make(best, exclude).fit(test.train)
         except ValueError as error:  # a method that can't be fitted on this data says why; the others run
             not_applicable[name] = f"could not be fitted: {error}"
             continue

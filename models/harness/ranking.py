@@ -35,6 +35,9 @@ class TrainData:
     events: pd.DataFrame  # cleaned events before the cutoff: user_id, item_id, category_id, event_type, ts, value
     items: pd.Index  # the catalogue: distinct item_ids of the train events; score columns follow it
     cutoff: pd.Timestamp
+    # per user, the instant a time-aware ranker predicts for when it is not ``cutoff`` (leave-one-out: each user's
+    # own latest train event + 1 s, since the others' events run on to the global cutoff); None: ``cutoff``
+    user_now: pd.Series | None = None
 
 
 class Ranker(Protocol):
@@ -222,7 +225,9 @@ def leave_one_out(events: pd.DataFrame, types: list[str], min_interactions: int)
     test target (their other events of its timestamp included, in file order), validation on the events before
     the validation target. Other users' events count up to their own targets, so a user's later history is
     never read, but other users' may be (as in RecBole). The train cutoff (what "recent" means to a ranker) is
-    the latest train event + 1 s. Relevant: the target item alone; ranking is over the whole train catalogue."""
+    the latest train event + 1 s; a time-aware sequence model predicts for each user at their own latest train
+    event + 1 s (``TrainData.user_now``), not months after it. Relevant: the target item alone; ranking is over
+    the whole train catalogue."""
     events = events.reset_index(drop=True)
     targets = events[events["event_type"].isin(types)]
     counts = targets.groupby("user_id").size()
@@ -239,7 +244,9 @@ def leave_one_out(events: pd.DataFrame, types: list[str], min_interactions: int)
         keep = before | limit_ts.isna()  # users outside the protocol keep every event
         train = events[keep.to_numpy()].reset_index(drop=True)
         cutoff = train["ts"].max() + pd.Timedelta(seconds=1)
-        data = TrainData(train, pd.Index(np.sort(train["item_id"].unique())), cutoff)
+        own = train[train["user_id"].isin(set(held_out["user_id"]))]
+        user_now = own.groupby("user_id")["ts"].max() + pd.Timedelta(seconds=1)
+        data = TrainData(train, pd.Index(np.sort(train["item_id"].unique())), cutoff, user_now)
         ordered = held_out.sort_values("user_id")
         return Split(data, ordered["user_id"].to_numpy(), [{i} for i in ordered["item_id"]], (cutoff, cutoff))
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from interest_decay.events.schema import EVENT_TYPES
 from models.harness.sequence_data import (
     Windows,
+    earlier_targets,
     event_codes,
     hold_out_last,
     length_batches,
@@ -287,18 +288,32 @@ def load_config(path: Path = DEFAULT_CONFIG, overrides: dict | None = None) -> d
     return {**yaml.safe_load(Path(path).read_text()), **(overrides or {})}
 
 
-def held_out_ndcg(model: NeuralDecayRecommender, windows: Windows, batch_size: int, k: int = 10) -> float:
+def held_out_ndcg(
+    model: NeuralDecayRecommender,
+    windows: Windows,
+    batch_size: int,
+    k: int = 10,
+    left_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """Mean NDCG@k of each window's last target ranked over all targets (one relevant item: 1 / log2(rank + 1)
-    within the top k; ties count against the target), without dropout or gradients."""
+    within the top k; ties count against the target), without dropout or gradients. ``left_out``: (window,
+    target) pairs sorted by window (``earlier_targets``) that are not ranked, as the harness's ``exclude_seen``."""
     model.eval()
     gains = []
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
+            stop = min(start + batch_size, len(windows))
+            batch = windows.batch(np.arange(start, stop))
             targets = batch["targets"][:, -1]
             scores = model.full_sort_predict(batch)
-            rank = (scores >= scores.gather(1, targets.clamp_min(0)[:, None])).sum(1)  # the target counts itself
-            gain = torch.where(rank <= k, 1.0 / torch.log2(rank.float() + 1), torch.zeros(len(rank)))
+            if left_out is not None:
+                lo, hi = np.searchsorted(left_out[0], [start, stop])
+                rows, cols = left_out[0][lo:hi] - start, left_out[1][lo:hi]
+                scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+            target_scores = scores.gather(1, targets.clamp_min(0)[:, None])
+            rank = (scores >= target_scores).sum(1)  # the target counts itself
+            found = (rank <= k) & (target_scores[:, 0] > -torch.inf)  # a target left out is never found
+            gain = torch.where(found, 1.0 / torch.log2(rank.float() + 1), torch.zeros(len(rank)))
             gains.append(gain[targets >= 0])
     return float(torch.cat(gains).mean()) if gains else 0.0
 
@@ -343,9 +358,12 @@ class SequenceRanker:
         target: str = "item_id",
         use_time_intervals: bool = True,
         seed: int = 0,
+        exclude_seen: bool = False,
         **overrides,
     ):
-        """``config`` and ``overrides`` (e.g. a grid's ``learning_rate=``) replace keys of ``sequence.yaml``."""
+        """``config`` and ``overrides`` (e.g. a grid's ``learning_rate=``) replace keys of ``sequence.yaml``.
+        ``exclude_seen``: the evaluation leaves out each user's own items (data without repeats), so the
+        held-out target of early stopping is ranked without them too."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         self.config = load_config(overrides={**(config or {}), **overrides})
@@ -353,6 +371,7 @@ class SequenceRanker:
         if unknown:
             raise ValueError(f"unknown sequence model keys {unknown}: models/harness/sequence.yaml lists the keys")
         self.target, self.use_time_intervals, self.seed = target, use_time_intervals, seed
+        self.exclude_seen = exclude_seen
         kind = "gru4rec" if self.config["encoder"] == "gru" else "tisasrec" if use_time_intervals else "sasrec"
         self.name = f"{kind}{'+repeat' if self.config['use_repeat'] else ''}" + (
             "" if target == "item_id" else "-category"
@@ -369,10 +388,12 @@ class SequenceRanker:
         self.categories = pd.Index(np.sort(data.events["category_id"].unique()))
         self.targets = data.items if self.target == "item_id" else self.categories
         codes = event_codes(data.events, data.items, self.categories, self.target, data.cutoff)
-        train, latest = training_windows(codes, cfg["max_len"])
-        held_out = None
+        train, users, latest = training_windows(codes, cfg["max_len"])
+        held_out, left_out = None, None
         if cfg["patience"] > 0:
             train, held_out = hold_out_last(train, latest)
+            if self.exclude_seen:
+                left_out = earlier_targets(codes, users[latest])
         self.model = NeuralDecayRecommender(
             len(data.items),
             len(self.categories),
@@ -380,12 +401,19 @@ class SequenceRanker:
             self.use_time_intervals,
             **{k: cfg[k] for k in MODEL_KEYS},
         )
-        self._train(train, held_out, rng)
-        self._windows, users = scoring_windows(codes, cfg["max_len"])
+        self._train(train, held_out, left_out, rng)
+        now = None if data.user_now is None else (data.user_now - data.cutoff) / pd.Timedelta(hours=1)
+        self._windows, users = scoring_windows(codes, cfg["max_len"], now)
         self._user_rows = pd.Index(users)
         return self
 
-    def _train(self, train: Windows, held_out: Windows | None, rng: np.random.Generator) -> None:
+    def _train(
+        self,
+        train: Windows,
+        held_out: Windows | None,
+        left_out: tuple[np.ndarray, np.ndarray] | None,
+        rng: np.random.Generator,
+    ) -> None:
         cfg = self.config
         optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
         best, best_state, stale = -math.inf, None, 0
@@ -395,7 +423,7 @@ class SequenceRanker:
             if held_out is None:
                 self.best_epoch = epoch
                 continue
-            self.held_out_history.append(held_out_ndcg(self.model, held_out, 4 * cfg["batch_size"]))
+            self.held_out_history.append(held_out_ndcg(self.model, held_out, 4 * cfg["batch_size"], left_out=left_out))
             if self.held_out_history[-1] > best:
                 best, stale, self.best_epoch = self.held_out_history[-1], 0, epoch
                 best_state = {k: v.clone() for k, v in self.model.state_dict().items()}

@@ -91,18 +91,23 @@ def cut_windows(codes: pd.DataFrame, rank: np.ndarray, max_len: int) -> tuple[Wi
     return windows, users, keys[1] == 0
 
 
-def training_windows(codes: pd.DataFrame, max_len: int) -> tuple[Windows, np.ndarray]:
+def training_windows(codes: pd.DataFrame, max_len: int) -> tuple[Windows, np.ndarray, np.ndarray]:
     """Every event that has a next one, as windows predicting that next event (the whole history is used);
-    and whether each window is its user's latest."""
+    the user of each window and whether it is its user's latest."""
     inputs = codes[codes["rank"] > 0]
-    windows, _, latest = cut_windows(inputs, inputs["rank"].to_numpy() - 1, max_len)
-    return windows, latest
+    windows, users, latest = cut_windows(inputs, inputs["rank"].to_numpy() - 1, max_len)
+    return windows, users, latest
 
 
-def scoring_windows(codes: pd.DataFrame, max_len: int) -> tuple[Windows, np.ndarray]:
-    """Each user's latest ``max_len`` events, one window per user, predicting at the cutoff (hour 0)."""
+def scoring_windows(
+    codes: pd.DataFrame, max_len: int, now_hours: pd.Series | None = None
+) -> tuple[Windows, np.ndarray]:
+    """Each user's latest ``max_len`` events, one window per user, predicting at the cutoff (hour 0), or at
+    ``now_hours`` (per user id, hours relative to the cutoff) for the users it names."""
     inputs = codes[codes["rank"] < max_len].copy()
-    inputs.loc[inputs["rank"] == 0, "next_hours"] = 0.0
+    last = inputs["rank"] == 0
+    now = 0.0 if now_hours is None else inputs.loc[last, "user_id"].map(now_hours).fillna(0.0).astype(np.float32)
+    inputs.loc[last, "next_hours"] = now
     windows, users, _ = cut_windows(inputs, inputs["rank"].to_numpy(), max_len)
     return windows, users
 
@@ -116,6 +121,17 @@ def hold_out_last(windows: Windows, latest: np.ndarray) -> tuple[Windows, Window
     train_targets = windows.targets.copy()
     train_targets[rows, -1] = -1
     return replace(windows, targets=train_targets), held_out
+
+
+def earlier_targets(codes: pd.DataFrame, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(window, target) pairs, sorted by window: for held-out window ``i`` (of user ``users[i]``), every target of
+    the user's events before the held-out last one. Ranking the held-out target without them is what the harness
+    does with ``exclude_seen`` (data without repeats), so early stopping measures what the test measures."""
+    earlier = codes[(codes["rank"] > 0) & (codes["target"] >= 0)]
+    rows = pd.Index(users).get_indexer(earlier["user_id"])
+    pairs = np.unique(np.stack([rows, earlier["target"].to_numpy()]), axis=1)
+    pairs = pairs[:, pairs[0] >= 0]
+    return pairs[0], pairs[1]
 
 
 def length_batches(windows: Windows, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -292,6 +292,11 @@ def test_leave_one_out_holds_out_each_users_last_and_second_to_last_interaction(
         "d": ["i5"],
     }
     assert test.train.cutoff == T0 + pd.Timedelta(days=5, seconds=1)  # the latest train event (b's) + 1 s
+    second = pd.Timedelta(seconds=1)  # each protocol user's own now: their latest train event + 1 s
+    assert test.train.user_now.to_dict() == {
+        "a": T0 + pd.Timedelta(days=3) + second,
+        "d": T0 + pd.Timedelta(days=2) + second,
+    }
     assert ranking.leave_one_out(data, ["purchase"], min_interactions=4)[1].users.tolist() == ["a"]
 
 

@@ -7,7 +7,7 @@ import torch
 
 from models.harness.ranking import TrainData
 from models.harness.sequence import NeuralDecayRecommender, SequenceRanker, event_codes, held_out_ndcg, scoring_windows
-from models.harness.sequence_data import Windows
+from models.harness.sequence_data import Windows, earlier_targets, training_windows
 
 CUTOFF = pd.Timestamp("2024-03-01", tz="UTC")
 SMALL = {
@@ -103,6 +103,10 @@ def test_scoring_window_holds_the_latest_events_in_time_order_and_predicts_at_th
     assert windows.query_hours[u1].tolist() == [-3, -2, -1, 0]  # next event's time; the cutoff after the last
     u2 = list(users).index("u2")
     assert windows.event_types[u2].tolist() == [0, 0, 0, 2]  # left-padded; "cart" is the second type
+    own_now = pd.Series({"u2": -48.0})  # u2 is ranked two days before the cutoff (leave-one-out's own "now")
+    windows, users = scoring_windows(codes, max_len=4, now_hours=own_now)
+    assert windows.query_hours[list(users).index("u2")].tolist() == [0, 0, 0, -48]
+    assert windows.query_hours[list(users).index("u1")].tolist() == [-3, -2, -1, 0]
 
 
 @pytest.mark.parametrize("use_time_intervals", [True, False])
@@ -233,3 +237,59 @@ def test_held_out_ndcg_by_hand():
     )
     expected = (1.0 + 1 / np.log2(4) + 0.0) / 3
     assert held_out_ndcg(Fixed(), windows, batch_size=2) == pytest.approx(expected)
+
+
+def test_held_out_ndcg_leaves_out_what_the_evaluation_leaves_out():
+    """As test_held_out_ndcg_by_hand, with items 0 and 1 left out of the second window's ranking (its target 2
+    becomes 1st) and the third window's own target left out (it is not found, though 6th)."""
+
+    class Fixed:
+        def eval(self):
+            return self
+
+        def full_sort_predict(self, batch):
+            return torch.arange(12, 0, -1, dtype=torch.float32).repeat(len(batch["items"]), 1)
+
+    ones = np.ones((3, 2), dtype=np.int64)
+    windows = Windows(
+        ones,
+        ones,
+        ones,
+        ones.astype(np.float32),
+        ones.astype(np.float32),
+        ones - 1,
+        np.array([[-1, 0], [-1, 2], [-1, 5]]),
+    )
+    left_out = (np.array([1, 1, 2]), np.array([0, 1, 5]))
+    assert held_out_ndcg(Fixed(), windows, batch_size=2, left_out=left_out) == pytest.approx(2 / 3)
+    assert held_out_ndcg(Fixed(), windows, batch_size=2) == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(7)) / 3)
+
+
+def test_earlier_targets_are_each_users_items_before_the_held_out_one():
+    t = CUTOFF - pd.Timedelta(days=3)
+    data = train_data(
+        [
+            ("u1", "a", "c", "view", t),
+            ("u1", "b", "c", "view", t + pd.Timedelta(hours=1)),
+            ("u1", "a", "c", "purchase", t + pd.Timedelta(hours=2)),
+            ("u1", "c", "c", "view", t + pd.Timedelta(hours=3)),  # u1's held-out target: c
+            ("u2", "b", "c", "view", t),
+            ("u2", "a", "c", "view", t + pd.Timedelta(hours=1)),  # u2's held-out target: a
+            ("u3", "c", "c", "view", t),  # a single event: no training window
+        ]
+    )
+    codes = event_codes(data.events, data.items, pd.Index(["c"]), "item_id", CUTOFF)
+    _, users, latest = training_windows(codes, max_len=4)
+    held_out_users = users[latest]
+    rows, targets = earlier_targets(codes, held_out_users)
+    pairs = {(held_out_users[r], data.items[t]) for r, t in zip(rows, targets)}
+    assert pairs == {("u1", "a"), ("u1", "b"), ("u2", "b")}
+    assert (np.diff(rows) >= 0).all()
+
+
+def test_early_stopping_can_rank_without_the_users_own_items():
+    ranker = SequenceRanker({**SMALL, "epochs": 3, "patience": 2}, exclude_seen=True).fit(chain_data(60))
+    plain = SequenceRanker({**SMALL, "epochs": 3, "patience": 2}).fit(chain_data(60))
+    assert len(ranker.held_out_history) == len(plain.held_out_history) == 3
+    # a 15-step walk round a 10-item cycle has seen its next item: left out, it is never found
+    assert max(ranker.held_out_history) == 0.0 < max(plain.held_out_history)
