@@ -212,57 +212,45 @@ def test_unknown_keys_are_refused_with_the_yaml_named():
         NeuralDecayRecommender(3, 1, encoder="lstm")
 
 
+class FixedScores:
+    """A model of fixed scores, 12 down to 1 over 12 items (only ``eval`` and ``full_sort_predict`` are read);
+    ``tie``: a window whose target is item 2 gets item 1's score on it."""
+
+    def __init__(self, tie: bool = False):
+        self.tie = tie
+
+    def eval(self):
+        return self
+
+    def full_sort_predict(self, batch):
+        scores = torch.arange(12, 0, -1, dtype=torch.float32).repeat(len(batch["items"]), 1)
+        if self.tie:
+            tied = batch["targets"][:, -1] == 2
+            scores[tied, 2] = scores[tied, 1]
+        return scores
+
+
+def last_targets(*targets: int) -> Windows:
+    """Windows of two columns whose last targets are ``targets``."""
+    ones = np.ones((len(targets), 2), dtype=np.int64)
+    last = np.stack([np.full(len(targets), -1), np.array(targets)], axis=1)
+    return Windows(ones, ones, ones, ones.astype(np.float32), ones.astype(np.float32), ones - 1, last)
+
+
 def test_held_out_ndcg_by_hand():
     """Three windows whose last targets rank 1st, 3rd (tied with one above: counted below it) and 12th of 12."""
-
-    class Fixed:  # a model of fixed scores: only full_sort_predict is read
-        def eval(self):
-            return self
-
-        def full_sort_predict(self, batch):
-            scores = torch.arange(12, 0, -1, dtype=torch.float32).repeat(len(batch["items"]), 1)
-            tied = batch["targets"][:, -1] == 2
-            scores[tied, 2] = scores[tied, 1]  # target 2 ties with item 1
-            return scores
-
-    ones = np.ones((3, 2), dtype=np.int64)
-    windows = Windows(
-        ones,
-        ones,
-        ones,
-        ones.astype(np.float32),
-        ones.astype(np.float32),
-        ones - 1,
-        np.array([[-1, 0], [-1, 2], [-1, 11]]),
-    )
     expected = (1.0 + 1 / np.log2(4) + 0.0) / 3
-    assert held_out_ndcg(Fixed(), windows, batch_size=2) == pytest.approx(expected)
+    assert held_out_ndcg(FixedScores(tie=True), last_targets(0, 2, 11), batch_size=2) == pytest.approx(expected)
 
 
 def test_held_out_ndcg_leaves_out_what_the_evaluation_leaves_out():
-    """As test_held_out_ndcg_by_hand, with items 0 and 1 left out of the second window's ranking (its target 2
-    becomes 1st) and the third window's own target left out (it is not found, though 6th)."""
-
-    class Fixed:
-        def eval(self):
-            return self
-
-        def full_sort_predict(self, batch):
-            return torch.arange(12, 0, -1, dtype=torch.float32).repeat(len(batch["items"]), 1)
-
-    ones = np.ones((3, 2), dtype=np.int64)
-    windows = Windows(
-        ones,
-        ones,
-        ones,
-        ones.astype(np.float32),
-        ones.astype(np.float32),
-        ones - 1,
-        np.array([[-1, 0], [-1, 2], [-1, 5]]),
-    )
+    """Targets 0, 2, 5 rank 1st, 3rd, 6th; with items 0 and 1 left out of the second window's ranking its target
+    becomes 1st, and the third window's own target left out is not found."""
+    windows = last_targets(0, 2, 5)
     left_out = (np.array([1, 1, 2]), np.array([0, 1, 5]))
-    assert held_out_ndcg(Fixed(), windows, batch_size=2, left_out=left_out) == pytest.approx(2 / 3)
-    assert held_out_ndcg(Fixed(), windows, batch_size=2) == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(7)) / 3)
+    assert held_out_ndcg(FixedScores(), windows, batch_size=2, left_out=left_out) == pytest.approx(2 / 3)
+    expected = (1 + 1 / np.log2(4) + 1 / np.log2(7)) / 3
+    assert held_out_ndcg(FixedScores(), windows, batch_size=2) == pytest.approx(expected)
 
 
 def test_earlier_targets_are_each_users_items_before_the_held_out_one():
