@@ -1,9 +1,9 @@
 """Item ranker: scores a user's candidate items from item-level signals (``models.pipeline.item_signals``).
 
-A small network (signals → ``hidden`` → ``hidden`` → score, ReLU) over the standardised signals of each (user,
-item) candidate: the user's history with the item (frequency, recency windows, days since the last event against
-the item's repurchase gap), the user's activity and the item's popularity and trend. It learns how those combine,
-so how fast an interest fades (and whether it does) comes from the data.
+A small network (signals → ``hidden`` → ``hidden`` → score, ReLU; the mean of ``members`` such networks) over the
+standardised signals of each (user, item) candidate: the user's history with the item (frequency, recency windows,
+days since the last event against the item's repurchase gap), the user's activity and the item's popularity and
+trend. It learns how those combine, so how fast an interest fades (and whether it does) comes from the data.
 
 Training (``fit_item_ranker``): ``windows`` label windows of ``window_days`` days, the last one ending at the
 cutoff and each earlier one ``step_days`` before; the signals are computed at each window's start and an item is
@@ -16,6 +16,7 @@ Contract shared by the platform's models: ``forward``, ``calculate_loss``, ``pre
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,29 +33,50 @@ NOT_A_CANDIDATE = -1e6  # below every candidate's score; the item's recent popul
 
 
 class ItemRanker(Persisted, nn.Module):
-    def __init__(self, n_signals: int = len(SIGNALS), hidden: int = 32):
+    """``members`` networks of the same shape (signals → ``hidden`` → ``hidden`` → score, ReLU), each from its own
+    initialisation (nn.Linear's), stored stacked so that all members run as three batched matrix products; the
+    score is the members' mean, which depends less on the seed than one network's score does."""
+
+    def __init__(self, n_signals: int = len(SIGNALS), hidden: int = 32, members: int = 1):
         super().__init__()
-        self.hparams = {"n_signals": n_signals, "hidden": hidden}
+        self.hparams = {"n_signals": n_signals, "hidden": hidden, "members": members}
         self.register_buffer("mean", torch.zeros(n_signals))
         self.register_buffer("scale", torch.ones(n_signals))
-        self.net = nn.Sequential(
-            nn.Linear(n_signals, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-        )
+        shapes = ((n_signals, hidden), (hidden, hidden), (hidden, 1))  # (inputs, outputs) per layer
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(members, i, o)) for i, o in shapes)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, 1, o)) for _, o in shapes)
+        for weight, bias in zip(self.weights, self.biases):
+            bound = 1 / math.sqrt(weight.shape[1])  # nn.Linear's: U(-1/sqrt(inputs), 1/sqrt(inputs))
+            nn.init.uniform_(weight, -bound, bound)
+            nn.init.uniform_(bias, -bound, bound)
 
     def standardise_with(self, signals: torch.Tensor) -> None:
         """Take the signals' mean and spread from training rows ``[N, S]`` (kept in the state_dict)."""
         self.mean.copy_(signals.mean(0))
         self.scale.copy_(signals.std(0, correction=0).clamp(min=1e-6))
 
+    def member_scores(self, signals: torch.Tensor) -> torch.Tensor:
+        """Each member's scores ``[members, N]`` of candidate rows ``[N, S]``."""
+        x = ((signals - self.mean) / self.scale).expand(len(self.weights[0]), *signals.shape)
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if layer < len(self.weights) - 1:
+                x = torch.relu(x)
+        return x.squeeze(-1)
+
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
-        """Scores ``[N]`` of candidate rows ``[N, S]`` (higher is better)."""
-        return self.net((signals - self.mean) / self.scale).squeeze(-1)
+        """Scores ``[N]`` of candidate rows ``[N, S]`` (higher is better): the members' mean."""
+        return self.member_scores(signals).mean(0)
 
     def calculate_loss(self, signals: torch.Tensor, relevant: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Listwise loss: per group (a user in a window; ``groups`` ``[N]`` from 0), the cross-entropy between the
         softmax of its candidates' scores and the uniform distribution over its relevant candidates (``relevant``
-        ``[N]``, 0/1). Groups without a relevant candidate do not count."""
-        scores = self.forward(signals)
+        ``[N]``, 0/1). Groups without a relevant candidate do not count. Each member is trained on its own scores
+        (the mean of the members' losses), so the members stay independent models and their mean an ensemble."""
+        return torch.stack([self._listwise(scores, relevant, groups) for scores in self.member_scores(signals)]).mean()
+
+    @staticmethod
+    def _listwise(scores: torch.Tensor, relevant: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         n = int(groups.max()) + 1
         top = torch.full((n,), -torch.inf).scatter_reduce(0, groups, scores.detach(), reduce="amax")
         shifted = scores - top[groups]
@@ -83,6 +105,7 @@ class ItemRanker(Persisted, nn.Module):
 @dataclass(frozen=True)
 class RankerConfig:
     hidden: int = 32  # units per hidden layer
+    members: int = 5  # networks averaged (each from its own initialisation)
     epochs: int = 30  # full-batch Adam steps per training window
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
@@ -140,7 +163,7 @@ def fit_item_ranker(events: pd.DataFrame, cutoff: pd.Timestamp, cfg: RankerConfi
             f"least {cfg.window_days:g} days of events with purchases before the cutoff"
         )
     torch.manual_seed(cfg.seed)
-    model = ItemRanker(len(SIGNALS), cfg.hidden)
+    model = ItemRanker(len(SIGNALS), cfg.hidden, cfg.members)
     model.standardise_with(torch.cat([s[0] for s in sets]))
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     model.train()

@@ -137,11 +137,11 @@ def item_ranker(split, calls: int) -> dict:
 
 def served_recommender(calls: int) -> dict:
     """The served model (the item ranker) at its served size: 60 candidates of one user, random weights."""
-    from models.pipeline.item_ranker import ItemRanker
+    from models.pipeline.item_ranker import ItemRanker, RankerConfig
     from models.pipeline.item_signals import SIGNALS
 
     torch.manual_seed(0)
-    model = ItemRanker().eval()
+    model = ItemRanker(hidden=RankerConfig.hidden, members=RankerConfig.members).eval()
     x = torch.randn(60, len(SIGNALS))
     int8 = quantized(model)
     latency = {
@@ -153,7 +153,7 @@ def served_recommender(calls: int) -> dict:
             torch.topk(int8.predict(x), 10).indices.tolist()
         )
     return {
-        "shape": {"candidates": 60, "signals": len(SIGNALS), "hidden": model.hparams["hidden"]},
+        "shape": {"candidates": 60, "signals": len(SIGNALS), **model.hparams},
         "full_sort_predict_one_user": latency,
         "int8_over_fp32_p50": latency["int8"]["p50_us"] / latency["fp32"]["p50_us"],
         "same_top10_for_a_random_user": same_top10,

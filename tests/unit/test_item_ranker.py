@@ -109,9 +109,10 @@ def test_contract_save_load_and_full_sort():
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-def test_save_and_load_give_the_same_scores(tmp_path):
+@pytest.mark.parametrize("members", [1, 3])
+def test_save_and_load_give_the_same_scores(tmp_path, members):
     torch.manual_seed(1)
-    model = ItemRanker(len(SIGNALS), hidden=8)
+    model = ItemRanker(len(SIGNALS), hidden=8, members=members)
     model.standardise_with(torch.rand(20, len(SIGNALS)) * 5)
     model.eval().save(tmp_path)
     loaded = ItemRanker.load(tmp_path)
@@ -132,6 +133,37 @@ def test_listwise_loss_of_a_known_case():
     # a group without a relevant candidate does not count
     no_hit = model.calculate_loss(signals, torch.tensor([1.0, 0, 0, 0, 0]), groups).item()
     assert no_hit == pytest.approx(math.log(2))
+
+
+def test_an_ensemble_scores_and_learns_as_its_members_alone():
+    """Members x 3: the score is the members' mean, the loss the mean of each member's own loss, and one step of
+    the ensemble moves each member exactly as a step of that member alone would."""
+    torch.manual_seed(2)
+    signals, groups = torch.rand(6, len(SIGNALS)), torch.tensor([0, 0, 0, 1, 1, 1])
+    relevant = torch.tensor([0.0, 1, 0, 1, 0, 1])
+    ensemble = ItemRanker(len(SIGNALS), hidden=4, members=3)
+    ensemble.standardise_with(signals)
+    alone = []
+    for k in range(3):
+        single = ItemRanker(len(SIGNALS), hidden=4)
+        single.load_state_dict(
+            {name: value[k : k + 1].clone() for name, value in ensemble.state_dict().items()}
+            | {"mean": ensemble.mean, "scale": ensemble.scale}
+        )
+        alone.append(single)
+    assert torch.allclose(ensemble.predict(signals), torch.stack([m.predict(signals) for m in alone]).mean(0))
+    losses = [m.calculate_loss(signals, relevant, groups) for m in alone]
+    assert ensemble.calculate_loss(signals, relevant, groups).item() == pytest.approx(
+        float(torch.stack(losses).mean()), rel=1e-6
+    )
+    # the mean scales each member's gradient by 1 / members (Adam, which training uses, is invariant to that)
+    for model, rate in ((ensemble, 0.03), *((m, 0.01) for m in alone)):
+        optimiser = torch.optim.SGD(model.parameters(), lr=rate)
+        model.calculate_loss(signals, relevant, groups).backward()
+        optimiser.step()
+    for k, single in enumerate(alone):
+        for stacked, own in zip(ensemble.parameters(), single.parameters()):
+            assert torch.allclose(stacked[k : k + 1], own, atol=1e-6)
 
 
 def test_windows_end_at_the_cutoff_and_start_after_the_first_event():
