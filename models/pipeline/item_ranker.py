@@ -50,6 +50,16 @@ class ItemRanker(Persisted, nn.Module):
             nn.init.uniform_(weight, -bound, bound)
             nn.init.uniform_(bias, -bound, bound)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A one-network ranker saved before the members were stacked (``nn.Linear`` layers ``net.0`` / ``net.2`` /
+        ``net.4``: a champion in the model store from an earlier version) loads as a one-member ranker."""
+        for layer, linear in enumerate((0, 2, 4)):
+            weight = state_dict.pop(f"{prefix}net.{linear}.weight", None)
+            if weight is not None:
+                state_dict[f"{prefix}weights.{layer}"] = weight.T.unsqueeze(0)
+                state_dict[f"{prefix}biases.{layer}"] = state_dict.pop(f"{prefix}net.{linear}.bias").view(1, 1, -1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def standardise_with(self, signals: torch.Tensor) -> None:
         """Take the signals' mean and spread from training rows ``[N, S]`` (kept in the state_dict)."""
         self.mean.copy_(signals.mean(0))

@@ -1,5 +1,6 @@
 """The item ranker: its signals on hand-computed events, its model contract, and a planted rule it must learn."""
 
+import json
 import math
 
 import numpy as np
@@ -133,6 +134,29 @@ def test_listwise_loss_of_a_known_case():
     # a group without a relevant candidate does not count
     no_hit = model.calculate_loss(signals, torch.tensor([1.0, 0, 0, 0, 0]), groups).item()
     assert no_hit == pytest.approx(math.log(2))
+
+
+def test_a_one_network_ranker_saved_by_an_earlier_version_loads(tmp_path):
+    """A champion saved before the members were stacked (nn.Linear layers, no ``members``) scores as it did."""
+    torch.manual_seed(3)
+    n, hidden = len(SIGNALS), 8
+    net = torch.nn.Sequential(
+        torch.nn.Linear(n, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 1),
+    )
+    mean, scale = torch.rand(n), torch.rand(n) + 0.5
+    state = {"mean": mean, "scale": scale, **{f"net.{k}": v for k, v in net.state_dict().items()}}
+    (tmp_path / "hparams.json").write_text(json.dumps({"n_signals": n, "hidden": hidden}))
+    torch.save(state, tmp_path / "model.pt")
+    loaded = ItemRanker.load(tmp_path)
+    signals = torch.rand(9, n)
+    with torch.no_grad():
+        expected = net((signals - mean) / scale).squeeze(-1)
+    assert loaded.hparams["members"] == 1
+    assert torch.allclose(loaded.predict(signals), expected, atol=1e-6)
 
 
 def test_an_ensemble_scores_and_learns_as_its_members_alone():
